@@ -1,0 +1,29 @@
+# The two set-up commands of README.md: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/vmsim fit-mix
+
+test: $(STAMP)
+	$(BIN)/ruff check sim tests benchmarks
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_vmap.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check sim tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,120 @@
+"""The ``vmsim`` command line: parse, call, print.  No model logic here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from sim.errors import InputError
+from sim.kernel.vmap import SEARCH_MODES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate the Linux vmalloc allocator.")
+
+
+def _search_option(value: str | None) -> str | None:
+    if value is not None and value not in SEARCH_MODES:
+        raise typer.BadParameter(f"expected one of {', '.join(SEARCH_MODES)}")
+    return value
+
+
+@app.command()
+def replay(
+    trace: Annotated[Path, typer.Argument(help="JSONL trace in the vectors format.")],
+    search: Annotated[
+        str | None,
+        typer.Option(help="v5.3 or v5.18 (default: the trace header's, else v5.3).", callback=_search_option),
+    ] = None,
+    check: Annotated[bool, typer.Option(help="Compare with each line's expected 'out'; exit 1 on a mismatch.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the result lines here instead of standard output.")] = None,
+) -> None:
+    """Replay a vmalloc trace through the allocator core.
+
+    Writes one line per op with the result (same format); with --check prints
+    ops, mismatches and the first mismatch instead.  Ends with the fit-type mix.
+    """
+    from sim.replay import read_trace
+    from sim.replay import replay as run_replay
+    from sim.results import atomic_write_lines
+
+    header, ops = read_trace(trace)
+    report, lines = run_replay(header, ops, search=search, check=check)
+    summary = sys.stdout
+    if out is not None:
+        atomic_write_lines(out, lines)
+    elif check:
+        for _ in lines:
+            pass
+    else:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        summary = sys.stderr
+    _print_replay_summary(report, check, summary)
+    if check and report.mismatches:
+        raise typer.Exit(1)
+
+
+def _print_replay_summary(report, check: bool, stream) -> None:
+    mix = report.fit_mix()
+    print(
+        f"search {report.search}: {report.ops} ops, {report.allocs} allocs "
+        f"({report.failed_allocs} failed), {report.frees} frees ({report.failed_frees} unknown), "
+        f"{report.checks} checks",
+        file=stream,
+    )
+    print("fit mix: " + ", ".join(f"{k} {report.fits[k]} ({v:.1%})" for k, v in mix.items()), file=stream)
+    if check:
+        print(f"compared {report.compared} ops, mismatches {report.mismatches}", file=stream)
+        m = report.first_mismatch
+        if m is not None:
+            print(f"first mismatch at line {m['line']}:", file=stream)
+            for ctx in m["context"]:
+                print(f"  line {ctx['line']}: in {_short(ctx['in'])} -> {_short(ctx['out'])}", file=stream)
+            print(f"  line {m['line']}: in {_short(m['in'])}", file=stream)
+            print(f"    expected {_short(m['expected'])}", file=stream)
+            print(f"    got      {_short(m['got'])}", file=stream)
+
+
+def _short(obj: object, limit: int = 300) -> str:
+    import json
+
+    text = json.dumps(obj, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+@app.command("fit-mix")
+def fit_mix(
+    workload: Annotated[str, typer.Option(help="fork-stacks or random-sizes.")] = "fork-stacks",
+    live: Annotated[int, typer.Option(min=1, help="Live areas in the steady state.")] = 2000,
+    steps: Annotated[int, typer.Option(min=1, help="Free/alloc steps after the fill.")] = 20000,
+    search: Annotated[str, typer.Option(help="v5.3 or v5.18.", callback=_search_option)] = "v5.3",
+    seed: Annotated[int, typer.Option(help="Seed of the random frees.")] = 1,
+) -> None:
+    """Run a built-in churn workload on the allocator core and print its fit-type mix."""
+    from sim.workloads.churn import CHURN_KINDS, run_churn
+
+    if workload not in CHURN_KINDS:
+        raise InputError("--workload", None, f"expected one of {', '.join(CHURN_KINDS)}, got {workload!r}")
+    result = run_churn(workload, live, steps, np.random.default_rng(seed), search=search)
+    total = sum(result.fits.values())
+    print(f"{workload}: {live} live areas, {steps} free/alloc steps, search {search}, seed {seed}")
+    print(f"{'fit':<4} {'allocs':>8} {'share':>8}")
+    for name, share in result.fit_mix().items():
+        print(f"{name:<4} {result.fits[name]:>8} {share:>8.1%}")
+    print(f"{'all':<4} {total:>8} {'':>8}  failed: {result.failures}")
+
+
+def main() -> None:
+    """Console entry point: bad input becomes one line on stderr and exit 2."""
+    try:
+        app()
+    except InputError as err:
+        print(f"vmsim: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

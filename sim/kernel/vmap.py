@@ -1,0 +1,597 @@
+"""The vmap address-space allocator core of Linux v5.3 (mm/vmalloc.c).
+
+This is the part of vmalloc that decides *where* a request goes: the augmented
+red-black tree of free blocks plus their address-ordered list, the busy areas,
+the lowest-match search, the four fit types, and the merge on free.  It is pure
+and synchronous: no SimPy, no I/O, no randomness.  Everything that needs memory
+(the extra ``struct vmap_area`` of an NE_FIT split) goes through an
+:class:`ObjectProvider`, so the slab model and the split-object strategies of
+the machine plug in without touching this file.
+
+Two search modes are offered, because the kernel changed the rule:
+
+* ``"v5.3"``: search length ``size + align - 1`` for every request;
+* ``"v5.18"``: search length ``size`` when ``align <= PAGE_SIZE`` or the window
+  is exactly ``size`` long (9333fe98d0a6, "add adjust_search_size parameter"),
+  and ``vstart`` steps past a parent whose right subtree the climb enters
+  (9f531973dff3).
+
+Failures are reported with the negative error codes that later kernels (late
+2023) return from ``__alloc_vmap_area``, so that "no space" and "no memory for
+the split object" can be told apart even though v5.3 itself could not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import IntEnum
+from itertools import pairwise
+from typing import Literal, Protocol
+
+from sim.kernel.rbtree import (
+    RBNode,
+    RBRoot,
+    rb_check,
+    rb_erase_augmented,
+    rb_insert_augmented,
+    rb_iter,
+)
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+ULONG_MAX = (1 << 64) - 1
+
+# x86_64, 4-level paging (arch/x86/include/asm/pgtable_64_types.h, v5.3).
+VMALLOC_START = 0xFFFFC90000000000
+VMALLOC_END = 0xFFFFE8FFFFFFFFFF
+MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + 1 GiB (KASLR image size)
+MODULES_END = 0xFFFFFFFFFF000000
+
+# Error codes of __alloc_vmap_area since late 2023 (negative errno).
+ENOENT = -2  # no free block satisfies the search
+ENOMEM = -12  # the NE_FIT split could not get its extra vmap_area
+EINVAL = -22  # the found block does not contain the area (NOTHING_FIT)
+ERANGE = -34  # the aligned start plus size passes vend
+
+SearchMode = Literal["v5.3", "v5.18"]
+SEARCH_MODES: tuple[str, ...] = ("v5.3", "v5.18")
+
+
+class FitType(IntEnum):
+    """``enum fit_type`` of mm/vmalloc.c."""
+
+    NOTHING_FIT = 0
+    FL_FIT_TYPE = 1
+    LE_FIT_TYPE = 2
+    RE_FIT_TYPE = 3
+    NE_FIT_TYPE = 4
+
+
+FIT_NAMES = {1: "FL", 2: "LE", 3: "RE", 4: "NE"}
+NOTHING_FIT, FL_FIT_TYPE, LE_FIT_TYPE, RE_FIT_TYPE, NE_FIT_TYPE = 0, 1, 2, 3, 4  # hot-path ints
+
+
+class VmapArea(RBNode):
+    """``struct vmap_area``: one object describes either a free block or a busy area.
+
+    ``subtree_max_size`` is the augmented value of the free tree: the largest
+    block size in the node's subtree.  ``va_size`` caches ``va_end - va_start``
+    (the kernel's ``va_size()``) so that the tree walks read one shared int
+    instead of two per node; whoever moves an edge of a free block updates it.
+    """
+
+    __slots__ = ("subtree_max_size", "va_end", "va_size", "va_start")
+
+    def __init__(self, va_start: int = 0, va_end: int = 0) -> None:
+        # RBNode.__init__ inlined: one object is made per split and per area
+        self.rb_left = None
+        self.rb_right = None
+        self.rb_parent = None
+        self.rb_red = True
+        self.va_start = va_start
+        self.va_end = va_end
+        self.va_size = va_end - va_start
+        self.subtree_max_size = 0
+
+    def __repr__(self) -> str:
+        return f"VmapArea({self.va_start:#x}, {self.va_end:#x})"
+
+
+class ObjectProvider(Protocol):
+    """Where the core takes ``vmap_area`` objects from and gives them back to.
+
+    ``alloc_split_object`` is the NE_FIT split's object (in v5.2 a GFP_NOWAIT
+    ``kmem_cache_alloc`` under the lock; in v5.3 the per-CPU preload first).
+    It returns ``None`` when no object can be had, and the split then fails
+    with the free space untouched.  ``free_object`` is ``kmem_cache_free``.
+    """
+
+    def alloc_split_object(self) -> VmapArea | None: ...
+
+    def free_object(self, va: VmapArea) -> None: ...
+
+
+class CountingProvider:
+    """An object provider with unlimited objects that counts traffic.
+
+    ``fail_next_split`` makes the next split request fail once (the vectors'
+    ``fail_split`` flag).  ``in_use`` is objects taken minus objects returned.
+    """
+
+    __slots__ = ("allocated", "fail_next_split", "failed", "freed")
+
+    def __init__(self) -> None:
+        self.allocated = 0
+        self.freed = 0
+        self.failed = 0
+        self.fail_next_split = False
+
+    def alloc_split_object(self) -> VmapArea | None:
+        if self.fail_next_split:
+            self.fail_next_split = False
+            self.failed += 1
+            return None
+        self.allocated += 1
+        return VmapArea()
+
+    def free_object(self, va: VmapArea) -> None:
+        self.freed += 1
+
+    @property
+    def in_use(self) -> int:
+        return self.allocated - self.freed
+
+
+class _SubtreeMaxSize:
+    """``free_vmap_area_rb_augment_cb``: the propagate, copy and rotate callbacks
+    of RB_DECLARE_CALLBACKS with compute_subtree_max_size (v5.3)."""
+
+    @staticmethod
+    def propagate(node: RBNode | None, stop: RBNode | None) -> None:
+        while node is not stop:
+            best = compute_subtree_max_size(node)  # type: ignore[arg-type]
+            if node.subtree_max_size == best:  # type: ignore[union-attr]
+                break
+            node.subtree_max_size = best  # type: ignore[union-attr]
+            node = node.rb_parent  # type: ignore[union-attr]
+
+    @staticmethod
+    def copy(old: RBNode, new: RBNode) -> None:
+        new.subtree_max_size = old.subtree_max_size  # type: ignore[attr-defined]
+
+    @staticmethod
+    def rotate(old: RBNode, new: RBNode) -> None:
+        new.subtree_max_size = old.subtree_max_size  # type: ignore[attr-defined]
+        old.subtree_max_size = compute_subtree_max_size(old)  # type: ignore[arg-type,attr-defined]
+
+
+FREE_VMAP_AREA_RB_AUGMENT_CB = _SubtreeMaxSize()
+
+
+def augment_tree_propagate_from(va: VmapArea) -> None:
+    """Recompute ``subtree_max_size`` from ``va`` towards the root, stopping at
+    the first node whose value does not change (``augment_tree_propagate_from``,
+    v5.3).  Needed after a block shrinks."""
+    node: VmapArea | None = va
+    while node is not None:
+        best = node.va_size
+        left = node.rb_left
+        if left is not None and left.subtree_max_size > best:  # type: ignore[attr-defined]
+            best = left.subtree_max_size  # type: ignore[attr-defined]
+        right = node.rb_right
+        if right is not None and right.subtree_max_size > best:  # type: ignore[attr-defined]
+            best = right.subtree_max_size  # type: ignore[attr-defined]
+        if node.subtree_max_size == best:
+            return
+        node.subtree_max_size = best
+        node = node.rb_parent  # type: ignore[assignment]
+
+
+def augment_tree_grow_from(va: VmapArea) -> None:
+    """``augment_tree_propagate_from`` for a block that only grew: each value on
+    the way up becomes at least the new size, and the walk stops at the first
+    node that already holds that much (the same result, fewer loads)."""
+    size = va.va_size
+    node: VmapArea | None = va
+    while node is not None and node.subtree_max_size < size:
+        node.subtree_max_size = size
+        node = node.rb_parent  # type: ignore[assignment]
+
+
+def compute_subtree_max_size(va: VmapArea) -> int:
+    """max(own size, left child's max, right child's max) (v5.3)."""
+    best = va.va_size
+    left = va.rb_left
+    if left is not None and left.subtree_max_size > best:  # type: ignore[attr-defined]
+        best = left.subtree_max_size  # type: ignore[attr-defined]
+    right = va.rb_right
+    if right is not None and right.subtree_max_size > best:  # type: ignore[attr-defined]
+        best = right.subtree_max_size  # type: ignore[attr-defined]
+    return best
+
+
+def align_up(addr: int, align: int) -> int:
+    """``ALIGN(addr, align)`` on an unsigned long: wraps modulo 2^64."""
+    return (addr + align - 1) & (ULONG_MAX ^ (align - 1))
+
+
+def is_within_this_va(va: VmapArea, size: int, align: int, vstart: int) -> bool:
+    """Exact fit test of one free block (``is_within_this_va``, v5.3)."""
+    start = va.va_start if va.va_start > vstart else vstart
+    nva_start_addr = align_up(start, align)
+    if nva_start_addr + size > ULONG_MAX or nva_start_addr < vstart:
+        return False
+    return nva_start_addr + size <= va.va_end
+
+
+def classify_va_fit_type(va: VmapArea, nva_start_addr: int, size: int) -> FitType:
+    """How ``[nva_start_addr, +size)`` sits in the block (``classify_va_fit_type``)."""
+    nva_end = nva_start_addr + size
+    if nva_start_addr < va.va_start or nva_end > va.va_end:
+        return FitType.NOTHING_FIT
+    if va.va_start == nva_start_addr:
+        return FitType.FL_FIT_TYPE if va.va_end == nva_end else FitType.LE_FIT_TYPE
+    if va.va_end == nva_end:
+        return FitType.RE_FIT_TYPE
+    return FitType.NE_FIT_TYPE
+
+
+def adjust_search_size(search: str, size: int, align: int, vstart: int, vend: int) -> bool:
+    """Whether the search length includes the alignment overhead.
+
+    Always in v5.3; from 9333fe98d0a6 (v5.18) not when ``align <= PAGE_SIZE``
+    or when the window is exactly ``size`` long.
+    """
+    if search == "v5.3":
+        return True
+    return not (align <= PAGE_SIZE or ((vend - vstart) & ULONG_MAX) == size)
+
+
+class VmapSpace:
+    """The free blocks and the busy areas of one kernel (the v5.3 globals
+    ``free_vmap_area_root``/``free_vmap_area_list`` and ``vmap_area_root``).
+
+    Boot state: one free block ``[1, ULONG_MAX)`` and nothing busy, as
+    ``vmap_init_free_space`` leaves it on x86_64.
+
+    Representation.  The free tree is the kernel's augmented rb-tree, node for
+    node.  The address-ordered ``free_vmap_area_list`` serves the kernel only to
+    reach a freed range's neighbours; since free blocks never touch, "the block
+    starting at my end" and "the block ending at my start" are exactly those
+    neighbours, so two hash maps (``free_by_start``, ``free_by_end``) find them
+    in O(1) and the ordered listing comes from the tree.  Busy areas sit in a
+    dict keyed by start address: the busy tree never influences placement.
+    """
+
+    def __init__(self, provider: ObjectProvider | None = None, search: str = "v5.3") -> None:
+        if search not in SEARCH_MODES:
+            raise ValueError(f"search must be one of {SEARCH_MODES}, not {search!r}")
+        self.provider: ObjectProvider = provider if provider is not None else CountingProvider()
+        self.search = search
+        self.v518 = search == "v5.18"
+        self.root = RBRoot()
+        self.free_by_start: dict[int, VmapArea] = {}
+        self.free_by_end: dict[int, VmapArea] = {}
+        self.busy: dict[int, VmapArea] = {}
+        # one int object per distinct block size, shared by all nodes of that
+        # size: the tree walks then touch a few hot ints, not one per node
+        self._sizes: dict[int, int] = {}
+        self.last_fit = NOTHING_FIT
+        self.fit_counts = [0, 0, 0, 0, 0]
+        self._link_va(VmapArea(1, ULONG_MAX), None, False)
+
+    # -- free tree ---------------------------------------------------------
+
+    def _link_va(self, va: VmapArea, parent: VmapArea | None, is_left: bool) -> None:
+        """Insert free block ``va`` at an empty link (``link_va`` plus the
+        propagate of ``insert_vmap_area_augment``)."""
+        va.rb_parent = parent
+        va.rb_red = True
+        va.rb_left = va.rb_right = None
+        va.subtree_max_size = 0
+        va.va_size = self._shared_size(va.va_end - va.va_start)
+        if parent is None:
+            self.root.rb_node = va
+        elif is_left:
+            parent.rb_left = va
+        else:
+            parent.rb_right = va
+        augment_tree_grow_from(va)
+        rb_insert_augmented(va, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
+        self.free_by_start[va.va_start] = va
+        self.free_by_end[va.va_end] = va
+
+    def _shared_size(self, size: int) -> int:
+        """``size`` as the one int object that all blocks of this size share."""
+        sizes = self._sizes
+        shared = sizes.get(size)
+        if shared is None:
+            if len(sizes) >= 65536:  # bound the table; old ints stay valid
+                sizes.clear()
+            sizes[size] = shared = size
+        return shared
+
+    def _unlink_va(self, va: VmapArea) -> None:
+        """Remove free block ``va`` from the tree (``unlink_va``)."""
+        rb_erase_augmented(va, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
+        del self.free_by_start[va.va_start]
+        del self.free_by_end[va.va_end]
+
+    def _find_va_links(self, va_start: int, va_end: int) -> tuple[VmapArea | None, bool]:
+        """Descend to the empty link where ``[va_start, va_end)`` belongs
+        (``find_va_links``): ``(parent, is_left)``.  An overlap is a bug."""
+        node = self.root.rb_node
+        parent = None
+        is_left = False
+        while node is not None:
+            parent = node
+            if va_end <= node.va_start:  # type: ignore[attr-defined]
+                node = node.rb_left
+                is_left = True
+            elif va_start >= node.va_end:  # type: ignore[attr-defined]
+                node = node.rb_right
+                is_left = False
+            else:
+                raise AssertionError(f"[{va_start:#x}, {va_end:#x}) overlaps free block {parent!r}")
+        return parent, is_left  # type: ignore[return-value]
+
+    # -- allocation --------------------------------------------------------
+
+    def find_vmap_lowest_match(self, size: int, align: int, vstart: int, adjust: bool) -> VmapArea | None:
+        """The free block the kernel's tree search returns (``find_vmap_lowest_match``).
+
+        Descend left while the left subtree holds a block of the search length
+        and ``vstart`` is below the node; otherwise take the node if it fits
+        exactly, else go right if the right subtree can hold the length, else
+        climb testing each parent and enter the first right subtree that can
+        (in v5.18 mode moving ``vstart`` past that parent).  A search length
+        that wraps past 2^64 fails at once: such a request can never succeed,
+        and the kernel's loop would not end.
+        """
+        length = size + align - 1 if adjust else size
+        if length > ULONG_MAX:
+            return None
+        mask = align - 1
+        keep = ULONG_MAX ^ mask
+        v518 = self.v518
+        node = self.root.rb_node
+        while node is not None:
+            left = node.rb_left
+            va_start = node.va_start
+            if left is not None and left.subtree_max_size >= length and vstart < va_start:
+                node = left
+                continue
+            # is_within_this_va, inline, after the cheap necessary condition
+            if node.va_size >= size:
+                nva = ((va_start if va_start > vstart else vstart) + mask) & keep
+                end = nva + size
+                if end <= node.va_end and end <= ULONG_MAX and nva >= vstart:
+                    return node
+            right = node.rb_right
+            if right is not None and right.subtree_max_size >= length:
+                node = right
+                continue
+            node = node.rb_parent  # climb towards the root
+            while node is not None:
+                va_start = node.va_start
+                if node.va_size >= size:
+                    nva = ((va_start if va_start > vstart else vstart) + mask) & keep
+                    end = nva + size
+                    if end <= node.va_end and end <= ULONG_MAX and nva >= vstart:
+                        return node
+                right = node.rb_right
+                if right is not None and right.subtree_max_size >= length and vstart <= va_start:
+                    if v518:
+                        vstart = va_start + 1
+                    node = right
+                    break
+                node = node.rb_parent
+        return None
+
+    def adjust_va_to_fit_type(self, va: VmapArea, nva_start_addr: int, size: int, fit: int) -> bool:
+        """Carve ``[nva_start_addr, +size)`` out of free block ``va``
+        (``adjust_va_to_fit_type``, v5.3).  FL erases the node and frees its
+        object; LE and RE shrink it; NE asks the provider for one object for the
+        left remainder and, without it, fails with everything unchanged."""
+        if fit == NE_FIT_TYPE:
+            lva = self.provider.alloc_split_object()
+            if lva is None:
+                return False
+            lva.va_start = va.va_start
+            lva.va_end = nva_start_addr
+            va.va_start = nva_start_addr + size
+            va.va_size = self._shared_size(va.va_end - va.va_start)
+            self.free_by_start[va.va_start] = va
+            augment_tree_propagate_from(va)
+            # insert_vmap_area_augment from the split node: lva belongs at the
+            # rightmost empty link of va's left subtree (as from the root);
+            # _link_va maps lva's start, which was va's, to lva
+            node = va.rb_left
+            if node is None:
+                self._link_va(lva, va, True)
+            else:
+                while node.rb_right is not None:
+                    node = node.rb_right
+                self._link_va(lva, node, False)  # type: ignore[arg-type]
+        elif fit == LE_FIT_TYPE:
+            del self.free_by_start[va.va_start]
+            va.va_start += size
+            va.va_size = self._shared_size(va.va_end - va.va_start)
+            self.free_by_start[va.va_start] = va
+            augment_tree_propagate_from(va)
+        elif fit == RE_FIT_TYPE:
+            del self.free_by_end[va.va_end]
+            va.va_end = nva_start_addr
+            va.va_size = self._shared_size(nva_start_addr - va.va_start)
+            self.free_by_end[nva_start_addr] = va
+            augment_tree_propagate_from(va)
+        elif fit == FL_FIT_TYPE:
+            self._unlink_va(va)
+            self.provider.free_object(va)
+        else:
+            return False
+        return True
+
+    def alloc(self, size: int, align: int, vstart: int, vend: int) -> int:
+        """Find and carve free space (``__alloc_vmap_area``, v5.3).
+
+        Returns the start address, or a negative error: ENOENT (no block),
+        ERANGE (past ``vend``), EINVAL (NOTHING_FIT), ENOMEM (the NE split got no
+        object).  ``last_fit`` records the fit type of the last success.
+        """
+        adjust = not (align <= PAGE_SIZE or ((vend - vstart) & ULONG_MAX) == size) if self.v518 else True
+        va = self.find_vmap_lowest_match(size, align, vstart, adjust)
+        if va is None:
+            return ENOENT
+        va_start = va.va_start
+        nva = ((va_start if va_start > vstart else vstart) + align - 1) & (ULONG_MAX ^ (align - 1))
+        nva_end = nva + size
+        if nva_end > vend:
+            return ERANGE
+        va_end = va.va_end
+        if nva < va_start or nva_end > va_end:
+            return EINVAL
+        if nva == va_start:
+            fit = FL_FIT_TYPE if nva_end == va_end else LE_FIT_TYPE
+        elif nva_end == va_end:
+            fit = RE_FIT_TYPE
+        else:
+            fit = NE_FIT_TYPE
+        if not self.adjust_va_to_fit_type(va, nva, size, fit):
+            return ENOMEM
+        self.last_fit = fit
+        self.fit_counts[fit] += 1
+        return nva
+
+    def insert_busy(self, va: VmapArea) -> None:
+        """Make ``va`` a busy area (``insert_vmap_area`` into ``vmap_area_root``)."""
+        self.busy[va.va_start] = va
+
+    def alloc_area(self, size: int, align: int, vstart: int, vend: int) -> VmapArea | int:
+        """``alloc`` plus a busy descriptor: the new busy area, or a negative error.
+
+        The descriptor is a fresh object, not drawn from the provider, as in the
+        vectors, where the busy area's own object is not counted.
+        """
+        addr = self.alloc(size, align, vstart, vend)
+        if addr < 0:
+            return addr
+        va = VmapArea(addr, addr + size)
+        self.busy[addr] = va
+        return va
+
+    # -- freeing -----------------------------------------------------------
+
+    def find_vmap_area(self, addr: int) -> VmapArea | None:
+        """The busy area starting exactly at ``addr`` (``find_vmap_area``)."""
+        return self.busy.get(addr)
+
+    def merge_or_add_vmap_area(self, va: VmapArea) -> int:
+        """Give ``[va.va_start, va.va_end)`` back to the free space
+        (``merge_or_add_vmap_area``, v5.3).
+
+        The block that starts at the range's end absorbs it, then the block that
+        ends at its start absorbs the result; when both exist the upper node is
+        erased and the lower one extended.  With no neighbour, ``va`` itself
+        becomes a new free block.  Returns the objects freed: 0, 1 or 2.
+        """
+        va_start = va.va_start
+        va_end = va.va_end
+        by_start = self.free_by_start
+        by_end = self.free_by_end
+        nxt = by_start.get(va_end)
+        prv = by_end.get(va_start)
+        if prv is not None:
+            del by_end[va_start]
+            if nxt is not None:
+                # erase the upper block, then grow the lower one over it: the
+                # same shape and values as the kernel's order of steps
+                rb_erase_augmented(nxt, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
+                del by_start[va_end]
+                self.provider.free_object(va)
+                va = nxt
+            prv.va_end = va_end = va.va_end
+            prv.va_size = self._shared_size(va_end - prv.va_start)
+            by_end[va_end] = prv
+            augment_tree_grow_from(prv)
+            self.provider.free_object(va)
+            return 2 if nxt is not None else 1
+        if nxt is not None:
+            by_start = self.free_by_start
+            del by_start[va_end]
+            nxt.va_start = va_start
+            nxt.va_size = self._shared_size(nxt.va_end - va_start)
+            by_start[va_start] = nxt
+            augment_tree_grow_from(nxt)
+            self.provider.free_object(va)
+            return 1
+        parent, is_left = self._find_va_links(va_start, va_end)
+        self._link_va(va, parent, is_left)
+        return 0
+
+    def free_vmap_area(self, va: VmapArea) -> int:
+        """Remove a busy area and merge its range into the free space
+        (``__free_vmap_area``); returns the objects freed (0, 1 or 2)."""
+        del self.busy[va.va_start]
+        return self.merge_or_add_vmap_area(va)
+
+    def free(self, addr: int) -> int:
+        """Free the busy area starting at ``addr``; -1 if there is none."""
+        va = self.busy.pop(addr, None)
+        if va is None:
+            return -1
+        return self.merge_or_add_vmap_area(va)
+
+    # -- inspection --------------------------------------------------------
+
+    def free_areas(self) -> Iterator[VmapArea]:
+        """Free blocks in address order (the order of ``free_vmap_area_list``)."""
+        return rb_iter(self.root)  # type: ignore[return-value]
+
+    def free_blocks(self) -> list[tuple[int, int]]:
+        """Every free block as ``(start, end)``, in address order."""
+        return [(va.va_start, va.va_end) for va in self.free_areas()]
+
+    def invariants(self) -> None:
+        """Check every structural promise; raise ``AssertionError`` at the first break.
+
+        Free blocks non-empty, sorted, disjoint and never adjacent; the two maps
+        hold exactly the tree's blocks; ``subtree_max_size`` exact at every node;
+        red-black rules and parent links; no free block overlaps a busy area.
+        """
+        rb_check(self.root)
+        areas = list(self.free_areas())
+        blocks = [(va.va_start, va.va_end) for va in areas]
+        for s, e in blocks:
+            if not s < e:
+                raise AssertionError(f"empty or inverted block [{s:#x}, {e:#x})")
+        for (s, e), (s2, _) in pairwise(blocks):
+            if not e < s2:
+                raise AssertionError(f"blocks [{s:#x}, {e:#x}) and {s2:#x} touch or overlap")
+        if {va.va_start: va for va in areas} != self.free_by_start:
+            raise AssertionError("free_by_start does not match the tree")
+        if {va.va_end: va for va in areas} != self.free_by_end:
+            raise AssertionError("free_by_end does not match the tree")
+        for va in areas:
+            if va.subtree_max_size != compute_subtree_max_size(va):
+                raise AssertionError(f"subtree_max_size wrong at {va!r}")
+            if va.va_size != va.va_end - va.va_start:
+                raise AssertionError(f"va_size wrong at {va!r}")
+        for key, va in self.busy.items():
+            if key != va.va_start or not va.va_start < va.va_end:
+                raise AssertionError(f"bad busy entry {key:#x} -> {va!r}")
+        busy = sorted((va.va_start, va.va_end) for va in self.busy.values())
+        for (_, e), (s2, _) in pairwise(busy):
+            if e > s2:
+                raise AssertionError(f"busy areas overlap at {s2:#x}")
+        _check_disjoint(blocks, busy)
+
+
+def _check_disjoint(free: list[tuple[int, int]], busy: list[tuple[int, int]]) -> None:
+    """Raise if any free block overlaps any busy area (both lists sorted)."""
+    i = 0
+    for s, e in free:
+        while i < len(busy) and busy[i][1] <= s:
+            i += 1
+        if i < len(busy) and busy[i][0] < e:
+            raise AssertionError(f"free block [{s:#x}, {e:#x}) overlaps busy {busy[i][0]:#x}")
