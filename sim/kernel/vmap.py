@@ -78,6 +78,8 @@ class VmapArea(RBNode):
     block size in the node's subtree.  ``va_size`` caches ``va_end - va_start``
     (the kernel's ``va_size()``) so that the tree walks read one shared int
     instead of two per node; whoever moves an edge of a free block updates it.
+    ``slab`` is the machine model's handle on the slab page holding the object
+    (the kernel finds it with ``virt_to_slab``); the core never reads it.
     """
 
     __slots__ = ("subtree_max_size", "va_end", "va_size", "va_start")
@@ -92,6 +94,7 @@ class VmapArea(RBNode):
         self.va_end = va_end
         self.va_size = va_end - va_start
         self.subtree_max_size = 0
+        self.slab = None  # the slab page the object came from, when a slab model provides it
 
     def __repr__(self) -> str:
         return f"VmapArea({self.va_start:#x}, {self.va_end:#x})"
