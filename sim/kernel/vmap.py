@@ -82,7 +82,7 @@ class VmapArea(RBNode):
     (the kernel finds it with ``virt_to_slab``); the core never reads it.
     """
 
-    __slots__ = ("subtree_max_size", "va_end", "va_size", "va_start")
+    __slots__ = ("slab", "subtree_max_size", "va_end", "va_size", "va_start")
 
     def __init__(self, va_start: int = 0, va_end: int = 0) -> None:
         # RBNode.__init__ inlined: one object is made per split and per area
