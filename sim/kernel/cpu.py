@@ -1,0 +1,506 @@
+"""CPUs, tasks and preemption: where kernel code paths run and when they move.
+
+Each task is a SimPy process whose body is a generator of kernel code paths.
+A task holds one CPU while it runs; others wait in that CPU's runqueue.
+Code uses CPU time with ``yield from sched.run(task, seconds)`` and blocks with
+``sleep``/``wait_event``.  Preemption is explicit, as in the kernel:
+
+* ``none``: a task leaves its CPU only when it sleeps or calls ``cond_resched``
+  with a reschedule pending (PREEMPT_NONE);
+* ``voluntary``: also at ``might_resched`` points, the kernel's
+  ``might_sleep()`` under PREEMPT_VOLUNTARY;
+* ``full``: at every preemption point where the preempt count is zero (the end
+  of a ``run`` segment stands for the interrupt return, plus
+  ``preempt_enable``) (CONFIG_PREEMPT);
+* ``rt``: as ``full``, and ``spinlock_t`` becomes a sleeping lock that keeps
+  preemption enabled and only disables migration (PREEMPT_RT).
+
+A reschedule is pending on a CPU when another task waits there and either the
+running task's CFS slice has ended at a scheduler tick, or a task woke up there
+after the running one had run for the wake-up granularity (``check_preempt_wakeup``).
+Ticks are evaluated lazily: no event is scheduled per tick.
+
+Migration happens where the kernel allows it: on wake-up (``select_task_rq``:
+an idle CPU if the previous one is busy, or another CPU with probability
+``p_migrate_on_wake``), on preemption (``p_migrate_on_preempt``, standing for
+load balancing of a preempted task), and when a CPU goes idle and pulls a
+waiting task (``newidle_balance``).  Pinned tasks never move.  Per-CPU data is
+read through ``task.cpu`` at the instant of the read.
+
+A sleep of any kind while the preempt count is above zero is recorded as a BUG
+event ("sleeping function called from invalid context"), as ``might_sleep``
+reports it, with the task, CPU and call site.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.metrics import Metrics
+
+PREEMPT_MODELS = ("none", "voluntary", "full", "rt")
+
+
+@dataclass(frozen=True)
+class SchedParams:
+    """Scheduler parameters, kernel defaults (kernel/sched/fair.c v5.3, HZ=250).
+
+    The CFS periods are scaled by 1 + ilog2(min(ncpus, 8)) as with the default
+    SCHED_TUNABLESCALING_LOG.
+    """
+
+    hz: int = 250
+    sched_latency: float = 6e-3
+    min_granularity: float = 0.75e-3
+    wakeup_granularity: float = 1e-3
+    p_migrate_on_wake: float = 0.3
+    p_migrate_on_preempt: float = 0.25
+
+
+class Task:
+    """A schedulable entity (``struct task_struct``, the fields the model needs)."""
+
+    __slots__ = (
+        "_dispatch",
+        "cpu",
+        "killed",
+        "kthread",
+        "migrate_disabled",
+        "name",
+        "on_exit",
+        "oom_victim",
+        "owner",
+        "pf_memalloc",
+        "pid",
+        "pinned",
+        "preempt_count",
+        "process",
+        "rt",
+        "state",
+    )
+
+    def __init__(self, pid: int, name: str, cpu: int, pinned: bool, kthread: bool, rt: bool) -> None:
+        self.pid = pid
+        self.name = name
+        self.cpu = cpu
+        self.pinned = pinned
+        self.kthread = kthread
+        self.rt = rt
+        self.preempt_count = 0
+        self.migrate_disabled = 0
+        self.oom_victim = False
+        self.pf_memalloc = False
+        self.killed = False
+        self.owner: Any = None
+        self.state = "new"
+        self.process: simpy.Process | None = None
+        self.on_exit: list[Callable[[Task], None]] = []
+        self._dispatch: simpy.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"Task({self.pid}:{self.name} on cpu{self.cpu})"
+
+
+class CPU:
+    """One CPU: the running task, its runqueue, and its per-CPU variables."""
+
+    __slots__ = ("curr", "id", "percpu", "resched_at", "runqueue", "slice_start")
+
+    def __init__(self, cpu_id: int) -> None:
+        self.id = cpu_id
+        self.curr: Task | None = None
+        self.runqueue: deque[Task] = deque()
+        self.percpu: dict[str, Any] = {}
+        self.slice_start = 0.0
+        self.resched_at = math.inf
+
+    def __repr__(self) -> str:
+        return f"CPU({self.id}, curr={self.curr}, waiting={len(self.runqueue)})"
+
+
+class Scheduler:
+    """N CPUs with runqueues and a preemption model (kernel/sched/core.c, fair.c)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        ncpus: int,
+        rng: np.random.Generator,
+        model: str = "none",
+        params: SchedParams | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if ncpus < 1:
+            raise ValueError("ncpus must be at least 1")
+        if model not in PREEMPT_MODELS:
+            raise ValueError(f"preemption model must be one of {PREEMPT_MODELS}, not {model!r}")
+        self.env = env
+        self.ncpus = ncpus
+        self.rng = rng
+        self.model = model
+        self.preemptible = model in ("full", "rt")
+        self.params = params or SchedParams()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.cpus = [CPU(i) for i in range(ncpus)]
+        factor = 1 + int(math.log2(min(ncpus, 8)))
+        self.latency = self.params.sched_latency * factor
+        self.min_gran = self.params.min_granularity * factor
+        self.wakeup_gran = self.params.wakeup_granularity * factor
+        self.tick = 1.0 / self.params.hz
+        self._next_pid = 1
+
+    # -- tasks ---------------------------------------------------------------
+
+    def spawn(
+        self,
+        name: str,
+        body: Callable[[Task], Generator[Any, Any, Any]],
+        *,
+        cpu: int | None = None,
+        pinned: bool = False,
+        kthread: bool = False,
+        rt: bool = False,
+    ) -> Task:
+        """Create a task running ``body(task)``; it starts on ``cpu`` (default: the
+        least loaded CPU) and stays there if ``pinned``."""
+        if cpu is None:
+            cpu = min(range(self.ncpus), key=self.nr_running)
+        if not 0 <= cpu < self.ncpus:
+            raise ValueError(f"cpu {cpu} out of range")
+        task = Task(self._next_pid, name, cpu, pinned, kthread, rt)
+        self._next_pid += 1
+        task.process = self.env.process(self._task_main(task, body))
+        return task
+
+    def _task_main(self, task: Task, body: Callable[[Task], Generator[Any, Any, Any]]) -> Generator[Any, Any, Any]:
+        task.state = "runnable"
+        yield from self._enqueue(task, task.cpu)
+        result = yield from body(task)
+        task.state = "dead"
+        self._switch_out(self.cpus[task.cpu])
+        for callback in task.on_exit:
+            callback(task)
+        return result
+
+    def nr_running(self, cpu: int) -> int:
+        """Tasks running or waiting on ``cpu``."""
+        c = self.cpus[cpu]
+        return len(c.runqueue) + (c.curr is not None)
+
+    def this_cpu(self, task: Task) -> CPU:
+        """The CPU the task is on now (``this_cpu_ptr``)."""
+        return self.cpus[task.cpu]
+
+    # -- running and preemption ---------------------------------------------
+
+    def run(self, task: Task, seconds: float) -> Generator[Any, Any, None]:
+        """Use ``seconds`` of CPU time, then pass a preemption point
+        (an interrupt return under the preemptible models)."""
+        yield self.env.timeout(seconds)
+        if self.preemptible and task.preempt_count == 0:
+            cpu = self.cpus[task.cpu]
+            if cpu.runqueue and self.env.now >= cpu.resched_at:
+                yield from self._preempt(task, cpu)
+
+    def cond_resched(self, task: Task) -> Generator[Any, Any, None]:
+        """Give up the CPU if a reschedule is pending (``cond_resched``)."""
+        if task.preempt_count == 0:
+            cpu = self.cpus[task.cpu]
+            if cpu.runqueue and self.env.now >= cpu.resched_at:
+                yield from self._preempt(task, cpu)
+
+    def might_resched(self, task: Task, site: str) -> Generator[Any, Any, None]:
+        """``might_sleep()``: the atomic-context check, and under PREEMPT_VOLUNTARY
+        (and the preemptible models) a voluntary preemption point."""
+        self.might_sleep(task, site)
+        if self.model != "none":
+            yield from self.cond_resched(task)
+
+    def preempt_disable(self, task: Task) -> None:
+        task.preempt_count += 1
+
+    def preempt_enable(self, task: Task) -> Generator[Any, Any, None]:
+        """Drop the preempt count; at zero a pending reschedule preempts now."""
+        if task.preempt_count <= 0:
+            raise RuntimeError(f"preempt_enable underflow in {task!r}")
+        task.preempt_count -= 1
+        if task.preempt_count == 0 and self.preemptible:
+            cpu = self.cpus[task.cpu]
+            if cpu.runqueue and self.env.now >= cpu.resched_at:
+                yield from self._preempt(task, cpu)
+
+    def _preempt(self, task: Task, cpu: CPU) -> Generator[Any, Any, None]:
+        """Put the running task back on a runqueue and run the next one."""
+        self.metrics.add("preemptions")
+        target = cpu.id
+        if not task.pinned and not task.migrate_disabled and self.ncpus > 1:
+            if self.rng.random() < self.params.p_migrate_on_preempt:
+                target = self._other_cpu(cpu.id)
+        self._switch_out(cpu)
+        yield from self._enqueue(task, target)
+
+    # -- sleeping ------------------------------------------------------------
+
+    def might_sleep(self, task: Task, site: str) -> bool:
+        """Record a BUG event if ``task`` may not sleep here (``might_sleep``).
+
+        Returns True when the context is valid.
+        """
+        if task.preempt_count > 0:
+            self.metrics.add("sleep_in_atomic_bugs")
+            self.metrics.event(
+                "bug_sleeping_in_atomic",
+                self.env.now,
+                task=task.name,
+                pid=task.pid,
+                cpu=task.cpu,
+                site=site,
+                preempt_count=task.preempt_count,
+                message="BUG: sleeping function called from invalid context",
+            )
+            return False
+        return True
+
+    def sleep(self, task: Task, seconds: float, site: str) -> Generator[Any, Any, None]:
+        """Block for ``seconds`` (a timed sleep); the task may wake on another CPU."""
+        self.might_sleep(task, site)
+        self._block(task)
+        yield self.env.timeout(seconds)
+        yield from self._wake(task)
+
+    def wait_event(
+        self, task: Task, event: simpy.Event, site: str, timeout: float | None = None
+    ) -> Generator[Any, Any, bool]:
+        """Block until ``event`` fires or ``timeout`` passes; True if it fired."""
+        self.might_sleep(task, site)
+        if event.triggered:
+            return True
+        self._block(task)
+        if timeout is None:
+            yield event
+            fired = True
+        else:
+            yield event | self.env.timeout(timeout)
+            fired = event.triggered
+        yield from self._wake(task)
+        return fired
+
+    def _block(self, task: Task) -> None:
+        task.state = "sleeping"
+        self._switch_out(self.cpus[task.cpu])
+
+    def _wake(self, task: Task) -> Generator[Any, Any, None]:
+        """Choose the CPU a woken task runs on (``select_task_rq_fair``) and queue it."""
+        prev = task.cpu
+        target = prev
+        if not task.pinned and not task.migrate_disabled and self.ncpus > 1:
+            if self.rng.random() < self.params.p_migrate_on_wake:
+                target = self._other_cpu(prev)
+            elif self.cpus[prev].curr is not None:
+                idle = [c.id for c in self.cpus if c.curr is None and not c.runqueue]
+                if idle:
+                    target = idle[int(self.rng.integers(len(idle)))]
+        task.state = "runnable"
+        yield from self._enqueue(task, target, wakeup=True)
+
+    def _other_cpu(self, cpu_id: int) -> int:
+        """A random CPU other than ``cpu_id``, preferring idle ones."""
+        idle = [c.id for c in self.cpus if c.id != cpu_id and c.curr is None and not c.runqueue]
+        choices = idle or [i for i in range(self.ncpus) if i != cpu_id]
+        return choices[int(self.rng.integers(len(choices)))]
+
+    # -- dispatch ------------------------------------------------------------
+
+    def _enqueue(self, task: Task, cpu_id: int, wakeup: bool = False) -> Generator[Any, Any, None]:
+        """Make ``task`` run on ``cpu_id``: at once if the CPU is free, else
+        after waiting in its runqueue (from where another CPU may pull it).
+        A woken task asks for the CPU at once if the running task has had its
+        wake-up granularity (``check_preempt_wakeup``)."""
+        cpu = self.cpus[cpu_id]
+        if (cpu.curr is not None or cpu.runqueue) and not task.pinned and not task.migrate_disabled:
+            idle = self._idle_cpu_after(cpu_id)  # an idle CPU balances it over within a tick
+            if idle is not None:
+                cpu = idle
+                cpu_id = idle.id
+        if cpu_id != task.cpu:
+            self.metrics.add("migrations")
+            task.cpu = cpu_id
+        if cpu.curr is None and not cpu.runqueue:
+            self._set_curr(cpu, task)
+            return
+        task._dispatch = self.env.event()
+        cpu.runqueue.append(task)
+        if cpu.curr is not None:
+            self._arm_slice(cpu)
+            if wakeup and self.env.now - cpu.slice_start >= self.wakeup_gran:
+                cpu.resched_at = self.env.now
+        yield task._dispatch
+
+    def _idle_cpu_after(self, cpu_id: int) -> CPU | None:
+        """The first idle CPU after ``cpu_id`` in circular order, if any."""
+        n = self.ncpus
+        for k in range(1, n):
+            c = self.cpus[(cpu_id + k) % n]
+            if c.curr is None and not c.runqueue:
+                return c
+        return None
+
+    def _set_curr(self, cpu: CPU, task: Task) -> None:
+        cpu.curr = task
+        task.state = "running"
+        task.cpu = cpu.id
+        cpu.slice_start = self.env.now
+        cpu.resched_at = math.inf
+        if cpu.runqueue:
+            self._arm_slice(cpu)
+
+    def _arm_slice(self, cpu: CPU) -> None:
+        """Set the tick at which the running task's slice ends (``sched_slice``
+        checked by ``check_preempt_tick``), given the tasks now on the CPU; a
+        reschedule already due stays due."""
+        nr = len(cpu.runqueue) + 1
+        slice_len = max(self.latency / nr, self.min_gran)
+        end = cpu.slice_start + slice_len
+        at = math.ceil(end / self.tick - 1e-9) * self.tick
+        if at < cpu.resched_at:
+            cpu.resched_at = at
+
+    def _switch_out(self, cpu: CPU) -> None:
+        """The running task leaves ``cpu``; the next waiting task gets it, or
+        an idle CPU pulls a waiting task from the busiest runqueue."""
+        cpu.curr = None
+        self.metrics.add("context_switches")
+        if cpu.runqueue:
+            nxt = cpu.runqueue.popleft()
+        else:
+            nxt = self._pull_task(cpu)
+            if nxt is None:
+                cpu.resched_at = math.inf
+                return
+        self._set_curr(cpu, nxt)
+        event = nxt._dispatch
+        nxt._dispatch = None
+        assert event is not None
+        event.succeed()
+
+    def _pull_task(self, cpu: CPU) -> Task | None:
+        """``newidle_balance``: take a movable waiting task from the busiest CPU."""
+        busiest = max(self.cpus, key=lambda c: len(c.runqueue))
+        if not busiest.runqueue:
+            return None
+        for task in busiest.runqueue:
+            if not task.pinned and not task.migrate_disabled:
+                busiest.runqueue.remove(task)
+                self.metrics.add("migrations")
+                task.cpu = cpu.id
+                return task
+        return None
+
+
+class SpinLock:
+    """``spinlock_t``: spinning waiters with preemption off while held.
+
+    Under the ``rt`` model it is an rt_mutex-based sleeping lock: taking it may
+    sleep (so ``might_sleep`` applies), preemption stays on, migration is off.
+    Waiters get the lock in FIFO order, as with queued spinlocks.
+    """
+
+    def __init__(self, sched: Scheduler, name: str) -> None:
+        self.sched = sched
+        self.name = name
+        self.holder: Task | None = None
+        self.waiters: deque[tuple[Task, simpy.Event]] = deque()
+        self._since = 0.0
+
+    def lock(self, task: Task) -> Generator[Any, Any, None]:
+        """``spin_lock``."""
+        sched = self.sched
+        rt = sched.model == "rt"
+        if rt:
+            sched.might_sleep(task, f"spin_lock({self.name})")
+            task.migrate_disabled += 1
+        else:
+            task.preempt_count += 1
+        if self.holder is None:
+            self.holder = task
+            self._since = sched.env.now
+            return
+        start = sched.env.now
+        event = sched.env.event()
+        self.waiters.append((task, event))
+        if rt:
+            sched._block(task)
+            yield event
+            yield from sched._wake(task)
+        else:
+            yield event  # spinning: the CPU stays busy with this task
+        sched.metrics.add("lock_contended:" + self.name)
+        sched.metrics.add_time("lock_wait:" + self.name, sched.env.now - start)
+
+    def unlock(self, task: Task) -> Generator[Any, Any, None]:
+        """``spin_unlock``: hand the lock to the first waiter, re-enable preemption."""
+        if self.holder is not task:
+            raise RuntimeError(f"{task!r} unlocks {self.name} held by {self.holder!r}")
+        sched = self.sched
+        sched.metrics.add_time("lock_hold:" + self.name, sched.env.now - self._since)
+        if self.waiters:
+            nxt, event = self.waiters.popleft()
+            self.holder = nxt
+            self._since = sched.env.now
+            event.succeed()
+        else:
+            self.holder = None
+        if sched.model == "rt":
+            task.migrate_disabled -= 1
+            return
+        yield from sched.preempt_enable(task)
+
+
+class Mutex:
+    """``struct mutex``: a sleeping lock; taking it may sleep."""
+
+    def __init__(self, sched: Scheduler, name: str) -> None:
+        self.sched = sched
+        self.name = name
+        self.holder: Task | None = None
+        self.waiters: deque[tuple[Task, simpy.Event]] = deque()
+
+    def trylock(self, task: Task) -> bool:
+        """``mutex_trylock``: take the mutex if it is free; never sleeps."""
+        if self.holder is None:
+            self.holder = task
+            return True
+        return False
+
+    def lock(self, task: Task) -> Generator[Any, Any, None]:
+        """``mutex_lock``: might_sleep, then wait for the holder to release."""
+        sched = self.sched
+        sched.might_sleep(task, f"mutex_lock({self.name})")
+        if self.holder is None:
+            self.holder = task
+            return
+        event = sched.env.event()
+        self.waiters.append((task, event))
+        start = sched.env.now
+        sched._block(task)
+        yield event
+        yield from sched._wake(task)
+        sched.metrics.add_time("lock_wait:" + self.name, sched.env.now - start)
+
+    def unlock(self, task: Task) -> None:
+        """``mutex_unlock``: pass ownership to the first waiter and wake it."""
+        if self.holder is not task:
+            raise RuntimeError(f"{task!r} unlocks {self.name} held by {self.holder!r}")
+        if self.waiters:
+            nxt, event = self.waiters.popleft()
+            self.holder = nxt
+            event.succeed()
+        else:
+            self.holder = None

@@ -1,0 +1,269 @@
+"""CPUs, preemption models, spinlocks, mutexes, migration and might_sleep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from sim.kernel.cpu import Mutex, SchedParams, Scheduler, SpinLock
+from sim.metrics import Metrics
+
+
+def make(ncpus=2, model="full", seed=1, **params):
+    env = simpy.Environment()
+    metrics = Metrics()
+    sched = Scheduler(env, ncpus, np.random.default_rng(seed), model, SchedParams(**params), metrics)
+    return env, sched, metrics
+
+
+def spinner(sched, seconds, log, step=1e-4):
+    """A CPU hog that records (time, cpu) after every step."""
+
+    def body(task):
+        for _ in range(round(seconds / step)):
+            yield from sched.run(task, step)
+            log.append((sched.env.now, task.cpu))
+
+    return body
+
+
+def test_one_task_runs_without_waiting():
+    env, sched, metrics = make(ncpus=1)
+    log = []
+    sched.spawn("a", spinner(sched, 0.01, log), cpu=0)
+    env.run()
+    assert env.now == pytest.approx(0.01)
+    assert metrics.counters["preemptions"] == 0
+
+
+def test_full_model_preempts_a_hog_when_another_task_waits():
+    env, sched, metrics = make(ncpus=1, model="full")
+    a, b = [], []
+    sched.spawn("a", spinner(sched, 0.1, a), cpu=0)
+    sched.spawn("b", spinner(sched, 0.1, b), cpu=0)
+    env.run()
+    assert metrics.counters["preemptions"] > 5
+    assert b[0][0] < 0.05  # b did not wait for a to finish
+    assert env.now == pytest.approx(0.2)
+
+
+def test_none_model_never_preempts_at_segment_ends():
+    env, sched, metrics = make(ncpus=1, model="none")
+    a, b = [], []
+    sched.spawn("a", spinner(sched, 0.1, a), cpu=0)
+    sched.spawn("b", spinner(sched, 0.1, b), cpu=0)
+    env.run()
+    assert metrics.counters["preemptions"] == 0
+    assert b[0][0] == pytest.approx(0.1 + 1e-4)
+
+
+def test_none_model_yields_at_cond_resched_once_the_slice_is_over():
+    env, sched, metrics = make(ncpus=1, model="none")
+    b = []
+
+    def polite(task):
+        for _ in range(1000):
+            yield from sched.run(task, 1e-4)
+            yield from sched.cond_resched(task)
+
+    sched.spawn("a", polite, cpu=0)
+    sched.spawn("b", spinner(sched, 0.01, b), cpu=0)
+    env.run()
+    assert metrics.counters["preemptions"] >= 1
+    assert b[0][0] < 0.05
+
+
+def test_preempt_disable_prevents_preemption_and_migration():
+    env, sched, metrics = make(ncpus=2, model="full", p_migrate_on_preempt=1.0)
+    a = []
+
+    def atomic_hog(task):
+        sched.preempt_disable(task)
+        for _ in range(500):
+            yield from sched.run(task, 1e-4)
+            a.append(task.cpu)
+        yield from sched.preempt_enable(task)
+
+    sched.spawn("a", atomic_hog, cpu=0)
+    for i in range(3):
+        sched.spawn(f"w{i}", spinner(sched, 0.05, []), cpu=0, pinned=True)
+    env.run(until=0.0505)
+    assert set(a) == {0}
+    assert len(a) == 500  # ran 50 ms without being preempted
+
+
+def test_preempted_task_under_full_model_can_resume_on_another_cpu():
+    env, sched, metrics = make(ncpus=2, model="full", p_migrate_on_preempt=1.0)
+    a = []
+    sched.spawn("a", spinner(sched, 0.2, a), cpu=0, pinned=False)
+    sched.spawn("b", spinner(sched, 0.2, []), cpu=0, pinned=True)
+    sched.spawn("c", spinner(sched, 0.2, []), cpu=1, pinned=True)
+    env.run()
+    assert {cpu for _, cpu in a} == {0, 1}
+    assert metrics.counters["migrations"] > 0
+
+
+def test_pinned_tasks_never_migrate():
+    env, sched, metrics = make(ncpus=4, model="full", p_migrate_on_preempt=1.0, p_migrate_on_wake=1.0)
+    logs = [[] for _ in range(4)]
+
+    def body_for(log):
+        def body(task):
+            for _ in range(200):
+                yield from sched.run(task, 1e-4)
+                yield from sched.sleep(task, 1e-4, "test")
+                log.append(task.cpu)
+
+        return body
+
+    for i in range(4):
+        sched.spawn(f"p{i}", body_for(logs[i]), cpu=1, pinned=True)
+    env.run()
+    assert all(set(log) == {1} for log in logs)
+
+
+def test_sleep_inside_a_spinlock_is_recorded_as_a_bug():
+    env, sched, metrics = make(ncpus=1, model="none")
+    lock = SpinLock(sched, "vmap_area_lock")
+
+    def bad(task):
+        yield from lock.lock(task)
+        yield from sched.sleep(task, 1e-3, "kmem_cache_alloc(GFP_KERNEL)")
+        yield from lock.unlock(task)
+
+    sched.spawn("bad", bad)
+    env.run()
+    assert metrics.counters["sleep_in_atomic_bugs"] == 1
+    (bug,) = metrics.events_of("bug_sleeping_in_atomic")
+    assert bug["site"] == "kmem_cache_alloc(GFP_KERNEL)"
+    assert bug["task"] == "bad" and bug["cpu"] == 0 and bug["preempt_count"] == 1
+
+
+def test_sleep_outside_any_lock_is_fine():
+    env, sched, metrics = make(ncpus=1)
+
+    def good(task):
+        yield from sched.sleep(task, 1e-3, "site")
+
+    sched.spawn("good", good)
+    env.run()
+    assert metrics.counters["sleep_in_atomic_bugs"] == 0
+
+
+def test_spinlock_waiters_spin_on_their_cpu_and_get_the_lock_in_order():
+    env, sched, metrics = make(ncpus=3, model="full")
+    lock = SpinLock(sched, "l")
+    order = []
+
+    def user(name, delay):
+        def body(task):
+            yield from sched.run(task, delay)
+            yield from lock.lock(task)
+            order.append((name, env.now, task.cpu))
+            yield from sched.run(task, 1e-3)
+            yield from lock.unlock(task)
+
+        return body
+
+    sched.spawn("a", user("a", 0.0), cpu=0)
+    sched.spawn("b", user("b", 1e-4), cpu=1)
+    sched.spawn("c", user("c", 2e-4), cpu=2)
+    env.run()
+    assert [o[0] for o in order] == ["a", "b", "c"]
+    assert order[1][1] == pytest.approx(1e-3)
+    assert order[2][1] == pytest.approx(2e-3)
+    assert metrics.seconds["lock_wait:l"] == pytest.approx((1e-3 - 1e-4) + (2e-3 - 2e-4))
+
+
+def test_rt_spinlock_taken_with_preemption_disabled_is_a_bug():
+    env, sched, metrics = make(ncpus=1, model="rt")
+    lock = SpinLock(sched, "vmap_area_lock")
+
+    def v53_pattern(task):
+        sched.preempt_disable(task)
+        yield from lock.lock(task)
+        yield from sched.preempt_enable(task)
+        yield from lock.unlock(task)
+
+    sched.spawn("t", v53_pattern)
+    env.run()
+    assert metrics.counters["sleep_in_atomic_bugs"] == 1
+
+
+def test_mutex_waiter_sleeps_and_leaves_its_cpu_to_others():
+    env, sched, metrics = make(ncpus=1, model="none")
+    m = Mutex(sched, "vmap_purge_lock")
+    ran = []
+
+    def holder(task):
+        yield from m.lock(task)
+        yield from sched.sleep(task, 5e-3, "io")
+        m.unlock(task)
+
+    def waiter(task):
+        yield from m.lock(task)
+        ran.append(("waiter", env.now))
+        m.unlock(task)
+
+    def other(task):
+        yield from sched.run(task, 1e-3)
+        ran.append(("other", env.now))
+
+    sched.spawn("h", holder)
+    sched.spawn("w", waiter)
+    sched.spawn("o", other)
+    env.run()
+    assert ran[0] == ("other", pytest.approx(1e-3))
+    assert ran[1] == ("waiter", pytest.approx(5e-3))
+    assert m.holder is None
+
+
+def test_woken_task_moves_to_an_idle_cpu_when_its_own_is_busy():
+    env, sched, metrics = make(ncpus=2, model="none", p_migrate_on_wake=0.0)
+    where = []
+
+    def sleeper(task):
+        yield from sched.sleep(task, 1e-3, "s")
+        where.append(task.cpu)
+
+    sched.spawn("s", sleeper, cpu=0)
+    sched.spawn("hog", spinner(sched, 0.01, []), cpu=0, pinned=True)
+    env.run()
+    assert where == [1]
+
+
+def test_per_cpu_data_is_read_on_the_cpu_of_the_moment():
+    env, sched, metrics = make(ncpus=2, model="none", p_migrate_on_wake=1.0)
+    sched.cpus[0].percpu["slot"] = "A"
+    sched.cpus[1].percpu["slot"] = "B"
+    seen = []
+
+    def body(task):
+        seen.append(sched.this_cpu(task).percpu["slot"])
+        yield from sched.sleep(task, 1e-3, "s")
+        seen.append(sched.this_cpu(task).percpu["slot"])
+
+    sched.spawn("t", body, cpu=0)
+    env.run()
+    assert seen == ["A", "B"]
+
+
+def test_same_seed_gives_the_same_schedule():
+    def trace(seed):
+        env, sched, metrics = make(ncpus=3, model="full", seed=seed)
+        log = []
+        for i in range(6):
+            sched.spawn(f"t{i}", spinner(sched, 0.05, log), cpu=i % 3)
+        env.run()
+        return log, dict(metrics.counters)
+
+    assert trace(5) == trace(5)
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError):
+        make(model="lazy")
+    env, sched, _ = make()
+    with pytest.raises(ValueError):
+        sched.spawn("x", lambda t: iter(()), cpu=7)
