@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.kernel.cpu import Mutex, SchedParams, Scheduler, SpinLock
+from sim.kernel.cpu import SchedParams, Scheduler
+from sim.kernel.locks import Mutex, SpinLock
 from sim.metrics import Metrics
 
 

@@ -1,0 +1,119 @@
+"""Kernel locks on top of the scheduler: ``spinlock_t`` and ``struct mutex``.
+
+A spinlock disables preemption while held and its waiters spin on their CPUs;
+under the ``rt`` preemption model it becomes a sleeping lock that keeps
+preemption on and only disables migration (PREEMPT_RT's rt_mutex-based
+spinlock_t).  A mutex sleeps.  Both record wait and hold times in the metrics.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from sim.kernel.cpu import Scheduler, Task
+
+
+class SpinLock:
+    """``spinlock_t``: spinning waiters with preemption off while held.
+
+    Under the ``rt`` model it is an rt_mutex-based sleeping lock: taking it may
+    sleep (so ``might_sleep`` applies), preemption stays on, migration is off.
+    Waiters get the lock in FIFO order, as with queued spinlocks.
+    """
+
+    def __init__(self, sched: Scheduler, name: str) -> None:
+        self.sched = sched
+        self.name = name
+        self.holder: Task | None = None
+        self.waiters: deque[tuple[Task, simpy.Event]] = deque()
+        self._since = 0.0
+
+    def lock(self, task: Task) -> Generator[Any, Any, None]:
+        """``spin_lock``."""
+        sched = self.sched
+        rt = sched.model == "rt"
+        if rt:
+            sched.might_sleep(task, f"spin_lock({self.name})")
+            task.migrate_disabled += 1
+        else:
+            task.preempt_count += 1
+        if self.holder is None:
+            self.holder = task
+            self._since = sched.env.now
+            return
+        start = sched.env.now
+        event = sched.env.event()
+        self.waiters.append((task, event))
+        if rt:
+            sched._block(task)
+            yield event
+            yield from sched._wake(task)
+        else:
+            yield event  # spinning: the CPU stays busy with this task
+        sched.metrics.add("lock_contended:" + self.name)
+        sched.metrics.add_time("lock_wait:" + self.name, sched.env.now - start)
+
+    def unlock(self, task: Task) -> Generator[Any, Any, None]:
+        """``spin_unlock``: hand the lock to the first waiter, re-enable preemption."""
+        if self.holder is not task:
+            raise RuntimeError(f"{task!r} unlocks {self.name} held by {self.holder!r}")
+        sched = self.sched
+        sched.metrics.add_time("lock_hold:" + self.name, sched.env.now - self._since)
+        if self.waiters:
+            nxt, event = self.waiters.popleft()
+            self.holder = nxt
+            self._since = sched.env.now
+            event.succeed()
+        else:
+            self.holder = None
+        if sched.model == "rt":
+            task.migrate_disabled -= 1
+            return
+        yield from sched.preempt_enable(task)
+
+
+class Mutex:
+    """``struct mutex``: a sleeping lock; taking it may sleep."""
+
+    def __init__(self, sched: Scheduler, name: str) -> None:
+        self.sched = sched
+        self.name = name
+        self.holder: Task | None = None
+        self.waiters: deque[tuple[Task, simpy.Event]] = deque()
+
+    def trylock(self, task: Task) -> bool:
+        """``mutex_trylock``: take the mutex if it is free; never sleeps."""
+        if self.holder is None:
+            self.holder = task
+            return True
+        return False
+
+    def lock(self, task: Task) -> Generator[Any, Any, None]:
+        """``mutex_lock``: might_sleep, then wait for the holder to release."""
+        sched = self.sched
+        sched.might_sleep(task, f"mutex_lock({self.name})")
+        if self.holder is None:
+            self.holder = task
+            return
+        event = sched.env.event()
+        self.waiters.append((task, event))
+        start = sched.env.now
+        sched._block(task)
+        yield event
+        yield from sched._wake(task)
+        sched.metrics.add_time("lock_wait:" + self.name, sched.env.now - start)
+
+    def unlock(self, task: Task) -> None:
+        """``mutex_unlock``: pass ownership to the first waiter and wake it."""
+        if self.holder is not task:
+            raise RuntimeError(f"{task!r} unlocks {self.name} held by {self.holder!r}")
+        if self.waiters:
+            nxt, event = self.waiters.popleft()
+            self.holder = nxt
+            event.succeed()
+        else:
+            self.holder = None
