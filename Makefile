@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_vmap.py
+	$(BIN)/python benchmarks/bench_machine.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check sim tests benchmarks

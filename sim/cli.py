@@ -107,6 +107,70 @@ def fit_mix(
     print(f"{'all':<4} {total:>8} {'':>8}  failed: {result.failures}")
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, option: str) -> int:
+    """Bytes in ``256MiB``, ``1GiB``, ``4G``, ``512M``, ``65536K`` (binary units, as ``mem=``)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib|b)?|b)?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise InputError(option, None, f"expected a size such as 256MiB, 1GiB or 4G, got {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+@app.command()
+def machine(
+    ram: Annotated[str, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G.")],
+    cpus: Annotated[int, typer.Option(help="Number of CPUs.")] = 4,
+    thp: Annotated[str | None, typer.Option(help="on or off (default: on from 512 MiB of RAM).")] = None,
+    kernel: Annotated[str, typer.Option(help="Kernel profile (5.2, 5.3, 5.5, 5.18, 6.3, 6.8, 6.9).")] = "5.2",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Print the zones the kernel would set up: managed pages, min/low/high, lowmem_reserve,
+    and min_free_kbytes (sqrt rule, THP rule), as /proc/zoneinfo would show them at boot."""
+    from sim.kernel.profile import PROFILES, get_profile
+    from sim.kernel.zones import MIB, build_zones, zone_table_dict
+
+    ram_bytes = parse_size(ram, "--ram")
+    if ram_bytes < 32 * MIB:
+        raise InputError("--ram", None, f"expected at least 32MiB, got {ram!r}")
+    if cpus < 1:
+        raise InputError("--cpus", None, f"expected a positive number of CPUs, got {cpus}")
+    if thp not in (None, "on", "off"):
+        raise InputError("--thp", None, f"expected on or off, got {thp!r}")
+    if kernel not in PROFILES:
+        raise InputError("--kernel", None, f"expected one of {', '.join(PROFILES)}, got {kernel!r}")
+    thp_on = ram_bytes >= 512 * MIB if thp is None else thp == "on"
+    table = build_zones(ram_bytes, cpus, thp_on, get_profile(kernel))
+    if json_out:
+        import json
+
+        print(json.dumps(zone_table_dict(table), indent=2))
+        return
+    _print_zone_table(table)
+
+
+def _print_zone_table(table) -> None:
+    names = [z.name for z in table.zones]
+    thp = "on" if table.thp_enabled else "off"
+    if table.thp_requested and not table.thp_enabled:
+        thp += " (hugepage_init: totalram below 512 MiB)"
+    print(f"RAM {table.ram_bytes >> 20} MiB, {table.ncpus} CPUs, kernel {table.kernel}, THP {thp}")
+    rule = "sqrt rule"
+    if table.min_free_kbytes != table.sqrt_min_free_kbytes:
+        rule = f"THP rule; the sqrt rule gives {table.sqrt_min_free_kbytes}"
+    print(f"min_free_kbytes {table.min_free_kbytes} ({rule})")
+    print(f"managed {table.managed} pages ({table.managed * 4 // 1024} MiB)")
+    header = f"{'zone':<7}{'managed':>9}{'min':>7}{'low':>7}{'high':>7}{'max boost':>10}{'pcp batch/high':>15}"
+    print(header + "  lowmem_reserve[" + ", ".join(names) + "]")
+    for z in table.zones:
+        reserve = ", ".join(str(z.lowmem_reserve[o.idx]) for o in table.zones)
+        pcp = f"{z.pcp_batch}/{z.pcp_high}"
+        print(f"{z.name:<7}{z.managed:>9}{z.min:>7}{z.low:>7}{z.high:>7}{z.max_boost:>10}{pcp:>15}  ({reserve})")
+
+
 def main() -> None:
     """Console entry point: bad input becomes one line on stderr and exit 2."""
     try:

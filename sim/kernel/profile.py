@@ -28,6 +28,7 @@ class KernelProfile:
     atomic_ignores_boost: bool = False  # 5.9: f80b08fc4453, high-priority order-0 requests ignore the boost
     nowait_implies_nowarn: bool = False  # ~6.8: GFP_NOWAIT includes __GFP_NOWARN
     reclaim_throttle: bool = False  # 5.16: reclaim_throttle() replaces congestion_wait()
+    pcp_high_reclaim_limit: bool = False  # 5.14: pcp high cut to 4 x batch while kswapd reclaims (pressure.md 2.3)
     # slab
     slab_allocators: tuple[str, ...] = ("SLUB", "SLAB")  # SLAB removed in 6.8
 
@@ -52,7 +53,16 @@ _v55 = _register(
         free_vmap_area_lock=True,
     )
 )
-_v518 = _register(replace(_v55, name="5.18", search="v5.18", atomic_ignores_boost=True, reclaim_throttle=True))
+_v518 = _register(
+    replace(
+        _v55,
+        name="5.18",
+        search="v5.18",
+        atomic_ignores_boost=True,
+        reclaim_throttle=True,
+        pcp_high_reclaim_limit=True,
+    )
+)
 _v63 = _register(
     replace(
         _v518,

@@ -1,0 +1,265 @@
+"""kswapd, direct reclaim, refaults, swap and the OOM killer (pressure.md sections 3, 8.1)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT
+from sim.kernel.oom import KernelPanic, MemoryOwner
+from sim.kernel.zones import OomKillLatency
+from tests.test_page_alloc import make, nowait, run_task, set_free, zone
+
+
+class Busy:
+    """A stand-in scheduler that only answers nr_running (for kswapd's CPU share)."""
+
+    ncpus = 4
+
+    def __init__(self, nr: int) -> None:
+        self.nr = nr
+
+    def nr_running(self, cpu: int) -> int:
+        return self.nr
+
+
+def trace_reclaim(env, metrics, step=2.5e-4):
+    """(time, kswapd_reclaimed) every ``step`` seconds."""
+    log = []
+
+    def monitor():
+        while True:
+            log.append((env.now, metrics.counters["kswapd_reclaimed"]))
+            yield env.timeout(step)
+
+    env.process(monitor())
+    return log
+
+
+def low_machine(**params):
+    """256 MB with 20k clean file pages and DMA32 empty: any allocation wakes kswapd."""
+    env, pa, metrics = make(**params)
+    pa.populate("file_clean", 20000, zone="DMA32")
+    set_free(pa, DMA32=0, DMA=240)
+    return env, pa, metrics
+
+
+# --- kswapd ---------------------------------------------------------------------------------------
+
+
+def test_kswapd_wakes_below_low_and_restores_high_at_the_clean_file_rate():
+    env, pa, metrics = low_machine()
+    log = trace_reclaim(env, metrics)
+    assert not nowait(pa) and metrics.counters["kswapd_wake"] == 1
+    env.run(until=0.002)
+    assert abs(metrics.counters["kswapd_reclaimed"] - 2e5 * 0.002) <= 2 * 32 + 1  # 2e5 pages/s at a full CPU
+    env.run(until=0.5)
+    z = zone(pa, "DMA32")
+    reclaimed = metrics.counters["kswapd_reclaimed"]
+    done = next(t for t, r in log if r == reclaimed)
+    assert z.vm_free > z.wmark[2] and pa.reclaim.kswapd_sleeping and pa.reclaim.kswapd_failures == 0
+    assert reclaimed % (49 + 667) == 0  # whole passes of sum(max(high, 32)) pages
+    assert done == pytest.approx(reclaimed / 2e5, abs=3e-4)
+    assert pa.pools.pool["file_clean"].pages == 20000 - reclaimed
+
+
+def test_kswapd_reclaims_at_its_share_of_a_busy_cpu():
+    env, pa, metrics = low_machine()
+    pa.scheduler = Busy(3)  # three tasks on kswapd's CPU: a quarter of it
+    nowait(pa)
+    env.run(until=0.004)
+    assert abs(metrics.counters["kswapd_reclaimed"] - 2e5 / 4 * 0.004) <= 2 * 32 + 1
+
+
+def test_kswapd_gives_up_after_sixteen_runs_without_progress():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=0, DMA=240)  # anon only, no swap
+    nowait(pa)
+    env.run(until=1.0)
+    r = pa.reclaim
+    assert r.kswapd_failures == 16 and r.kswapd_sleeping
+    assert metrics.counters["kswapd_reclaimed"] == 0 and len(metrics.events_of("kswapd_hopeless")) == 1
+    wakes = metrics.counters["kswapd_wake"]
+    nowait(pa)
+    env.run(until=2.0)
+    assert metrics.counters["kswapd_wake"] == wakes and metrics.counters["pageoutrun"] == 16  # hopeless node
+
+
+def test_boosted_reclaim_pays_the_boost_back_from_clean_file_pages_only():
+    env, pa, metrics = make()
+    pa.populate("file_clean", 5000, zone="DMA32")
+    pa.populate("slab_reclaimable", 5000, zone="DMA32")
+    set_free(pa, DMA32=2000, DMA=300)  # balanced even with the boost
+    z = zone(pa, "DMA32")
+    pa.boost_watermark(z, True)
+    pa.boost_watermark(z, True)
+    assert z.boost == 1000
+    pa.reclaim.wakeup_kswapd(0, 2, GFP_NOWAIT)  # as rmqueue does for a boosted zone
+    env.run(until=0.5)
+    assert z.boost == 0 and metrics.counters["kswapd_reclaimed"] >= 1000
+    assert pa.pools.pool["slab_reclaimable"].pages == 5000
+    assert pa.pools.pool["file_clean"].pages == 5000 - metrics.counters["kswapd_reclaimed"]
+
+
+def test_reclaimed_hot_mapped_pages_fault_back_in_after_the_refault_delay():
+    env, pa, metrics = make()
+    pa.populate("file_mapped_hot", 3000, zone="DMA32")
+    set_free(pa, DMA32=0, DMA=240)
+    nowait(pa)
+    env.run(until=0.004)  # 2e4 pages/s: about 80 pages, none back yet
+    hot = pa.pools.pool["file_mapped_hot"].pages
+    assert hot < 3000 and metrics.counters["workingset_refault"] == 0
+    env.run(until=0.2)
+    assert metrics.counters["workingset_refault"] > 0
+
+
+def test_swap_makes_anon_reclaimable_at_the_swap_bandwidth():
+    env, pa, metrics = make(swap_bw_pages_s=1e4)
+    owner = MemoryOwner("p")
+    set_free(pa, owner=owner, DMA32=0, DMA=240)
+    nowait(pa)
+    env.run(until=0.01)
+    assert abs(metrics.counters["kswapd_reclaimed"] - 100) <= 2 * 32 + 1
+    assert owner.swap == metrics.counters["pswpout"] == metrics.counters["kswapd_reclaimed"]
+    assert owner.charged["anon"] + owner.swap == zone(pa, "DMA32").managed + 3977 - 240
+
+
+# --- direct reclaim -----------------------------------------------------------------------------------
+
+
+def reclaim_durations(pa, env, n, refill=None):
+    def body(task):
+        out = []
+        for _ in range(n):
+            if refill:
+                refill()
+            start = env.now
+            yield from pa.reclaim.try_to_free_pages(task, GFP_KERNEL, 0)
+            out.append(env.now - start)
+        return out
+
+    return run_task(env, pa, body, until=1e4)[1]["value"]
+
+
+def test_direct_reclaim_costs_sub_millisecond_cpu_time_with_plenty_of_cache():
+    env, pa, metrics = make(sched=True)
+    pa.populate("file_clean", 40000)
+    durations = reclaim_durations(pa, env, 400)
+    assert 0.15e-3 < float(np.median(durations)) < 0.27e-3 and max(durations) < 0.05
+    assert metrics.counters["direct_reclaimed"] == 400 * 32 and metrics.counters["direct_reclaim_stall"] == 0
+
+
+def test_direct_reclaim_stalls_in_100ms_steps_when_the_lru_is_nearly_empty():
+    env, pa, metrics = make(sched=True)
+    pool = pa.pools.pool["file_clean"]
+    durations = reclaim_durations(pa, env, 300, refill=lambda: pa.populate("file_clean", 500 - pool.pages))
+    stalls = [d for d in durations if d >= 0.1]
+    p_stall = 0.2 * (1 - 500 / (4 * (49 + 667)))
+    assert abs(len(stalls) - 300 * p_stall) < 4 * math.sqrt(300 * p_stall)
+    assert {round(d, 6) for d in stalls} <= {0.1, 0.2, 0.3}
+
+
+def test_user_tasks_are_throttled_until_kswapd_restores_half_of_min_but_kthreads_are_not():
+    for kthread in (False, True):
+        env, pa, metrics = make(sched=True)
+        pa.populate("file_clean", 20000, zone="DMA32")
+        set_free(pa, DMA32=100, DMA=200)  # 100 <= 445 / 2 in the zone that has file pages
+
+        def body(task, pa=pa):
+            return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+        task, out = run_task(env, pa, body, kthread=kthread, until=1.0)
+        assert out["value"]
+        assert metrics.counters["pgscan_direct_throttle"] == (0 if kthread else 1)
+        assert (metrics.seconds["throttle_direct_reclaim"] > 0) is not kthread
+
+
+def test_reclaim_progress_resets_kswapd_failures():
+    env, pa, metrics = make(sched=True)
+    set_free(pa, DMA32=0, DMA=240)
+    nowait(pa)
+    env.run(until=0.5)
+    assert pa.reclaim.kswapd_failures == 16
+    pa.populate("file_clean", 100, zone="DMA")
+    reclaim_durations(pa, env, 1)
+    assert pa.reclaim.kswapd_failures == 0
+
+
+# --- OOM ------------------------------------------------------------------------------------------------
+
+
+def test_the_oom_killer_picks_the_highest_badness():
+    env, pa, metrics = make()
+    small, big, immune = MemoryOwner("small"), MemoryOwner("big"), MemoryOwner("immune", oom_score_adj=-1000)
+    pa.populate("anon", 1000, owner=small)
+    pa.populate("anon", 5000, owner=big)
+    pa.populate("anon", 9000, owner=immune)
+    assert pa.oom.select_bad_process() is big
+    small.oom_score_adj = 1000  # stress-ng workers make themselves the preferred victims
+    assert pa.oom.select_bad_process() is small
+
+
+def test_oom_kill_latency_has_the_configured_median_and_95th_percentile():
+    lat = OomKillLatency()
+    draws = np.random.default_rng(3).lognormal(math.log(lat.median_ms), lat.sigma, 20000)
+    assert np.percentile(draws, 50) == pytest.approx(5, rel=0.05)
+    assert np.percentile(draws, 95) == pytest.approx(100, rel=0.1)
+
+
+def test_oom_kill_marks_the_victim_tasks_and_frees_its_memory_when_the_kill_completes():
+    env, pa, metrics = make(sched=True, seed=5)
+    killed = []
+    hog = MemoryOwner("hog", on_kill=killed.append)
+    me = MemoryOwner("me")
+    pa.populate("pagetables", 500, owner=hog)
+    pa.populate("kernel_stack", 40, owner=hog)
+    set_free(pa, owner=hog, DMA32=300, DMA=200)
+
+    def sleeper(task):
+        hog.tasks.append(task)
+        yield from pa.scheduler.sleep(task, 10.0, "pause")
+
+    hog_task = pa.scheduler.spawn("hog", sleeper, cpu=1)
+
+    def body(task):
+        task.owner = me
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon", owner=me))
+
+    task, out = run_task(env, pa, body)
+    kill, reaped = metrics.events_of("oom_kill")[0], metrics.events_of("oom_reaped")[0]
+    assert out["value"] and killed == [hog] and hog_task.oom_victim and hog_task.killed
+    assert reaped["pages"] == kill["anon"] + 500 + 40 and hog.pages == 0
+    assert out["end"] >= reaped["time"] > kill["time"]
+
+
+def test_oom_lock_contenders_sleep_a_jiffy_and_one_victim_is_killed_at_a_time():
+    env, pa, metrics = make(sched=True, oom_report_ms=5.0)
+    a, b = MemoryOwner("a"), MemoryOwner("b")
+    pa.populate("anon", 20000, owner=a)
+    set_free(pa, owner=b, DMA32=300, DMA=200)
+    done = []
+
+    def body(task):
+        ok = yield from pa.alloc_pages(task, GFP_KERNEL, pool="slab_unreclaimable")
+        done.append(ok)
+
+    for cpu in range(3):
+        pa.scheduler.spawn(f"t{cpu}", body, cpu=cpu)
+    env.run(until=5.0)
+    assert done == [True, True, True]
+    assert metrics.counters["oom_lock_contended"] >= 1 and metrics.counters["oom_kill"] == 1
+
+
+def test_no_killable_process_panics():
+    env, pa, metrics = make(sched=True)
+    set_free(pa, DMA32=300, DMA=200)  # anon without an owner
+
+    def body(task):
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    pa.scheduler.spawn("t", body)
+    with pytest.raises(KernelPanic):
+        env.run(until=5.0)
+    assert metrics.events_of("oom_panic")
