@@ -1,0 +1,138 @@
+"""One simulated machine: CPUs, memory, slab caches and vmalloc, wired together.
+
+``Machine`` is the build phase of a run: it creates the SimPy environment, the
+scheduler, the zones and page allocator (with kswapd, direct reclaim and the
+OOM killer), the ``vmap_area`` and kmalloc caches, and the vmalloc state with
+its split-object strategy, all from a :class:`MachineConfig` and one numpy
+``SeedSequence``.  Each component draws from its own child stream, so that two
+machines built from the same seed with different strategies see the same
+random numbers wherever their histories agree (common random numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.kernel.cpu import SchedParams, Scheduler, Task
+from sim.kernel.page_alloc import PageAllocator
+from sim.kernel.profile import KernelProfile, get_profile
+from sim.kernel.slab import kmem_cache_create, vmap_area_cache
+from sim.kernel.strategies import make_strategy
+from sim.kernel.vmalloc import Vmalloc, VmallocParams
+from sim.kernel.zones import MemoryParams, build_zones
+from sim.metrics import Metrics
+
+MiB = 1 << 20
+STREAMS = ("sched", "page_alloc", "workloads")
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """What a scenario says about the machine (kernel defaults elsewhere)."""
+
+    cpus: int = 4
+    ram: int = 256 * MiB
+    thp: bool | None = None  # None: on from 512 MiB of managed memory, as distros ship it
+    kernel: str = "5.2"
+    preemption: str = "none"
+    slab: str = "SLUB"
+    strategy: str | None = None  # None: the kernel profile's own
+    memory: MemoryParams = field(default_factory=MemoryParams)
+    sched: SchedParams = field(default_factory=SchedParams)
+    vmalloc: VmallocParams = field(default_factory=VmallocParams)
+    sample_interval: float = 0.1  # seconds between time-series samples; 0 turns sampling off
+
+
+class Machine:
+    """The kernel of one run and the handles workloads use."""
+
+    def __init__(self, config: MachineConfig, seed: np.random.SeedSequence, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.profile: KernelProfile = get_profile(config.kernel)
+        children = seed.spawn(len(STREAMS))
+        self.streams = dict(zip(STREAMS, children, strict=True))
+        self.env = simpy.Environment()
+        self.sched = Scheduler(
+            self.env,
+            config.cpus,
+            np.random.default_rng(self.streams["sched"]),
+            config.preemption,
+            config.sched,
+            self.metrics,
+        )
+        thp = True if config.thp is None else config.thp  # hugepage_init turns it off below 512 MiB
+        self.zone_table = build_zones(config.ram, config.cpus, thp, self.profile, config.memory)
+        self.page_alloc = PageAllocator(
+            self.env,
+            self.zone_table,
+            self.profile,
+            config.memory,
+            rng=np.random.default_rng(self.streams["page_alloc"]),
+            metrics=self.metrics,
+            scheduler=self.sched,
+        )
+        common = {
+            "allocator": config.slab,
+            "ncpus": config.cpus,
+            "page_alloc": self.page_alloc,
+            "metrics": self.metrics,
+            "scheduler": self.sched,
+            "clock": lambda: self.env.now,
+        }
+        self.vmap_area_cache = vmap_area_cache(self.profile, **common)
+        self.kmalloc = {size: kmem_cache_create(f"kmalloc-{size}", size, **common) for size in (32, 64)}
+        self.caches = [self.vmap_area_cache, *self.kmalloc.values()]
+        self.strategy_name = config.strategy or self.profile.split_strategy
+        self.vmalloc = Vmalloc(
+            self.sched,
+            self.page_alloc,
+            self.vmap_area_cache,
+            self.kmalloc,
+            self.profile,
+            make_strategy(self.strategy_name),
+            self.metrics,
+            config.vmalloc,
+        )
+        if config.slab == "SLAB":
+            for cpu in range(config.cpus):
+                self.env.process(self._cache_reap(cpu))
+        if config.sample_interval > 0:
+            self.env.process(self._sampler(config.sample_interval))
+
+    def workload_rng(self, index: int) -> np.random.Generator:
+        """The random stream of the ``index``-th workload (the same in every strategy)."""
+        return np.random.default_rng(self.streams["workloads"].spawn(index + 1)[index])
+
+    def spawn(self, name: str, body: Any, **kwargs: Any) -> Task:
+        """Start a task (see :meth:`Scheduler.spawn`)."""
+        return self.sched.spawn(name, body, **kwargs)
+
+    def _cache_reap(self, cpu: int) -> Generator[Any, Any, None]:
+        """SLAB's per-CPU ``cache_reap`` work, every 2 s (REAPTIMEOUT_AC)."""
+        yield self.env.timeout(2.0 + 0.01 * cpu)
+        while True:
+            for cache in self.caches:
+                reap = getattr(cache, "cache_reap", None)
+                if reap is not None:
+                    reap(cpu, self.env.now)
+            yield self.env.timeout(2.0)
+
+    def _sampler(self, interval: float) -> Generator[Any, Any, None]:
+        """Time series of free pages, watermarks, boost, kswapd and lazy pages."""
+        pa = self.page_alloc
+        vm = self.vmalloc
+        while True:
+            levels = pa.failure_state()
+            self.metrics.sample(
+                self.env.now,
+                vmap_lazy_pages=vm.vmap_lazy_nr,
+                vmap_area_objects=self.vmap_area_cache.objects_in_use,
+                **levels,
+            )
+            yield self.env.timeout(interval)
