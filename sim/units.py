@@ -1,0 +1,135 @@
+"""Units in scenario values: sizes ("256MiB"), durations ("10ms"), rates ("50MiB/s").
+
+Sizes are bytes, durations seconds, rates per second.  A plain number is taken
+in the base unit (bytes, seconds).  Binary prefixes (KiB, MiB, GiB, TiB) and
+the kernel's shorthand (K, M, G, T, as in ``vmalloc=<size>``) are powers of
+1024; decimal ones (kB, MB, GB) are powers of 1000.  ``Size``, ``Duration``
+and ``Rate`` are annotated types for pydantic models.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "page": 4096,
+    "pages": 4096,
+}
+_TIME_UNITS = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ns": 1e-9,
+    "min": 60.0,
+    "h": 3600.0,
+}
+_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*$")
+
+
+def _split(value: str, kind: str) -> tuple[float, str]:
+    match = _NUMBER.match(value)
+    if not match:
+        raise ValueError(f"expected a {kind} such as {_EXAMPLES[kind]}, got {value!r}")
+    return float(match.group(1)), match.group(2)
+
+
+_EXAMPLES = {"size": "'256MiB' or '4KiB'", "duration": "'10ms' or '60s'", "rate": "'50MiB/s' or '2000/s'"}
+
+
+def parse_size(value: object) -> int:
+    """Bytes in ``value`` ("256MiB", "1G", "8 pages", or an integer number of bytes)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as {_EXAMPLES['size']}, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"expected a size of at least 0, got {value}")
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as {_EXAMPLES['size']}, got {value!r}")
+    number, unit = _split(value, "size")
+    scale = _SIZE_UNITS.get(unit.lower())
+    if scale is None:
+        raise ValueError(f"unknown size unit {unit!r} in {value!r}; use B, KiB, MiB, GiB, TiB, kB, MB, GB or pages")
+    result = number * scale
+    if result != int(result):
+        raise ValueError(f"{value!r} is not a whole number of bytes")
+    return int(result)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in ``value`` ("10ms", "60s", "2min", or a number of seconds)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as {_EXAMPLES['duration']}, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a duration of at least 0, got {value}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration such as {_EXAMPLES['duration']}, got {value!r}")
+    number, unit = _split(value, "duration")
+    scale = _TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
+    if scale is None:
+        raise ValueError(f"unknown time unit {unit!r} in {value!r}; use ns, us, ms, s, min or h")
+    return number * scale
+
+
+def parse_rate(value: object) -> float:
+    """Per-second amount in ``value``: "50MiB/s" gives bytes per second, "2000/s"
+    (or a plain number) events per second."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a rate such as {_EXAMPLES['rate']}, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a rate of at least 0, got {value}")
+        return float(value)
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f"expected a rate such as {_EXAMPLES['rate']}, got {value!r}")
+    amount, per = value.rsplit("/", 1)
+    seconds = parse_duration("1" + per.strip()) if per.strip() not in ("", "s") else 1.0
+    amount = amount.strip()
+    count = float(amount) if _NUMBER.match(amount) and not _NUMBER.match(amount).group(2) else parse_size(amount)
+    return count / seconds
+
+
+def format_size(nbytes: int) -> str:
+    """The shortest exact binary-prefixed spelling of ``nbytes``."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes and nbytes % scale == 0:
+            return f"{nbytes // scale}{unit}"
+    return f"{nbytes}B"
+
+
+def _schema(kind: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+            "description": f"a {kind}, e.g. {_EXAMPLES[kind]}",
+        }
+    )
+
+
+Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str), _schema("size")]
+Duration = Annotated[float, BeforeValidator(parse_duration), _schema("duration")]
+Rate = Annotated[float, BeforeValidator(parse_rate), _schema("rate")]
