@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
-from sim.kernel.profile import get_profile
-from sim.kernel.slab import VmapAreaObjects, kmem_cache_create, vmap_area_cache
+from sim.kernel.profile import PROFILES, get_profile
+from sim.kernel.slab import VmapAreaObjects, default_objs_per_slab, kmem_cache_create, vmap_area_cache
 from sim.kernel.slab_array import SlabCache
 from sim.kernel.slub import SlubCache
 from sim.kernel.vmap import NE_FIT_TYPE, VMALLOC_END, VMALLOC_START, VmapSpace
@@ -100,14 +100,34 @@ def drive(env, gen):
 # -- sizes and defaults -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("version", "size", "objs"), [("5.2", 88, 46), ("5.3", 88, 46), ("5.5", 64, 64), ("6.3", 72, 56)]
-)
+# struct vmap_area: 88 B / 46 a page to 5.3, 64 / 64 for 5.4-6.2, 72 / 56 from 6.3
+VMAP_AREA = {"5.2": (88, 46), "5.3": (88, 46), "5.5": (64, 64), "5.18": (64, 64), "6.3": (72, 56)}
+VMAP_AREA |= {"6.8": (72, 56), "6.9": (72, 56)}
+
+
+def test_every_profile_has_a_vmap_area_layout_pinned_here():
+    assert set(VMAP_AREA) == set(PROFILES)
+
+
+@pytest.mark.parametrize(("version", "size", "objs"), [(v, *VMAP_AREA[v]) for v in VMAP_AREA])
 def test_vmap_area_cache_has_the_profiles_object_size_and_objects_per_page(version, size, objs):
     for allocator in get_profile(version).slab_allocators:
         cache, _ = make(allocator, version)
         assert (cache.size, cache.objs_per_slab) == (size, objs)
-        assert objs == 4096 // size
+        assert default_objs_per_slab(allocator, size) == objs  # what the allocator itself would fit
+
+
+def test_default_objects_per_slab_follow_each_allocators_layout():
+    """SLUB fits PAGE_SIZE // size; SLAB too when the one-byte index array fits in
+    one object (OBJFREELIST_SLAB), else it keeps the array on the page."""
+    pages = FakePages()
+    for size, slub, slab in ((32, 128, 124), (64, 64, 64), (16, 256, 240), (8, 512, 240), (2048, 2, 2)):
+        assert default_objs_per_slab("SLUB", size) == slub, size
+        assert default_objs_per_slab("SLAB", size) == slab, size
+    assert kmem_cache_create("kmalloc-32", 32, allocator="SLAB", ncpus=2, page_alloc=pages).objs_per_slab == 124
+    assert kmem_cache_create("kmalloc-32", 32, allocator="SLUB", ncpus=2, page_alloc=pages).objs_per_slab == 128
+    with pytest.raises(ValueError, match="fit"):
+        kmem_cache_create("big", 8192, allocator="SLAB", ncpus=2, page_alloc=pages)
 
 
 def test_slub_and_slab_tunables_for_vmap_area_are_the_kernels():
@@ -234,23 +254,30 @@ def test_blocking_alloc_in_atomic_context_is_a_bug_even_from_the_per_cpu_cache(a
     assert drive(env, cache.alloc(task, GFP_NOWAIT)) is not None and len(sched.bugs) == 1
 
 
-@pytest.mark.parametrize("allocator", ALLOCATORS)
-def test_task_that_migrates_while_growing_fills_the_new_cpus_cache(allocator):
+@pytest.mark.parametrize(("allocator", "kw"), [("SLUB", {}), ("SLAB", {"numa": False}), ("SLAB", {})])
+def test_task_that_migrates_while_growing_fills_the_new_cpus_cache(allocator, kw):
     env = simpy.Environment()
     sched = FakeScheduler(env)
     pages = FakePages(free=10, min_free=10, sched=sched)
-    cache, _ = make(allocator, pages=pages, scheduler=sched)
+    cache, _ = make(allocator, pages=pages, scheduler=sched, **kw)
     sched.migrate_to = 1
     task = FakeTask(0)
     slab = drive(env, cache.alloc(task, GFP_KERNEL))
-    assert slab is not None and task.cpu == 1
+    assert slab is not None and task.cpu == 1 and pages.sleeps >= 1
+    if allocator == "SLUB":  # the new page is CPU 1's slab, CPU 0 was left without one
+        assert (cache.cpu_slab[1].page, cache.cpu_slab[1].freelist) == (slab, 45)
+        assert cache.cpu_slab[0].page is None
+    elif not kw:  # NUMA: fallback_alloc took one object from the node lists, no array filled
+        assert all(not ac.entry for ac in cache.array) and slab.inuse == 1
+    else:  # the refill re-reads the array after the sleep: CPU 1's got the batch of 16
+        assert (len(cache.array[1].entry), cache.array[0].entry) == (15, [])
     pages.min = 0
     assert cache.alloc_nowait(1, GFP_NOWAIT) is slab  # CPU 1 holds the new objects
     assert pages.held == 1
     other = cache.alloc_nowait(0, GFP_NOWAIT)
     if allocator == "SLUB":  # the page is CPU 1's slab: CPU 0 needs its own
         assert other is not slab and pages.held == 2
-    else:  # CPU 1's array took 16; CPU 0 refills from the 30 left on the node
+    else:  # CPU 0 refills from the objects left on the node
         assert other is slab and pages.held == 1
     cache.check()
 
@@ -306,17 +333,71 @@ def test_slub_get_partial_takes_slabs_until_more_than_half_cpu_partial():
     cache, pages = make("SLUB", cpu_partial=30, min_partial=5)
     held = [cache.alloc_nowait(0, GFP_NOWAIT) for _ in range(46 * 6)]
     slabs = list(dict.fromkeys(held))
-    for slab in slabs[:5]:  # four objects back to each of five full slabs, via CPU 1
-        for _ in range(4):
+    for slab in slabs[:5]:  # five objects back to each of five full slabs, via CPU 1
+        for _ in range(5):
             cache.free(1, slab)
     cache.kmem_cache_shrink(0)  # CPU slabs and partial stacks to the node list
     assert len(cache.partial) == 5
     cache.alloc_nowait(3, GFP_NOWAIT)
     c = cache.cpu_slab[3]
-    # 4 + 4 + 4 + 4 = 16 > 15: four slabs, one as the CPU slab and three on the stack
-    assert c.freelist == 3 and len(c.partial) == 3 and len(cache.partial) == 1
+    # 5 + 5 + 5 = 15 is not more than 15; + 5 = 20 is: four slabs, one as the
+    # CPU slab and three on the stack
+    assert c.freelist == 4 and len(c.partial) == 3 and len(cache.partial) == 1
+    assert [p.pobjects for p in c.partial] == [5, 10, 15]
     assert pages.held == 6
     cache.check()
+
+
+def test_slub_shrink_discards_empty_slabs_and_moves_the_fullest_to_the_head():
+    cache, pages = make("SLUB")
+    held = [cache.alloc_nowait(0, GFP_NOWAIT) for _ in range(46 * 6)]
+    s1, s2, s3, s4, s5, _ = list(dict.fromkeys(held))
+    for slab, n in ((s1, 3), (s2, 1), (s3, 40), (s4, 1), (s5, 46)):
+        for _ in range(n):
+            cache.free(1, slab)
+    cache.kmem_cache_shrink(0)
+    # the stack unfreezes to s5 s4 s3 s2 s1; s5 is empty, s3 has more than
+    # 32 free objects and stays behind the promoted ones: 1 free, then 3 free
+    assert list(cache.partial) == [s2, s4, s1, s3]
+    assert pages.held == 5
+    cache.check()
+
+
+class PagesByCpu(FakePages):
+    """FakePages that also records which CPU each page was freed on."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.freed_on: list[int] = []
+
+    def free_pages(self, cpu, order=0, *, pool, nr=1, owner=None):
+        self.freed_on.append(cpu)
+        super().free_pages(cpu, order, pool=pool, nr=nr, owner=owner)
+
+
+def test_slub_shrink_flushes_each_cpu_on_that_cpu():
+    pages = PagesByCpu()
+    cache, _ = make("SLUB", pages=pages, min_partial=0)
+    cache.free(2, cache.alloc_nowait(2, GFP_NOWAIT))  # CPU 2's slab, empty again
+    held = [cache.alloc_nowait(0, GFP_NOWAIT) for _ in range(47)]
+    for slab in held[:46]:  # CPU 0's first slab, emptied through CPU 3's partial stack
+        cache.free(3, slab)
+    cache.kmem_cache_shrink(1)
+    assert pages.freed_on == [2, 3] and pages.held == 1
+    cache.check()
+
+
+def test_slab_shrink_drains_each_cpus_array_on_that_cpu():
+    pages = PagesByCpu()
+    cache, _ = make("SLAB", pages=pages, batchcount=1)  # free_limit = 5 * 1 + 46
+    held = [cache.alloc_nowait(2, GFP_NOWAIT) for _ in range(2 * 46)]
+    for slab in held:
+        cache.free(2, slab)
+    assert len(cache.array[2].entry) == 92
+    cache.kmem_cache_shrink(0)
+    # free_block on CPU 2 ends 92 > 51 free objects with one slab; the last
+    # one goes in drain_freelist, on the shrinking CPU
+    assert pages.freed_on == [2, 0] and pages.held == 0
 
 
 def test_slub_empty_slabs_beyond_min_partial_go_back_to_the_page_allocator():
@@ -482,6 +563,7 @@ def test_kernel_refill_sleeps_under_the_real_scheduler():
     sched = cpu_mod.Scheduler(env, 2, np.random.default_rng(1))
     pages = FakePages(free=3, min_free=3, sched=sched)
     for allocator in ALLOCATORS:
+        pages.free, sleeps, start = pages.min, pages.sleeps, env.now  # at min again: the refill must reclaim
         cache, _ = make(allocator, ncpus=2, pages=pages, scheduler=sched)
         got = []
 
@@ -492,8 +574,9 @@ def test_kernel_refill_sleeps_under_the_real_scheduler():
         sched.spawn("forker", body, cpu=0)
         env.run()
         assert got[0] is not None and got[1] is got[0]
+        assert pages.sleeps > sleeps and env.now > start, allocator
         cache.check()
-    assert env.now > 0 and sched.metrics.counters["sleep_in_atomic_bugs"] == 0
+    assert sched.metrics.counters["sleep_in_atomic_bugs"] == 0
 
 
 @pytest.mark.parametrize("allocator", ALLOCATORS)

@@ -36,11 +36,36 @@ __all__ = [
     "SlabCache",
     "SlubCache",
     "VmapAreaObjects",
+    "default_objs_per_slab",
     "kmem_cache_create",
     "vmap_area_cache",
 ]
 
 ALLOCATORS: dict[str, type[KmemCache]] = {"SLUB": SlubCache, "SLAB": SlabCache}
+# mm/slab.c: the smallest SLAB object (sizes below are rounded up), with 4 KiB
+# pages the reason a freelist index is one byte
+SLAB_OBJ_MIN_SIZE = 16
+
+
+def default_objs_per_slab(allocator: str, size: int) -> int:
+    """Objects of ``size`` bytes on an order-0 slab of a cache without a constructor.
+
+    SLUB (``calculate_sizes``/``calculate_order``, v5.3) keeps its free pointer
+    inside a free object: PAGE_SIZE // size.  SLAB (``__kmem_cache_create``,
+    ``set_objfreelist_slab_cache`` and ``cache_estimate``, v5.3) needs a
+    one-byte index per object: the index array lives in a free object when it
+    fits in one (OBJFREELIST_SLAB: PAGE_SIZE // size again), else at the end
+    of the page (PAGE_SIZE // (size + 1): 124 for kmalloc-32), an off-slab
+    array never being worth it for objects that small.  ``size`` is the
+    already aligned object size.
+    """
+    if not 0 < size <= PAGE_SIZE:
+        raise ValueError(f"objects of {size} B do not fit in one page")
+    if allocator != "SLAB":
+        return PAGE_SIZE // size
+    size = max(size, SLAB_OBJ_MIN_SIZE)
+    num = PAGE_SIZE // size
+    return num if num <= size else PAGE_SIZE // (size + 1)
 
 
 def kmem_cache_create(
@@ -59,7 +84,8 @@ def kmem_cache_create(
 ) -> KmemCache:
     """A cache of ``size``-byte objects on order-0 slabs (``kmem_cache_create``).
 
-    ``objs_per_slab`` defaults to PAGE_SIZE // size.  ``tunables`` go to the
+    ``objs_per_slab`` defaults to what the allocator fits in a page
+    (:func:`default_objs_per_slab`).  ``tunables`` go to the
     allocator model: SLUB ``cpu_partial``, ``min_partial``; SLAB ``limit``,
     ``batchcount``, ``shared``, ``numa``.  Pages are charged to ``pool``.
     """
@@ -70,7 +96,7 @@ def kmem_cache_create(
     return cls(
         name,
         size,
-        PAGE_SIZE // size if objs_per_slab is None else objs_per_slab,
+        default_objs_per_slab(allocator, size) if objs_per_slab is None else objs_per_slab,
         ncpus,
         page_alloc,
         pool=pool,

@@ -368,10 +368,10 @@ class SlabCache(KmemCache):
         return freed
 
     def kmem_cache_shrink(self, cpu: int) -> None:
-        """Empty every array and destroy every free slab (``drain_cpu_caches`` +
-        ``drain_freelist`` of ``__kmem_cache_shrink``)."""
-        for ac in self.array:
-            self.free_block(cpu, ac.entry)
+        """Empty every array, each CPU's on that CPU (``drain_cpu_caches``), then
+        destroy every free slab (``drain_freelist`` of ``__kmem_cache_shrink``)."""
+        for i, ac in enumerate(self.array):
+            self.free_block(i, ac.entry)
             ac.entry = []
         if self.shared is not None:
             self.free_block(cpu, self.shared.entry)

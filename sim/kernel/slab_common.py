@@ -283,8 +283,10 @@ class KmemCache:
         self.page_alloc.free_pages(cpu, 0, pool=self.pool)
 
     def slab_out_of_memory(self, cpu: int, gfp: int) -> None:
-        """Record ``slab_out_of_memory``'s report (SLUB and SLAB print one unless
-        ``__GFP_NOWARN``; the ratelimit is left to whoever reads the events)."""
+        """Record ``slab_out_of_memory``'s report unless ``__GFP_NOWARN`` (v5.3: SLUB
+        prints it with CONFIG_SLUB_DEBUG, SLAB only with CONFIG_DEBUG_SLAB; the
+        model records it for both, and leaves the ratelimit to whoever reads
+        the events)."""
         if gfp & Gfp.NOWARN:
             return
         self.metrics.event(

@@ -42,6 +42,7 @@ from sim.metrics import Metrics
 
 MIN_PARTIAL = 5
 MAX_PARTIAL = 10
+SHRINK_PROMOTE_MAX = 32  # __kmem_cache_shrink: free counts sorted to the list head
 
 
 def set_cpu_partial(size: int) -> int:
@@ -310,16 +311,34 @@ class SlubCache(KmemCache):
     # -- whole cache ---------------------------------------------------------
 
     def kmem_cache_shrink(self, cpu: int) -> None:
-        """Flush every CPU slab and partial stack, then discard every empty node
-        partial slab (``flush_all`` + ``__kmem_cache_shrink``)."""
-        for c in self.cpu_slab:
+        """``__kmem_cache_shrink`` (v5.3) called on ``cpu``.
+
+        ``flush_all`` deactivates every CPU slab and unfreezes every partial
+        stack, each on its own CPU (so a discarded page goes back on that
+        CPU).  Then every empty node partial slab is discarded, ``min_partial``
+        notwithstanding, and the slabs with at most SHRINK_PROMOTE_MAX free
+        objects move to the head of the list, fewest free first (each group in
+        reverse list order, as ``list_move`` and ``list_splice`` leave it).
+        """
+        for i, c in enumerate(self.cpu_slab):
             if c.page is not None:
-                self.flush_slab(cpu, c)
-            self.unfreeze_partials(cpu, c)
+                self.flush_slab(i, c)
+            self.unfreeze_partials(i, c)
+        discard: list[Slab] = []
+        promote: list[list[Slab]] = [[] for _ in range(SHRINK_PROMOTE_MAX)]
         for page in self.partial:
-            if page.inuse == 0:
+            free = page.objects - page.inuse
+            if free == page.objects:
                 self.partial.remove(page)
-                self.discard_slab(cpu, page)
+                discard.append(page)
+            elif free <= SHRINK_PROMOTE_MAX:
+                self.partial.remove(page)
+                promote[free - 1].append(page)
+        for group in reversed(promote):
+            for page in group:
+                self.partial.add(page)
+        for page in reversed(discard):
+            self.discard_slab(cpu, page)
 
     def check(self) -> None:
         """Every page is in exactly one state: a CPU slab, on one CPU partial
