@@ -12,7 +12,7 @@ The path of one request, as in mm/vmalloc.c v5.3:
   ``vm_struct`` from kmalloc with the caller's gfp (masked), a guard page unless
   VM_NO_GUARD, VM_IOREMAP alignment;
 * ``alloc_vmap_area``: the busy descriptor from the ``vmap_area`` cache with
-  ``gfp & GFP_RECLAIM_MASK``; ``retry:`` the strategy's preload and the lock;
+  ``gfp & _RECLAIM_MASK``; ``retry:`` the strategy's preload and the lock;
   the core allocation; on failure ``overflow:`` unlock, purge lazily freed
   areas under the purge mutex and retry once, then the notifier chain, then
   -EBUSY with a rate-limited warning;
@@ -36,13 +36,19 @@ from typing import Any
 import simpy
 
 from sim.kernel.cpu import Scheduler, Task
-from sim.kernel.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name, gfpflags_allow_blocking
+from sim.kernel.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name
 from sim.kernel.locks import Mutex, SpinLock
 from sim.kernel.profile import KernelProfile
 from sim.kernel.vmap import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
 from sim.metrics import Metrics
 
 EBUSY = -16
+# plain ints: IntFlag arithmetic costs more than the rest of a fast path
+_RECLAIM_MASK = int(GFP_RECLAIM_MASK)
+_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+_NOWARN = int(Gfp.NOWARN)
+_ZERO = int(Gfp.ZERO)
+_NOWAIT = int(GFP_NOWAIT)
 VM_IOREMAP = 0x1
 VM_ALLOC = 0x2
 VM_NO_GUARD = 0x40
@@ -159,7 +165,7 @@ class Vmalloc:
         self.notifiers: list[Any] = []  # vmap_notify_list: callables returning pages freed
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
         self._current: Task | None = None  # the task inside the core (for per-CPU reads)
-        self._chain: list[str] = []  # the calls that led to the current request
+        self._chains: dict[int, list[str]] = {}  # pid -> the calls that led to its current request
         self.deferred = [_Deferred() for _ in range(sched.ncpus)]
         for cpu in sched.cpus:
             cpu.percpu[PRELOAD_SLOT] = None
@@ -182,14 +188,14 @@ class Vmalloc:
             self.cache.free(task.cpu if task is not None else 0, va.slab)
             va.slab = None
 
-    def split_nowait(self, task: Task, gfp: int = GFP_NOWAIT) -> VmapArea | None:
+    def split_nowait(self, task: Task, gfp: int = _NOWAIT) -> VmapArea | None:
         """``kmem_cache_alloc(vmap_area_cachep, GFP_NOWAIT)`` under the lock."""
         metrics = self.metrics
         metrics.add("split_nowait_attempts")
         slab = self.cache.alloc_nowait(task.cpu, gfp)
         if slab is None:
             metrics.add("split_nowait_failures")
-            self._record_failure(task, "split_nowait_failure", gfp)
+            self._record_failure(task, "split_nowait_failure", gfp, "NE")
             return None
         va = VmapArea()
         va.slab = slab
@@ -206,7 +212,7 @@ class Vmalloc:
 
     def new_object(self, task: Task, gfp: int) -> Generator[Any, Any, VmapArea | None]:
         """``kmem_cache_alloc(vmap_area_cachep, gfp)``; may sleep if gfp allows."""
-        if gfpflags_allow_blocking(gfp):
+        if gfp & _DIRECT_RECLAIM:
             slab = yield from self.cache.alloc(task, gfp)
         else:
             slab = self.cache.alloc_nowait(task.cpu, gfp)
@@ -216,8 +222,18 @@ class Vmalloc:
         va.slab = slab
         return va
 
-    def _record_failure(self, task: Task, kind: str, gfp: int) -> None:
-        """A failure event with the machine state and the chain of calls."""
+    def _push(self, task: Task, frame: str) -> None:
+        self._chains.setdefault(task.pid, []).append(frame)
+
+    def _pop(self, task: Task) -> None:
+        chain = self._chains[task.pid]
+        chain.pop()
+        if not chain:
+            del self._chains[task.pid]
+
+    def _record_failure(self, task: Task, kind: str, gfp: int, fit: str | None = None) -> None:
+        """A failure event with the machine state, the fit type (NE for a split)
+        and the chain of calls that led to it."""
         state = self.page_alloc.failure_state() if hasattr(self.page_alloc, "failure_state") else {}
         self.metrics.event(
             kind,
@@ -226,7 +242,8 @@ class Vmalloc:
             task=task.name,
             pid=task.pid,
             gfp=gfp_name(gfp),
-            chain=" <- ".join(reversed(self._chain)),
+            fit=fit,
+            chain=" <- ".join(reversed(self._chains.get(task.pid, []))),
             **state,
         )
 
@@ -243,11 +260,13 @@ class Vmalloc:
         if size <= 0 or size % PAGE_SIZE or align & (align - 1):
             raise ValueError(f"alloc_vmap_area({size}, {align}): BUG_ON")
         sched = self.sched
+        self.metrics.add("vmap_alloc_calls")
         yield from sched.might_resched(task, "alloc_vmap_area")
-        self._chain.append("alloc_vmap_area")
-        busy = yield from self.new_object(task, gfp & GFP_RECLAIM_MASK)
+        self._push(task, "alloc_vmap_area")
+        busy = yield from self.new_object(task, gfp & _RECLAIM_MASK)
         if busy is None:
-            self._chain.pop()
+            self.metrics.add("vmap_alloc_failures")
+            self._pop(task)
             return ENOMEM
         purged = False
         metrics = self.metrics
@@ -268,7 +287,7 @@ class Vmalloc:
                 busy.va_size = size
                 self.space.insert_busy(busy)
                 yield from self.vmap_area_lock.unlock(task)
-                self._chain.pop()
+                self._pop(task)
                 return busy
             # overflow:
             metrics.add(f"vmap_fail_{FAILURE_CAUSE.get(addr, 'other')}")
@@ -279,18 +298,19 @@ class Vmalloc:
                 purged = True
                 metrics.add("overflow_retries")
                 continue
-            if gfpflags_allow_blocking(gfp) and self.notifiers:
+            if gfp & _DIRECT_RECLAIM and self.notifiers:
                 freed = sum(fn() for fn in self.notifiers)  # blocking_notifier_call_chain
                 if freed > 0:
                     purged = False
                     continue
             break
         metrics.add("vmap_ebusy")
-        if not gfp & Gfp.NOWARN and self._warn.allow(self.env.now):
+        metrics.add("vmap_alloc_failures")
+        if not gfp & _NOWARN and self._warn.allow(self.env.now):
             metrics.add("vmap_warnings_printed")
         self._record_failure(task, "vmap_ebusy", gfp)
         self.free_object_of(task, busy)
-        self._chain.pop()
+        self._pop(task)
         return EBUSY
 
     def free_object_of(self, task: Task, va: VmapArea) -> None:
@@ -388,14 +408,14 @@ class Vmalloc:
         if flags & VM_IOREMAP:
             order = max((size - 1).bit_length(), PAGE_SHIFT)
             align = 1 << min(order, IOREMAP_MAX_ORDER)
-        vm_slab = yield from self._kmalloc(task, 64, gfp & GFP_RECLAIM_MASK)
+        vm_slab = yield from self._kmalloc(task, 64, gfp & _RECLAIM_MASK)
         if vm_slab is None:
             return None
         if not flags & VM_NO_GUARD:
             size += PAGE_SIZE
-        self._chain.append("__get_vm_area_node")
+        self._push(task, "__get_vm_area_node")
         va = yield from self.alloc_vmap_area(task, size, align, vstart, vend, gfp)
-        self._chain.pop()
+        self._pop(task)
         if isinstance(va, int):
             self.kmalloc[64].free(task.cpu, vm_slab)
             return None
@@ -403,7 +423,7 @@ class Vmalloc:
 
     def _kmalloc(self, task: Task, size_class: int, gfp: int) -> Generator[Any, Any, Any]:
         cache = self.kmalloc[size_class]
-        if gfpflags_allow_blocking(gfp):
+        if gfp & _DIRECT_RECLAIM:
             return (yield from cache.alloc(task, gfp))
         return cache.alloc_nowait(task.cpu, gfp)
 
@@ -423,23 +443,23 @@ class Vmalloc:
     ) -> Generator[Any, Any, VmStruct | None]:
         """Allocate and map ``size`` bytes (``__vmalloc_node_range`` +
         ``__vmalloc_area_node``, v5.3).  None on failure."""
-        self._chain.append(caller)
-        self._chain.append("__vmalloc_node_range")
+        self._push(task, caller)
+        self._push(task, "__vmalloc_node_range")
         vm = yield from self.get_vm_area_node(task, size, align, flags | VM_ALLOC, vstart, vend, gfp, caller, pool)
-        self._chain.pop()
-        self._chain.pop()
+        self._pop(task)
+        self._pop(task)
         if vm is None:
             self.metrics.add("vmalloc_failures")
             return None
         vm.owner = owner
         nr_pages = (vm.size - (0 if flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
-        nested = (gfp & GFP_RECLAIM_MASK) | Gfp.ZERO
+        nested = (gfp & _RECLAIM_MASK) | _ZERO
         vm.pages_slab = yield from self._kmalloc(task, 32, nested)
         ok = vm.pages_slab is not None
         if ok:
             for _ in range(nr_pages):
                 ok = yield from self.page_alloc.alloc_pages(
-                    task, gfp | Gfp.NOWARN, 0, pool=pool, site=caller, owner=owner
+                    task, gfp | _NOWARN, 0, pool=pool, site=caller, owner=owner
                 )
                 if not ok:
                     break
