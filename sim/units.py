@@ -32,16 +32,17 @@ _SIZE_UNITS = {
     "page": 4096,
     "pages": 4096,
 }
+# seconds per unit as (multiplier, divisor): dividing keeps "100us" == 1e-4 exactly
 _TIME_UNITS = {
-    "": 1.0,
-    "s": 1.0,
-    "sec": 1.0,
-    "ms": 1e-3,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ns": 1e-9,
-    "min": 60.0,
-    "h": 3600.0,
+    "": (1, 1),
+    "s": (1, 1),
+    "sec": (1, 1),
+    "ms": (1, 1_000),
+    "us": (1, 1_000_000),
+    "µs": (1, 1_000_000),
+    "ns": (1, 1_000_000_000),
+    "min": (60, 1),
+    "h": (3600, 1),
 }
 _NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*$")
 
@@ -88,11 +89,13 @@ def parse_duration(value: object) -> float:
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as {_EXAMPLES['duration']}, got {value!r}")
+    if value.strip().lower() in ("inf", "infinity", "forever"):
+        return float("inf")
     number, unit = _split(value, "duration")
     scale = _TIME_UNITS.get(unit.lower() if unit != "µs" else unit)
     if scale is None:
         raise ValueError(f"unknown time unit {unit!r} in {value!r}; use ns, us, ms, s, min or h")
-    return number * scale
+    return number * scale[0] / scale[1]
 
 
 def parse_rate(value: object) -> float:
