@@ -171,6 +171,151 @@ def _print_zone_table(table) -> None:
         print(f"{z.name:<7}{z.managed:>9}{z.min:>7}{z.low:>7}{z.high:>7}{z.max_boost:>10}{pcp:>15}  ({reserve})")
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a scenario value, re-validated (repeatable): --set machine.cpus=8 --set workloads.0.workers=32.",
+    ),
+]
+
+
+def parse_set_options(values: list[str] | None) -> list[str]:
+    """The ``--set`` options, each checked for KEY.PATH=VALUE syntax (an InputError if not);
+    pass the result to ``load_scenario``, which checks the paths against the schema."""
+    from sim.scenario_paths import parse_override
+
+    for text in values or []:
+        try:
+            parse_override(text)
+        except ValueError as err:
+            raise InputError(f"--set {text}", None, str(err)) from None
+    return list(values or [])
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
+    overrides: SetOption = None,
+) -> None:
+    """Check scenario files: one line each, "FILE: ok (N runs ...)" or the first error as
+    FILE:LINE: key.path: message (on standard error).  Exit 2 if any file is bad."""
+    from sim.scenario import load_scenario
+
+    sets = parse_set_options(overrides)
+    bad = 0
+    for path in files:
+        try:
+            scenario = load_scenario(path, sets)
+        except InputError as err:
+            print(err, file=sys.stderr)
+            bad += 1
+            continue
+        runs, nstrat, nrep = len(scenario.runs()), len(scenario.strategies), scenario.replications
+        print(
+            f"{path}: ok ({runs} run{'s' * (runs != 1)}: {nstrat} strateg{'ies' if nstrat != 1 else 'y'}"
+            f" x {nrep} replication{'s' * (nrep != 1)})"
+        )
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option(help="Write the schema here instead of standard output.")] = None,
+) -> None:
+    """Print the JSON Schema of scenario files (for editors: yaml-language-server, VS Code)."""
+    import json
+
+    from sim.results import atomic_write_bytes
+    from sim.scenario import scenario_json_schema
+
+    text = json.dumps(scenario_json_schema(), indent=2, allow_nan=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(out, text.encode())
+
+
+SUMMARY_COLUMNS = (
+    ("vmalloc_calls", "vmallocs"),
+    ("fit_ne", "NE"),
+    ("split_nowait_attempts", "nowait"),
+    ("split_nowait_failures", "nowait fail"),
+    ("preload_fills", "fills"),
+    ("preload_misses", "misses"),
+    ("overflow_purges", "purges"),
+    ("vmap_ebusy", "EBUSY"),
+    ("forks", "forks"),
+    ("fork_enomem", "ENOMEM"),
+    ("oom_kills", "OOM kills"),
+    ("direct_reclaims", "dreclaims"),
+    ("sleep_in_atomic_bugs", "BUGs"),
+)
+
+
+@app.command()
+def run(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML.")],
+    seed: Annotated[int | None, typer.Option(help="Root seed (default: the scenario's).")] = None,
+    overrides: SetOption = None,
+    out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<scenario name>).")] = None,
+) -> None:
+    """Run a scenario once per strategy and replication; write the results folder
+    (manifest.json, runs.parquet, events.parquet, timeseries.parquet) and print a
+    summary table per strategy (means over replications)."""
+    from sim import __version__
+    from sim.engine import RUN_COLUMNS, run_scenario, run_seed
+    from sim.results import build_manifest, write_run_folder
+    from sim.scenario import load_scenario, resolved_dict
+
+    sets = parse_set_options(overrides)
+    scenario = load_scenario(scenario_file, sets)
+    root_seed = scenario.seed if seed is None else seed
+    params = {text.split("=", 1)[0]: text.split("=", 1)[1] for text in sets}
+    target = out or Path("results") / scenario.name
+    print(f"{scenario.name}: {len(scenario.strategies)} strategies x {scenario.replications} replications, "
+          f"{scenario.duration:g} s simulated, kernel {scenario.kernel}, root seed {root_seed}")  # fmt: skip
+
+    def progress(result) -> None:
+        row = result.row
+        print(f"  {row['run_id']}: {row['status']} in {row['wall_seconds']:.1f} s wall", flush=True)
+
+    results = run_scenario(scenario, root_seed, params=params, on_result=progress)
+    rows = [r.row for r in results]
+    seeds = {
+        f"r{k}": {"entropy": root_seed, "spawn_key": list(run_seed(root_seed, 0, k).spawn_key)}
+        for k in range(scenario.replications)
+    }
+    manifest = build_manifest(
+        resolved_dict(scenario), scenario.scenario_hash(), root_seed, rows, sys.argv, seeds, __version__
+    )
+    write_run_folder(
+        target,
+        manifest,
+        rows,
+        [e for r in results for e in r.events],
+        [s for r in results for s in r.samples],
+        list(RUN_COLUMNS),
+    )
+    _print_summary(rows, scenario.strategies)
+    print(f"results: {target}")
+
+
+def _print_summary(rows: list[dict], strategies: list[str]) -> None:
+    header = f"{'strategy':<18}" + "".join(f"{label:>12}" for _, label in SUMMARY_COLUMNS) + f"{'status':>10}"
+    print(header)
+    for strategy in strategies:
+        mine = [r for r in rows if r["strategy"] == strategy]
+        cells = []
+        for key, _ in SUMMARY_COLUMNS:
+            mean = sum(r[key] for r in mine) / len(mine)
+            cells.append(f"{mean:>12,.0f}" if mean >= 100 or mean == int(mean) else f"{mean:>12.2f}")
+        ok = sum(r["status"] == "ok" for r in mine)
+        print(f"{strategy:<18}" + "".join(cells) + f"{f'{ok}/{len(mine)} ok':>10}")
+
+
 def main() -> None:
     """Console entry point: bad input becomes one line on stderr and exit 2."""
     try:

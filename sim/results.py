@@ -5,10 +5,16 @@ Never imports SimPy; the kernel model does no I/O of its own.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 
 def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
@@ -24,7 +30,96 @@ def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
                 fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Pretty JSON, written atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet table from row dicts (``columns`` first, in order), written atomically."""
+    frame = pd.DataFrame.from_records(rows)
+    if columns is not None:
+        extra = [c for c in frame.columns if c not in columns]
+        frame = frame.reindex(columns=[*columns, *extra])
+    for col in frame.columns:  # mixed object columns would not round-trip
+        if frame[col].dtype == object:
+            frame[col] = frame[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return frame
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The commit of the checkout the code runs from, or None outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo or Path(__file__).parent, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_run_folder(
+    out: Path,
+    manifest: dict[str, Any],
+    rows: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    run_columns: list[str],
+) -> None:
+    """manifest.json, runs.parquet, events.parquet and timeseries.parquet in ``out``."""
+    out = Path(out)
+    write_table(out / "runs.parquet", rows, run_columns)
+    write_table(out / "events.parquet", events, ["run_id", "kind", "time"])
+    write_table(out / "timeseries.parquet", samples, ["run_id", "time"])
+    write_json(out / "manifest.json", manifest)
+
+
+def build_manifest(
+    scenario_dict: dict[str, Any],
+    scenario_hash: str,
+    root_seed: int,
+    rows: list[dict[str, Any]],
+    argv: list[str],
+    seeds: dict[str, Any],
+    version: str,
+) -> dict[str, Any]:
+    """What a reader needs to trust and repeat the results: code version and
+    commit, the command, the resolved scenario and its hash, the seeds, and
+    the status of every run."""
+    return {
+        "vmsim_version": version,
+        "git_commit": git_commit(),
+        "argv": argv,
+        "scenario": scenario_dict,
+        "scenario_hash": scenario_hash,
+        "root_seed": root_seed,
+        "seeds": seeds,
+        "runs": {row["run_id"]: {"status": row["status"], "error": row["error"]} for row in rows},
+    }

@@ -1,0 +1,211 @@
+"""Run a scenario: build a machine, start its workloads, run, collect (one run).
+
+Phases, as in desmod: *build* (a :class:`~sim.kernel.machine.Machine` from the
+scenario's machine section for one strategy, boot memory, workloads), *run*
+(``env.run(until=duration)``), *collect* (a row of headline counters, the
+failure events and the time series).  A kernel panic or any other exception
+ends the run with a status and an error message instead of ending a sweep.
+
+Seeds: a run's SeedSequence comes from (root seed, point index, replication)
+and never from the strategy, so every strategy of replication k sees the same
+workload random numbers (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim.kernel.machine import Machine
+from sim.kernel.oom import KernelPanic
+from sim.metrics import Metrics
+from sim.workloads.registry import build
+
+# runs.parquet columns, in order (issue 4); swept or overridden parameters follow
+RUN_COLUMNS = (
+    "run_id",
+    "scenario",
+    "strategy",
+    "kernel",
+    "seed",
+    "replication",
+    "sim_seconds",
+    "wall_seconds",
+    "vmalloc_calls",
+    "vmalloc_failures",
+    "fit_fl",
+    "fit_le",
+    "fit_re",
+    "fit_ne",
+    "split_from_preload",
+    "split_nowait_attempts",
+    "split_nowait_failures",
+    "preload_fills",
+    "preload_misses",
+    "overflow_purges",
+    "overflow_retry_successes",
+    "vmap_ebusy",
+    "forks",
+    "fork_enomem",
+    "nowait_page_failures",
+    "direct_reclaims",
+    "direct_reclaim_seconds",
+    "oom_kills",
+    "min_free_pages",
+    "seconds_below_min",
+    "sleep_in_atomic_bugs",
+    "status",
+    "error",
+)
+# counters copied as they are
+_DIRECT = (
+    "fit_fl",
+    "fit_le",
+    "fit_re",
+    "fit_ne",
+    "split_from_preload",
+    "split_nowait_attempts",
+    "split_nowait_failures",
+    "preload_fills",
+    "preload_misses",
+    "overflow_purges",
+    "overflow_retry_successes",
+    "vmap_ebusy",
+    "forks",
+    "fork_enomem",
+    "sleep_in_atomic_bugs",
+)
+
+
+def run_seed(root_seed: int, point: int, replication: int) -> np.random.SeedSequence:
+    """The SeedSequence of replication ``replication`` of grid point ``point``."""
+    return np.random.SeedSequence(entropy=root_seed, spawn_key=(point, replication))
+
+
+@dataclass
+class RunResult:
+    """What one run produced: its runs.parquet row, events and samples."""
+
+    row: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def run_id_of(scenario_name: str, strategy: str, point: int, replication: int) -> str:
+    return f"{scenario_name}/p{point:04d}/{strategy}/r{replication:03d}"
+
+
+def run_once(
+    scenario: Any,
+    strategy: str,
+    replication: int,
+    root_seed: int,
+    point: int = 0,
+    params: dict[str, Any] | None = None,
+) -> RunResult:
+    """Build, run and collect one (scenario, strategy, replication)."""
+    run_id = run_id_of(scenario.name, strategy, point, replication)
+    seed = run_seed(root_seed, point, replication)
+    metrics = Metrics()
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "scenario": scenario.name,
+        "strategy": strategy,
+        "kernel": scenario.kernel,
+        "seed": root_seed,
+        "replication": replication,
+    }
+    wall0 = time.perf_counter()
+    status, error, machine = "ok", "", None
+    try:
+        machine = Machine(scenario.machine_config(strategy), seed, metrics)
+        _boot(machine, scenario)
+        for i, spec in enumerate(scenario.workloads):
+            build(spec).start(machine, machine.workload_rng(i))
+        machine.env.run(until=scenario.duration)
+    except KernelPanic as err:
+        status, error = "panic", str(err)
+    except Exception as err:  # a failed run is recorded, not fatal to a sweep
+        status = "error"
+        error = f"{type(err).__name__}: {err} | {traceback.format_exc(limit=3).splitlines()[-2].strip()}"
+    row["sim_seconds"] = machine.env.now if machine is not None else 0.0
+    row["wall_seconds"] = time.perf_counter() - wall0
+    row.update(_headline(metrics, machine))
+    row["status"] = status
+    row["error"] = error
+    for key, value in (params or {}).items():
+        row[key] = value
+    for e in metrics.events:
+        e["run_id"] = run_id
+    for s in metrics.samples:
+        s["run_id"] = run_id
+    return RunResult(row, metrics.events, metrics.samples, dict(metrics.counters))
+
+
+def _boot(machine: Machine, scenario: Any) -> None:
+    """Memory in use at boot, by pool (page cache, kernel slab, ...)."""
+    for pool, pages in scenario.boot_pages().items():
+        if pages:
+            machine.page_alloc.populate(pool, pages)
+
+
+def run_scenario(
+    scenario: Any,
+    root_seed: int,
+    point: int = 0,
+    params: dict[str, Any] | None = None,
+    on_result: Any = None,
+) -> list[RunResult]:
+    """Every (strategy, replication) of ``scenario``, replication by replication
+    so that the strategies of one replication run side by side."""
+    results = []
+    for replication in range(scenario.replications):
+        for strategy in scenario.strategies:
+            result = run_once(scenario, strategy, replication, root_seed, point, params)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:
+    c = metrics.counters
+    row: dict[str, Any] = {key: int(c[key]) for key in _DIRECT}
+    row["vmalloc_calls"] = int(c["vmap_alloc_calls"])
+    row["vmalloc_failures"] = int(c["vmap_alloc_failures"])
+    row["nowait_page_failures"] = int(c["nowait_page_failures"])
+    row["direct_reclaims"] = int(c["allocstall"])
+    row["direct_reclaim_seconds"] = float(metrics.seconds["direct_reclaim"])
+    row["oom_kills"] = int(c["oom_kill"])
+    row["min_free_pages"], row["seconds_below_min"] = _free_levels(metrics, machine)
+    return row
+
+
+def _free_levels(metrics: Metrics, machine: Machine | None) -> tuple[int, float]:
+    """The lowest free page count seen (samples and failure snapshots) and the
+    time the machine spent at or below the sum of its zones' min watermarks,
+    counted over the samples."""
+    if machine is None:
+        return 0, 0.0
+    total_min = sum(z.wmark[0] for z in machine.page_alloc.zones)
+    lowest = math.inf
+    below = 0.0
+    interval = machine.config.sample_interval
+    for s in metrics.samples:
+        free = s.get("free")
+        if free is None:
+            continue
+        lowest = min(lowest, free)
+        if free <= total_min:
+            below += interval
+    for e in metrics.events:
+        if "free" in e and e["free"] is not None:
+            lowest = min(lowest, e["free"])
+    lowest = min(lowest, machine.page_alloc.nr_free_pages())
+    return (int(lowest) if lowest != math.inf else 0), below
