@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -79,9 +82,12 @@ def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
 
 
 def test_the_installed_entry_point_runs_the_command():
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "vmsim"]
+    assert script.value == "sim.cli:main"
+    exe = shutil.which("vmsim", path=str(Path(sys.executable).parent)) or shutil.which("vmsim")
+    assert exe is not None, "the vmsim console script is not installed"
     res = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "machine", "--ram", "16GiB", "--thp", "off"],
-        capture_output=True, text=True, timeout=120,
+        [exe, "machine", "--ram", "16GiB", "--thp", "off"], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     normal = rows(res.stdout)["Normal"]

@@ -468,3 +468,127 @@ def test_an_oom_victim_may_get_half_of_min_and_then_fail():
     # 230 > 445/2 passes; the refill takes the counter to 215, below the victim's reserve
     assert first and rest == 0 and metrics.counters["alloc_fail"] == 1
     assert metrics.counters["oom_invoke"] == 1 and not metrics.events_of("oom_kill")
+
+
+# --- the slow path's retry loop ---------------------------------------------------------------------
+
+
+def test_gfp_nowait_fails_at_once_without_reclaim_even_with_reclaimable_cache():
+    env, pa, metrics = make(sched=True)
+    pa.populate("file_clean", 20000, zone="DMA32")
+    set_free(pa, DMA32=400, DMA=0)
+
+    def body(task):
+        gen = pa.alloc_pages(task, GFP_NOWAIT, pool="slab_unreclaimable")
+        with pytest.raises(StopIteration) as stop:
+            next(gen)  # the generator API returns at its first step: nothing to wait for
+        return stop.value.value, env.now, pa.pools.pool["file_clean"].pages
+        yield  # pragma: no cover
+
+    task, out = run_task(env, pa, body, until=0.001)
+    ok, when, cache = out["value"]
+    assert ok is False and when == 0.0 and cache == 20000  # kswapd reclaims only later
+    assert metrics.counters["allocstall"] == 0 and metrics.counters["pcp_drain"] == 0
+    assert metrics.counters["alloc_fail"] == 1 and metrics.counters["kswapd_wake"] == 1
+
+
+def test_reclaimed_pages_wait_on_the_cpu_list_until_the_failed_attempt_drains_them():
+    env, pa, metrics = make(sched=True, kswapd_cpu_share=1e-9)
+    pa.populate("file_clean", 1000, zone="DMA32")
+    set_free(pa, DMA32=430, DMA=0)  # below min; the 32 reclaimed pages would lift it above
+    z = zone(pa, "DMA32")
+
+    def body(task):
+        ok = yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon")
+        return ok, list(z.pcp_count), z.nr_free
+
+    task, out = run_task(env, pa, body, until=1.0)
+    ok, pcp, free = out["value"]
+    assert ok and metrics.counters["allocstall"] == 1 and metrics.counters["pcp_drain"] == 1
+    assert sum(pcp) == 14 and free == 430 + 32 - 15  # drained, then one refill of 15
+
+
+def test_should_reclaim_retry_gives_up_after_sixteen_loops_without_progress():
+    # dirty file pages count as reclaimable but direct reclaim cannot write them back:
+    # every loop waits HZ/10 in congestion_wait, the seventeenth goes to the OOM killer
+    env, pa, metrics = make(sched=True, kswapd_cpu_share=1e-9)
+    hog = MemoryOwner("hog")
+    pa.populate("file_dirty", 5000, zone="DMA32")
+    set_free(pa, owner=hog, DMA32=300, DMA=0)
+    seen = []
+    out_of_memory = pa.oom.out_of_memory
+
+    def spy(task, gfp, order):
+        seen.append((metrics.counters["allocstall"], metrics.counters["congestion_wait"], env.now))
+        return (yield from out_of_memory(task, gfp, order))
+
+    pa.oom.out_of_memory = spy
+
+    def body(task):
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    task, out = run_task(env, pa, body)
+    assert out["value"] and hog.oom_killed
+    assert seen[0][:2] == (17, 16) and seen[0][2] >= 1.6
+
+
+def test_reserve_flags_replace_the_alloc_flags_so_an_oom_victim_stops_waking_kswapd():
+    env, pa, metrics = make(sched=True)
+    pa.populate("file_clean", 5000, zone="DMA32")
+    set_free(pa, DMA32=100, DMA=0)  # below the victim's min/2 until reclaim lifts it
+    wakes = []
+    pa.wake_all_kswapds = lambda order, gfp, high: wakes.append(env.now)
+
+    def body(task):
+        task.oom_victim = task.killed = True
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    task, out = run_task(env, pa, body)
+    assert out["value"] and metrics.counters["allocstall"] >= 2
+    assert len(wakes) == 2  # slow-path entry and the first retry:, not after ALLOC_OOM
+
+
+def test_unreserve_highatomic_releases_one_pageblock_from_the_first_zone_that_has_one():
+    env, pa, metrics = make()
+    dma32, dma = zone(pa, "DMA32"), zone(pa, "DMA")
+    dma32.highatomic = dma.highatomic = 1024
+    assert pa.unreserve_highatomic_pageblock()
+    assert (dma32.highatomic, dma.highatomic) == (512, 1024)
+    assert pa.unreserve_highatomic_pageblock() and (dma32.highatomic, dma.highatomic) == (512, 512)
+    assert not pa.unreserve_highatomic_pageblock()  # each zone keeps its last block
+    assert pa.unreserve_highatomic_pageblock(force=True) and (dma32.highatomic, dma.highatomic) == (0, 512)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "extra", "free"),
+    [("5.2", Gfp.NORETRY, 400), ("6.3", Gfp.RETRY_MAYFAIL, 300)],
+)
+def test_gfp_nofail_never_fails_and_loops_on_the_reserves_of_its_kernel(kernel, extra, free):
+    # no reclaimable pages: NORETRY or RETRY_MAYFAIL reach nopage, where __GFP_NOFAIL
+    # retries with ALLOC_HARDER (5.2: 3M/4 = 334) or ALLOC_MIN_RESERVE (6.3: M/2 = 223)
+    env, pa, metrics = make(sched=True, kernel=kernel)
+    set_free(pa, DMA32=free, DMA=0)
+
+    def body(task):
+        return (yield from pa.alloc_pages(task, GFP_KERNEL | Gfp.NOFAIL | extra, pool="anon"))
+
+    task, out = run_task(env, pa, body, until=5.0)
+    assert out.get("value") is True and metrics.counters["alloc_fail"] == 0
+
+
+def test_pf_memalloc_ignores_the_watermarks_and_never_recurses_into_reclaim():
+    reclaimer = SimpleNamespace(rt=False, pf_memalloc=True, oom_victim=False, name="kswapd")
+    env, pa, metrics = make(sched=True)
+    pa.populate("file_clean", 5000, zone="DMA32")
+    set_free(pa, DMA32=10, DMA=0)
+    assert nowait(pa, task=reclaimer)  # ALLOC_NO_WATERMARKS at the retry: label
+    pa.drain_all_pages()
+    set_free(pa, DMA32=0)
+
+    def body(task):
+        task.pf_memalloc = True
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    task, out = run_task(env, pa, body, until=0.001)
+    assert out["value"] is False and out["end"] == 0.0
+    assert metrics.counters["allocstall"] == 0 and metrics.counters["alloc_fail"] == 1

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from sim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT
+from sim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.oom import KernelPanic, MemoryOwner
-from sim.kernel.zones import OomKillLatency
+from sim.kernel.zones import ALLOC_CPUSET, ALLOC_WMARK_HIGH, OomKillLatency
 from tests.test_page_alloc import make, nowait, run_task, set_free, zone
 
 
@@ -167,6 +167,17 @@ def test_user_tasks_are_throttled_until_kswapd_restores_half_of_min_but_kthreads
         pa.populate("file_clean", 20000, zone="DMA32")
         set_free(pa, DMA32=100, DMA=200)  # 100 <= 445 / 2 in the zone that has file pages
 
+        released = []
+        throttle = pa.reclaim.throttle_direct_reclaim
+
+        def spy(task, gfp, throttle=throttle, pa=pa, released=released):
+            killed = yield from throttle(task, gfp)
+            z = zone(pa, "DMA32")  # the only zone with file pages
+            released.append(z.vm_free > z.wmark[0] // 2)
+            return killed
+
+        pa.reclaim.throttle_direct_reclaim = spy
+
         def body(task, pa=pa):
             return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
 
@@ -174,6 +185,7 @@ def test_user_tasks_are_throttled_until_kswapd_restores_half_of_min_but_kthreads
         assert out["value"]
         assert metrics.counters["pgscan_direct_throttle"] == (0 if kthread else 1)
         assert (metrics.seconds["throttle_direct_reclaim"] > 0) is not kthread
+        assert released[0] is not kthread  # a user task leaves only above half of min
 
 
 def test_reclaim_progress_resets_kswapd_failures():
@@ -199,6 +211,8 @@ def test_the_oom_killer_picks_the_highest_badness():
     assert pa.oom.select_bad_process() is big
     small.oom_score_adj = 1000  # stress-ng workers make themselves the preferred victims
     assert pa.oom.select_bad_process() is small
+    total = sum(z.managed for z in pa.zones)  # 57,577 pages: adj counts 57 pages per point
+    assert small.badness(total) == 1000 + 1000 * (total // 1000)  # integer, as oom_badness
 
 
 def test_oom_kill_latency_has_the_configured_median_and_95th_percentile():
@@ -245,11 +259,50 @@ def test_oom_lock_contenders_sleep_a_jiffy_and_one_victim_is_killed_at_a_time():
         ok = yield from pa.alloc_pages(task, GFP_KERNEL, pool="slab_unreclaimable")
         done.append(ok)
 
+    naps = []
+    sleep = pa.scheduler.sleep
+
+    def spy(task, seconds, site):
+        if site == "oom_lock":
+            naps.append(seconds)
+        yield from sleep(task, seconds, site)
+
+    pa.scheduler.sleep = spy
     for cpu in range(3):
         pa.scheduler.spawn(f"t{cpu}", body, cpu=cpu)
     env.run(until=5.0)
     assert done == [True, True, True]
     assert metrics.counters["oom_lock_contended"] >= 1 and metrics.counters["oom_kill"] == 1
+    assert len(naps) == metrics.counters["oom_lock_contended"] and set(naps) == {1 / 250}
+
+
+def test_the_last_attempt_before_the_oom_killer_is_at_the_high_mark_without_direct_reclaim():
+    env, pa, metrics = make(sched=True)
+    hog = MemoryOwner("hog")
+    set_free(pa, owner=hog, DMA32=300, DMA=200)
+    calls = []
+    get_page = pa.get_page_from_freelist
+    out_of_memory = pa.oom.out_of_memory
+
+    def spy_get(cpu, gfp, order, flags, *args):
+        calls.append((gfp, flags))
+        return get_page(cpu, gfp, order, flags, *args)
+
+    def spy_oom(task, gfp, order):
+        calls.append(("oom", pa.oom.lock_holder is task))
+        return (yield from out_of_memory(task, gfp, order))
+
+    pa.get_page_from_freelist = spy_get
+    pa.oom.out_of_memory = spy_oom
+
+    def body(task):
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    task, out = run_task(env, pa, body)
+    at = calls.index(("oom", True))  # under oom_lock
+    gfp, flags = calls[at - 1]
+    assert out["value"] and flags == ALLOC_WMARK_HIGH | ALLOC_CPUSET
+    assert gfp == (int(GFP_KERNEL) | int(Gfp.HARDWALL)) & ~int(Gfp.DIRECT_RECLAIM)
 
 
 def test_no_killable_process_panics():
@@ -263,3 +316,79 @@ def test_no_killable_process_panics():
     with pytest.raises(KernelPanic):
         env.run(until=5.0)
     assert metrics.events_of("oom_panic")
+
+
+# --- fixes: livelock, refaults, exits, reaped owners ------------------------------------------------------
+
+
+def test_a_kswapd_run_on_a_balanced_node_costs_time_so_throttled_tasks_cannot_livelock():
+    # DMA32 (no file pages) is above high + reserve, so the node is balanced; Normal, the
+    # only zone with reclaimable pages, is at <= half its min, so direct reclaim throttles.
+    env, pa, metrics = make(sched=True, zones=(("DMA", 3977), ("DMA32", 50000), ("Normal", 30000)))
+    pa.populate("file_clean", 20000, zone="Normal")
+    set_free(pa, Normal=100, DMA32=10000, DMA=0)
+
+    def body(task):
+        return (yield from pa.reclaim.try_to_free_pages(task, GFP_KERNEL, 0))
+
+    pa.scheduler.spawn("t", body)
+    for _ in range(20000):  # kswapd and the throttled task wake each other
+        if env.peek() > 0.05:
+            break
+        env.step()
+    assert env.now > 0.04  # without a cost per kswapd run, simulated time never advanced
+    assert metrics.counters["pgscan_direct_throttle"] == 1 and metrics.counters["kswapd_low_wmark_hit_quickly"] > 10
+
+
+def test_nothing_wakes_kswapd_between_low_and_high_not_even_refaults():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=650, DMA=0)  # low 556 < 650 <= high 667
+    env.run(until=0.001)
+    assert nowait(pa)
+    pa.reclaim._refault(20)  # hot file pages faulting back in: the fault's fast path suffices
+    env.run(until=0.01)
+    assert metrics.counters["workingset_refault"] == 20
+    assert metrics.counters["kswapd_wake"] == 0 and pa.reclaim.kswapd_sleeping
+    set_free(pa, DMA32=500)  # below low: the refault's slow path wakes kswapd
+    pa.reclaim._refault(1)
+    assert metrics.counters["kswapd_wake"] == 1
+
+
+def test_an_exited_process_frees_its_swap_entries_and_is_no_oom_candidate():
+    env, pa, metrics = make(sched=True, swap_bw_pages_s=1e5)
+    hog, other = MemoryOwner("hog"), MemoryOwner("other")
+    pa.populate("anon", 100, owner=other)  # swap takes the largest owner first: the hog
+
+    def body(task):
+        got = yield from pa.alloc_pages_bulk(task, GFP_KERNEL, 5000, pool="anon", owner=hog)
+        yield from pa.scheduler.sleep(task, 0.5, "hold")  # kswapd swaps part of it out
+        pa.free_pages(task.cpu, pool="anon", nr=hog.charged["anon"], owner=hog)
+        return got
+
+    task = pa.scheduler.spawn("hog", body)
+    hog.tasks.append(task)
+    set_free(pa, pool="slab_unreclaimable", DMA32=5300, DMA=240)
+    env.run(until=0.4)
+    assert hog.swap > 0 and pa.pools.swap_used == hog.swap
+    env.run(until=1.0)
+    assert task.state == "dead" and hog.swap == 0 and pa.pools.swap_used == 0
+    assert hog not in pa.pools.owners and pa.oom.select_bad_process() is other
+
+
+def test_pages_of_a_reaped_owner_are_not_freed_twice():
+    env, pa, metrics = make(sched=True)
+    hog, me = MemoryOwner("hog"), MemoryOwner("me")
+    pa.populate("kernel_stack", 40, owner=hog)  # e.g. a vmalloc'ed stack charged to the process
+    set_free(pa, owner=hog, DMA32=300, DMA=200)
+
+    def body(task):
+        task.owner = me
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon", owner=me))
+
+    task, out = run_task(env, pa, body)
+    assert out["value"] and hog.reaped and hog.pages == 0
+    free = [(z.nr_free, z.vm_free, list(z.pcp_count)) for z in pa.zones]
+    pa.free_pages(0, pool="kernel_stack", nr=40, owner=hog)  # vfree of the stack after the reap
+    assert [(z.nr_free, z.vm_free, list(z.pcp_count)) for z in pa.zones] == free
+    with pytest.raises(ValueError):
+        pa.free_pages(0, pool="anon", nr=2, owner=me)  # a live owner still may not over-free

@@ -8,7 +8,9 @@ held (see :mod:`sim.kernel.slowpath`): it picks the owner with the highest
 callback, and after a kill latency (exit or oom_reaper; lognormal, pressure.md
 8.1 item 8) gives its anon, page tables and kernel stacks back to the free lists.
 While a victim's memory is not yet freed, later invocations kill nobody and
-report progress, as ``select_bad_process`` aborts on a pending victim.
+report progress, as ``select_bad_process`` aborts on a pending victim.  An owner
+whose tasks have all exited is no candidate; :class:`sim.kernel.pools.MemoryPools`
+frees its swap entries when its last task exits.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class KernelPanic(RuntimeError):
 class MemoryOwner:
     """A process whose memory the OOM killer ranks and frees (``struct mm_struct``)."""
 
-    __slots__ = ("charged", "name", "on_kill", "oom_killed", "oom_score_adj", "reaped", "swap", "tasks")
+    __slots__ = ("charged", "name", "on_kill", "oom_killed", "oom_score_adj", "reaped", "swap", "tasks", "watched")
 
     def __init__(
         self, name: str, *, oom_score_adj: int = 0, on_kill: Callable[[MemoryOwner], None] | None = None
@@ -47,19 +49,26 @@ class MemoryOwner:
         self.tasks: list[Any] = []  # the scheduler tasks that use this mm
         self.oom_killed = False
         self.reaped = False  # MMF_OOM_SKIP: its memory is gone
+        self.watched = 0  # how many of ``tasks`` MemoryPools watches for their exit
+
+    @property
+    def exited(self) -> bool:
+        """All its tasks have exited (no task holds the mm: ``find_lock_task_mm`` fails)."""
+        return bool(self.tasks) and all(getattr(t, "state", None) == "dead" for t in self.tasks)
 
     @property
     def pages(self) -> int:
         """Pages charged to this process now."""
         return sum(self.charged.values())
 
-    def badness(self, totalpages: int) -> float | None:
+    def badness(self, totalpages: int) -> int | None:
         """``oom_badness`` (5.3): rss + swap entries + page tables, plus oom_score_adj
-        thousandths of all memory; None if it may not be chosen."""
-        if self.oom_score_adj == OOM_SCORE_ADJ_MIN or self.oom_killed:
+        times (totalpages / 1000) in integer arithmetic; None if it may not be chosen
+        (OOM_SCORE_ADJ_MIN, already killed, or no live task holds the mm)."""
+        if self.oom_score_adj == OOM_SCORE_ADJ_MIN or self.oom_killed or self.exited:
             return None
         points = self.charged["anon"] + self.swap + self.charged["pagetables"]
-        points += self.oom_score_adj * totalpages / 1000
+        points += self.oom_score_adj * (totalpages // 1000)
         return max(points, 1)
 
     def kill(self) -> None:
@@ -105,7 +114,7 @@ class OomKiller:
         """``select_bad_process``: the owner with the highest badness (first on a tie)."""
         pa = self.pa
         totalpages = sum(z.managed for z in pa.zones)
-        best, best_points = None, 0.0
+        best, best_points = None, 0
         for owner in pa.pools.owners:
             points = owner.badness(totalpages)
             if points is not None and points > best_points:

@@ -333,14 +333,14 @@ class PageAllocator:
         return moved
 
     def unreserve_highatomic_pageblock(self, force: bool = False) -> bool:
-        """``unreserve_highatomic_pageblock``: one reserved pageblock per zone back to
-        general use; without ``force`` each zone keeps its last one."""
-        released = False
-        for zone in self.zones:
+        """``unreserve_highatomic_pageblock`` (5.3): one reserved pageblock back to general
+        use, from the first zone in zonelist order that has one to spare (without
+        ``force`` a zone keeps its last one); True if a block was released."""
+        for zone in self.zonelist:
             if zone.highatomic > (0 if force else PAGEBLOCK_NR_PAGES):
                 zone.highatomic = max(0, zone.highatomic - PAGEBLOCK_NR_PAGES)
-                released = True
-        return released
+                return True
+        return False
 
     def populate(self, pool: str, nr: int, *, zone: str | None = None, owner: Any = None) -> None:
         """Boot-time state: charge ``nr`` pages to ``pool`` straight from the buddy lists

@@ -60,15 +60,40 @@ class MemoryPools:
             owner.charged[pool] += n
             if owner not in self.owners:
                 self.owners[owner] = None
+            if owner.watched < len(owner.tasks):
+                self._watch(owner)
+
+    def _watch(self, owner: Any) -> None:
+        """Call :meth:`exit_mm` when the owner's tasks exit (``Task.on_exit``)."""
+        for task in owner.tasks[owner.watched :]:
+            hooks = getattr(task, "on_exit", None)
+            if hooks is not None:
+                hooks.append(lambda _task, o=owner: self.exit_mm(o))
+        owner.watched = len(owner.tasks)
+
+    def exit_mm(self, owner: Any) -> None:
+        """The last task of ``owner`` exited (``exit_mmap``, 5.3): its swap entries are
+        freed, and without charged pages it leaves the OOM candidates.  The
+        workload frees its resident pages itself."""
+        if not owner.exited:
+            return
+        self.swap_used -= owner.swap
+        owner.swap = 0
+        if not any(owner.charged.values()):
+            self.owners.pop(owner, None)
 
     def uncharge(self, pool: str, n: int, owner: Any) -> list[tuple[int, int]]:
-        """Remove ``n`` pages; returns (zone type, pages) taken highest zone first."""
+        """Remove ``n`` pages; returns (zone type, pages) taken highest zone first.
+        Pages of an owner the OOM reaper has freed are not freed again."""
         p = self.pool[pool]
+        owned = owner is not None and pool in OWNER_POOLS
+        if owned and owner.charged[pool] < n:
+            if not owner.reaped:
+                raise ValueError(f"freeing {n} {pool} pages of {owner.name}, charged {owner.charged[pool]}")
+            n = owner.charged[pool]
         if n > p.pages:
             raise ValueError(f"freeing {n} pages of {pool}, which holds {p.pages}")
-        if owner is not None and pool in OWNER_POOLS:
-            if owner.charged[pool] < n:
-                raise ValueError(f"freeing {n} {pool} pages of {owner.name}, charged {owner.charged[pool]}")
+        if owned:
             owner.charged[pool] -= n
             if not owner.swap and not any(owner.charged.values()):
                 self.owners.pop(owner, None)  # an exited process leaves the OOM candidates

@@ -31,6 +31,7 @@ from sim.kernel.pools import ANON_POOLS, BOOST_ORDER, DIRECT_ORDER, KSWAPD_ORDER
 from sim.kernel.watermarks import zone_watermark_ok_safe
 from sim.kernel.zones import (
     ALLOC_KSWAPD,
+    ALLOC_WMARK_LOW,
     ALLOC_WMARK_MIN,
     MAX_RECLAIM_RETRIES,
     SWAP_CLUSTER_MAX,
@@ -175,6 +176,8 @@ class Reclaimer:
             remaining = ev.triggered
             self._kswapd_wait = None
             self.kswapd_sleeping = False
+            if remaining:  # woken early: the order it reclaimed for stays requested
+                self.kswapd_order = max(self.kswapd_order, order)
         if not remaining and self.prepare_kswapd_sleep(order, classzone):
             self.pa.set_pgdat_percpu_threshold(False)
             self.kswapd_sleeping = True
@@ -198,7 +201,8 @@ class Reclaimer:
     def balance_pgdat(self, order: int, classzone: int) -> Generator[Any, Any, int]:
         """``balance_pgdat`` (5.3): passes of Σ max(high, 32) pages until one eligible zone
         is balanced; a boost is reclaimed from clean file pages only, and dropped if the
-        node is really unbalanced; a run that reclaims nothing is a kswapd failure."""
+        node is really unbalanced; a run that reclaims nothing is a kswapd failure.  A
+        run that finds the node balanced at once costs ``kswapd_empty_pass_s``."""
         pa = self.pa
         self.metrics.add("pageoutrun")
         zones = [z for z in pa.zones if z.idx <= classzone]
@@ -207,7 +211,7 @@ class Reclaimer:
         limit_pcp = pa.profile.pcp_high_reclaim_limit
         for z in zones:
             z.reclaim_active = limit_pcp
-        nr_reclaimed = 0
+        nr_reclaimed = passes = 0
         balanced_out = restart = False
         while True:
             priority = 12  # DEF_PRIORITY
@@ -222,6 +226,7 @@ class Reclaimer:
                 raise_priority = not (nr_boost and priority == 10)
                 target = sum(max(z.wmark_pages(WMARK_HIGH), SWAP_CLUSTER_MAX) for z in zones)
                 got = yield from self.kswapd_shrink_node(target, BOOST_ORDER if nr_boost else KSWAPD_ORDER)
+                passes += 1
                 if got >= target:
                     raise_priority = False
                 if self._pfmemalloc_wait is not None and self.allow_direct_reclaim():
@@ -244,6 +249,9 @@ class Reclaimer:
             if b:
                 z.set_boost(z.boost - min(z.boost, b), pa.classzone)
             z.reclaim_active = False
+        if not passes:  # balanced at once, e.g. woken by allow_direct_reclaim: without a cost,
+            # kswapd and throttled tasks could wake each other forever at one instant
+            yield self.env.timeout(self.params.kswapd_empty_pass_s)
         return order
 
     def kswapd_shrink_node(self, target: int, order: tuple[str, ...]) -> Generator[Any, Any, int]:
@@ -311,15 +319,17 @@ class Reclaimer:
         ev.callbacks.append(lambda _ev: self._refault(n))
 
     def _refault(self, n: int) -> None:
-        """Hot file pages fault back in: taken down to min (waking kswapd); the rest later.
-        (A real fault would reclaim directly; this stands for it without a task.)"""
+        """Hot file pages fault back in: at the low mark (``__alloc_pages_nodemask``'s
+        fast path), then, waking kswapd as the slow path does, down to min; the rest
+        later.  (A real fault would reclaim directly; this stands for it without a task.)"""
         pa = self.pa
         zones, classzone, high = pa.zonelist_for(REFAULT_GFP)
-        self.wakeup_kswapd(0, high, REFAULT_GFP)
         cpu = int(self.rng.integers(pa.ncpus))
-        got = pa.get_page_from_freelist(
-            cpu, REFAULT_GFP, 0, ALLOC_WMARK_MIN | ALLOC_KSWAPD, zones, classzone, "file_mapped_hot", None, n
-        )
+        args = (zones, classzone, "file_mapped_hot", None)
+        got = pa.get_page_from_freelist(cpu, REFAULT_GFP, 0, ALLOC_WMARK_LOW | ALLOC_KSWAPD, *args, n)
+        if got < n:
+            self.wakeup_kswapd(0, high, REFAULT_GFP)
+            got += pa.get_page_from_freelist(cpu, REFAULT_GFP, 0, ALLOC_WMARK_MIN | ALLOC_KSWAPD, *args, n - got)
         self.metrics.add("workingset_refault", got)
         if got < n:
             self._schedule_refault(n - got)

@@ -4,10 +4,12 @@ Without ``__GFP_DIRECT_RECLAIM`` (GFP_NOWAIT, GFP_ATOMIC) the slow path is a pla
 function: wake kswapd, try at min with the class's reductions, try once more at
 the retry label (with OOM-victim reserves), then fail and warn.
 With it (GFP_KERNEL and friends), after the fast path failed at the low mark:
-wake kswapd, try at min, then loop over {wake
-kswapd; reserve flags for OOM victims and PF_MEMALLOC; try; direct reclaim (with
-throttling) and try; drain the per-CPU lists and try; ``should_reclaim_retry``
-(MAX_RECLAIM_RETRIES loops without progress); the OOM killer under oom_lock}.
+wake kswapd, try at min, then loop over {wake kswapd (until reserve flags
+replace the alloc flags); reserve flags for OOM victims and PF_MEMALLOC; try;
+direct reclaim (with throttling) and try; drain the per-CPU lists and try;
+``should_reclaim_retry`` (MAX_RECLAIM_RETRIES loops without progress); the OOM
+killer under oom_lock}.  Every way out that fails goes through "nopage", where a
+__GFP_NOFAIL request takes some reserves and loops instead.
 An order-0 request of a task that is not an OOM victim never fails: it sleeps
 until reclaim or a kill frees memory.  Split off page_alloc.py to keep both short.
 """
@@ -23,6 +25,7 @@ from sim.kernel.zones import (
     ALLOC_CPUSET,
     ALLOC_HARDER,
     ALLOC_KSWAPD,
+    ALLOC_MIN_RESERVE,
     ALLOC_NO_WATERMARKS,
     ALLOC_OOM,
     ALLOC_WMARK_HIGH,
@@ -125,48 +128,68 @@ def alloc_pages_slowpath(
         return done(got)
     costly = order > PAGE_ALLOC_COSTLY_ORDER
     no_progress_loops = 0
+    # 6.3 (ab3508854353) gives a __GFP_NOFAIL request the __GFP_HIGH share instead
+    nofail_flags = ALLOC_MIN_RESERVE if pa.profile.alloc_non_block else ALLOC_HARDER
     while True:  # retry:
-        if alloc_flags & ALLOC_KSWAPD:
+        if alloc_flags & ALLOC_KSWAPD:  # a reserve mapping below has no ALLOC_KSWAPD
             pa.wake_all_kswapds(order, gfp, high)
-        flags = gfp_pfmemalloc_flags(gfp, task) or alloc_flags
-        got = attempt(flags)
+        alloc_flags = gfp_pfmemalloc_flags(gfp, task) or alloc_flags  # replaces them for good
+        got = attempt(alloc_flags)
         if got:
             return done(got)
-        if getattr(task, "pf_memalloc", False):
-            break  # no recursion into reclaim
-        progress = yield from perform_reclaim(pa, task, gfp, order)
-        if progress:  # __alloc_pages_direct_reclaim
-            got = attempt(flags)
-            if not got:
-                pa.unreserve_highatomic_pageblock()
-                yield from drain_all_pages(pa, task)
-                got = attempt(flags)
+        nopage = bool(getattr(task, "pf_memalloc", False))  # no recursion into reclaim
+        if not nopage:
+            got, retry, no_progress_loops = yield from _reclaim_and_retry(
+                pa, task, gfp, order, n, high, zones, classzone, alloc_flags, costly, no_progress_loops, attempt
+            )
             if got:
                 return done(got)
-        if gfp & _G_NORETRY or (costly and not gfp & _G_RETRY_MAYFAIL):
-            break
-        retry, no_progress_loops = yield from should_reclaim_retry(
-            pa, task, gfp, order, zones, classzone, flags, progress > 0, no_progress_loops
-        )
-        if retry:
-            continue
-        got, oom_progress = yield from alloc_pages_may_oom(pa, task, gfp, order, n, high, attempt)
-        if got:
-            return done(got)
-        if getattr(task, "oom_victim", False) and (flags == ALLOC_OOM or gfp & _G_NOMEMALLOC):
-            break
-        if oom_progress:
-            no_progress_loops = 0
-            continue
-        if gfp & _G_NOFAIL:  # nopage: a __GFP_NOFAIL request loops with ALLOC_HARDER
-            got = attempt(ALLOC_HARDER)
+            nopage = not retry
+        if nopage:
+            if not gfp & _G_NOFAIL:
+                break
+            # nopage with __GFP_NOFAIL: some reserves, then back to retry:
+            got = attempt(nofail_flags)
             if got:
                 return done(got)
+            if getattr(task, "pf_memalloc", False):  # nothing below sleeps: the spin costs CPU
+                yield from pa.scheduler.run(task, 1.0 / pa.params.hz)
             yield from pa.scheduler.cond_resched(task)
-            continue
-        break
     warn_alloc(pa, task.cpu, gfp, order, site, task)
     return done(0)
+
+
+def _reclaim_and_retry(
+    pa: PageAllocator, task: Any, gfp: int, order: int, n: int, high: int, zones: tuple[Zone, ...],
+    classzone: int, alloc_flags: int, costly: bool, no_progress_loops: int, attempt: Any,
+) -> Generator[Any, Any, tuple[int, bool, int]]:  # fmt: skip
+    """The part of one ``__alloc_pages_slowpath`` loop after the retry: attempt (5.3):
+    direct reclaim and its attempts, the retry policy, the OOM step.  Returns
+    (blocks, go back to retry:, no_progress_loops); (0, False, _) is "goto nopage"."""
+    progress = yield from perform_reclaim(pa, task, gfp, order)
+    if progress:  # __alloc_pages_direct_reclaim
+        got = attempt(alloc_flags)
+        if not got:
+            pa.unreserve_highatomic_pageblock()
+            yield from drain_all_pages(pa, task)
+            got = attempt(alloc_flags)
+        if got:
+            return got, False, no_progress_loops
+    if gfp & _G_NORETRY or (costly and not gfp & _G_RETRY_MAYFAIL):
+        return 0, False, no_progress_loops
+    retry, no_progress_loops = yield from should_reclaim_retry(
+        pa, task, gfp, order, zones, classzone, alloc_flags, progress > 0, no_progress_loops
+    )
+    if retry:
+        return 0, True, no_progress_loops
+    got, oom_progress = yield from alloc_pages_may_oom(pa, task, gfp, order, n, high, attempt)
+    if got:
+        return got, False, no_progress_loops
+    if getattr(task, "oom_victim", False) and (alloc_flags == ALLOC_OOM or gfp & _G_NOMEMALLOC):
+        return 0, False, no_progress_loops  # no looping on reserves
+    if oom_progress:
+        return 0, True, 0
+    return 0, False, no_progress_loops
 
 
 def perform_reclaim(pa: PageAllocator, task: Any, gfp: int, order: int) -> Generator[Any, Any, int]:
