@@ -404,6 +404,23 @@ def rb_next(node: RBNode) -> RBNode | None:
     return parent
 
 
+def rb_prev(node: RBNode) -> RBNode | None:
+    """The in-order predecessor (``rb_prev``, lib/rbtree.c v5.3): the rightmost
+    node of the left subtree, else the first ancestor reached from its right
+    side.  The top-down percpu search (``pcpu_get_vm_areas``) steps down the
+    free blocks with it."""
+    if node.rb_left is not None:
+        node = node.rb_left
+        while node.rb_right is not None:
+            node = node.rb_right
+        return node
+    parent = node.rb_parent
+    while parent is not None and node is parent.rb_left:
+        node = parent
+        parent = node.rb_parent
+    return parent
+
+
 def rb_iter(root: RBRoot) -> Iterator[RBNode]:
     """All nodes in order."""
     node = rb_first(root)

@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from sim.workloads.base import WorkloadSpec
+from sim.workloads.bpf import BpfJit, BpfJitSpec
 from sim.workloads.fork_storm import ForkStorm, ForkStormSpec
+from sim.workloads.modules import ModuleLoad, ModuleLoadSpec
+from sim.workloads.percpu import PercpuChunks, PercpuChunksSpec
 from sim.workloads.pressure import (
     AnonHog,
     AnonHogSpec,
@@ -18,12 +21,19 @@ from sim.workloads.pressure import (
     Shmem,
     ShmemSpec,
 )
+from sim.workloads.vmalloc_stress import VmallocTest, VmallocTestSpec
+from sim.workloads.vmap_blocks import VmapBlocks, VmapBlocksSpec
 
 WORKLOADS: dict[str, tuple[type[WorkloadSpec], type]] = {
     "fork_storm": (ForkStormSpec, ForkStorm),
     "anon_hog": (AnonHogSpec, AnonHog),
     "shmem": (ShmemSpec, Shmem),
     "page_cache_reader": (PageCacheReaderSpec, PageCacheReader),
+    "test_vmalloc": (VmallocTestSpec, VmallocTest),
+    "module_load": (ModuleLoadSpec, ModuleLoad),
+    "bpf_jit": (BpfJitSpec, BpfJit),
+    "percpu_chunks": (PercpuChunksSpec, PercpuChunks),
+    "vmap_blocks": (VmapBlocksSpec, VmapBlocks),
 }
 
 
