@@ -177,8 +177,9 @@ def run_scenario(
 def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:
     c = metrics.counters
     row: dict[str, Any] = {key: int(c[key]) for key in _DIRECT}
-    row["vmalloc_calls"] = int(c["vmap_alloc_calls"])
-    row["vmalloc_failures"] = int(c["vmap_alloc_failures"])
+    # KVA reservations: alloc_vmap_area and pcpu_get_vm_areas
+    row["vmalloc_calls"] = int(c["vmap_alloc_calls"] + c["pcpu_get_vm_areas_calls"])
+    row["vmalloc_failures"] = int(c["vmap_alloc_failures"] + c["pcpu_get_vm_areas_failures"])
     row["nowait_page_failures"] = int(c["nowait_page_failures"])
     row["direct_reclaims"] = int(c["allocstall"])
     row["direct_reclaim_seconds"] = float(metrics.seconds["direct_reclaim"])

@@ -88,6 +88,7 @@ class Machine:
         self.vmap_area_cache = vmap_area_cache(self.profile, **common)
         self.kmalloc = {size: kmem_cache_create(f"kmalloc-{size}", size, **common) for size in (32, 64)}
         self.caches = [self.vmap_area_cache, *self.kmalloc.values()]
+        self.module_load_offset = 0  # get_module_load_offset(): chosen once per boot by the first module user
         self.strategy_name = config.strategy or self.profile.split_strategy
         self.vmalloc = Vmalloc(
             self.sched,

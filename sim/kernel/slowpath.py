@@ -67,6 +67,7 @@ def alloc_pages_slowpath_nonblocking(
         got += pa.get_page_from_freelist(cpu, gfp, order, flags, zones, classzone, pool, owner, n - got)
         if got == n:
             return got
+    pa.metrics.add("nowait_page_failures")  # a non-blocking request that failed (runs.parquet)
     warn_alloc(pa, cpu, gfp, order, site, task)
     return got
 

@@ -163,6 +163,8 @@ class Vmalloc:
         self.purge_list: list[VmStruct] = []
         self.lazy_max = lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu)
         self.notifiers: list[Any] = []  # vmap_notify_list: callables returning pages freed
+        # run by purge_vmap_area_lazy before the purge: purge_fragmented_blocks_allcpus
+        self.purge_hooks: list[Any] = []  # generator functions taking the task
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
         self._current: Task | None = None  # the task inside the core (for per-CPU reads)
         self._chains: dict[int, list[str]] = {}  # pid -> the calls that led to its current request
@@ -285,6 +287,7 @@ class Vmalloc:
                     yield from self.vmap_area_lock.lock(task)
                 busy.va_start, busy.va_end = addr, addr + size
                 busy.va_size = size
+                busy.fit = self.space.last_fit
                 self.space.insert_busy(busy)
                 yield from self.vmap_area_lock.unlock(task)
                 self._pop(task)
@@ -335,6 +338,8 @@ class Vmalloc:
     def purge_vmap_area_lazy(self, task: Task) -> Generator[Any, Any, None]:
         """Purge under the purge mutex, waiting for it (``purge_vmap_area_lazy``)."""
         yield from self.purge_lock.lock(task)
+        for hook in self.purge_hooks:
+            yield from hook(task)
         yield from self._purge_vmap_area_lazy(task)
         self.purge_lock.unlock(task)
 

@@ -58,7 +58,7 @@ class VmapArea(RBNode):
     (the kernel finds it with ``virt_to_slab``); the core never reads it.
     """
 
-    __slots__ = ("slab", "subtree_max_size", "va_end", "va_size", "va_start")
+    __slots__ = ("fit", "slab", "subtree_max_size", "va_end", "va_size", "va_start")
 
     def __init__(self, va_start: int = 0, va_end: int = 0) -> None:
         # RBNode.__init__ inlined: one object is made per split and per area
@@ -71,6 +71,7 @@ class VmapArea(RBNode):
         self.va_size = va_end - va_start
         self.subtree_max_size = 0
         self.slab = None  # the slab page the object came from, when a slab model provides it
+        self.fit = 0  # for a busy area made by the machine: the fit type that placed it
 
     def __repr__(self) -> str:
         return f"VmapArea({self.va_start:#x}, {self.va_end:#x})"

@@ -43,7 +43,6 @@ from sim.workloads.tally import VmapTally
 
 KASAN_SHADOW_SCALE_SHIFT = 3  # MODULE_ALIGN = PAGE_SIZE << 3 with KASAN (arch/x86/include/asm/module.h)
 MODULES_VADDR_NOKASLR = 0xFFFFFFFFA0000000  # __START_KERNEL_map + 512 MiB without RANDOMIZE_BASE
-OFFSET_ATTR = "module_load_offset"
 
 
 class ModuleWindowSpec(WorkloadSpec):
@@ -80,10 +79,9 @@ def get_module_load_offset(machine: Any, candidate: int, kaslr: bool) -> int:
     first call of any module_alloc caller."""
     if not kaslr:
         return 0
-    offset = getattr(machine, OFFSET_ATTR, 0)
+    offset = machine.module_load_offset
     if offset == 0:
-        offset = candidate
-        setattr(machine, OFFSET_ATTR, offset)
+        offset = machine.module_load_offset = candidate
     return offset
 
 

@@ -88,6 +88,7 @@ class VmapBlocks:
         self.vm = machine.vmalloc
         self.tally = VmapTally(machine)
         self.queues: list[list[VmapBlock]] = [[] for _ in range(machine.sched.ncpus)]  # vmap_block_queue
+        self.vm.purge_hooks.append(self.purge_fragmented_blocks_allcpus)  # run by purge_vmap_area_lazy
         n = self.spec.mappers or machine.sched.ncpus
         for i, r in enumerate(rng.spawn(n)):
             machine.env.process(self._start_mapper(i, r, n))
@@ -237,8 +238,8 @@ class VmapBlocks:
                 yield from self.free_vmap_block(task, vb)
 
     def vm_unmap_aliases(self, task: Any) -> Generator[Any, Any, None]:
-        """``vm_unmap_aliases``: purge fragmented blocks, then the lazy areas."""
-        yield from self.purge_fragmented_blocks_allcpus(task)
+        """``vm_unmap_aliases``: purge fragmented blocks, then the lazy areas
+        (``purge_vmap_area_lazy`` runs the fragmented-block purge as its hook)."""
         yield from self.vm.purge_vmap_area_lazy(task)
 
     def addr_to_vb_idx(self, addr: int) -> int:
