@@ -189,12 +189,14 @@ def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:
 
 
 def _free_levels(metrics: Metrics, machine: Machine | None) -> tuple[int, float]:
-    """The lowest free page count seen (samples and failure snapshots) and the
-    time the machine spent at or below the sum of its zones' min watermarks,
-    counted over the samples."""
+    """The lowest free page count seen (samples and failure snapshots), and the
+    time, counted over the samples, during which a GFP_NOWAIT request would
+    have found every zone at or below its (boosted) min plus the reserve for
+    the GFP_KERNEL classzone."""
     if machine is None:
         return 0, 0.0
-    total_min = sum(z.wmark[0] for z in machine.page_alloc.zones)
+    pa = machine.page_alloc
+    limits = [(z.name, z.wmark[0], z.lowmem_reserve[pa.classzone]) for z in pa.zones]
     lowest = math.inf
     below = 0.0
     interval = machine.config.sample_interval
@@ -203,10 +205,10 @@ def _free_levels(metrics: Metrics, machine: Machine | None) -> tuple[int, float]
         if free is None:
             continue
         lowest = min(lowest, free)
-        if free <= total_min:
+        if all(s[f"{name}_free"] <= wmin + s[f"{name}_boost"] + reserve for name, wmin, reserve in limits):
             below += interval
     for e in metrics.events:
-        if "free" in e and e["free"] is not None:
+        if e.get("free") is not None:
             lowest = min(lowest, e["free"])
-    lowest = min(lowest, machine.page_alloc.nr_free_pages())
+    lowest = min(lowest, pa.nr_free_pages())
     return (int(lowest) if lowest != math.inf else 0), below

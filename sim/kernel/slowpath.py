@@ -49,6 +49,9 @@ _G_NOWARN = int(Gfp.NOWARN)
 _G_SILENT_UNLESS = int(Gfp.DIRECT_RECLAIM | Gfp.HIGH | Gfp.ATOMIC)  # 6.8 GFP_NOWAIT implies NOWARN
 
 
+_KSWAPD_BIT = int(Gfp.KSWAPD_RECLAIM)
+
+
 def alloc_pages_slowpath_nonblocking(
     pa: PageAllocator, cpu: int, gfp: int, order: int, n: int, pool: str, site: str, owner: Any, task: Any
 ) -> int:
@@ -67,7 +70,8 @@ def alloc_pages_slowpath_nonblocking(
         got += pa.get_page_from_freelist(cpu, gfp, order, flags, zones, classzone, pool, owner, n - got)
         if got == n:
             return got
-    pa.metrics.add("nowait_page_failures")  # a non-blocking request that failed (runs.parquet)
+    if gfp & _KSWAPD_BIT:  # GFP_NOWAIT / GFP_ATOMIC, not a slab's no-reclaim probe (gfp_exact_node)
+        pa.metrics.add("nowait_page_failures")
     warn_alloc(pa, cpu, gfp, order, site, task)
     return got
 

@@ -116,23 +116,31 @@ class ForkStorm:
     # -- one fork ---------------------------------------------------------------
 
     def _fork(self, task: Any, owner: MemoryOwner) -> Generator[Any, Any, tuple[Any, int] | None]:
-        """``_do_fork`` up to ``wake_up_new_task``; None is -ENOMEM."""
+        """``_do_fork`` up to ``wake_up_new_task``; None is -ENOMEM.
+
+        The order follows ``copy_process``: ``dup_task_struct`` takes the
+        task_struct from its slab cache (usually without a page) and then the
+        stack; the slab objects of the files, signal, mm and VMAs and the page
+        tables of ``copy_mm`` come after the stack.  Charging those pages before
+        the stack would make every stack vmalloc follow a GFP_KERNEL allocation
+        that had just restored free memory above min, hiding the very failures
+        this workload exists to show.
+        """
         m, spec = self.m, self.spec
         pa, sched, metrics = m.page_alloc, m.sched, m.metrics
         metrics.add("fork_attempts")
-        slab = yield from pa.alloc_pages_bulk(
-            task, GFP_KERNEL, spec.slab_pages, pool="slab_unreclaimable", site="dup_task_struct"
-        )
-        stack = None
-        if slab == spec.slab_pages:  # GFP_KERNEL falls short only for an OOM victim
-            stack = yield from self._alloc_thread_stack(task)
+        stack = yield from self._alloc_thread_stack(task)
         if stack is None:
-            _release(pa, task.cpu, "slab_unreclaimable", slab, None)
             return None
-        tables = yield from pa.alloc_pages_bulk(
-            task, GFP_KERNEL, spec.pagetable_pages, pool="pagetables", owner=owner, site="copy_mm"
+        slab = yield from pa.alloc_pages_bulk(
+            task, GFP_KERNEL, spec.slab_pages, pool="slab_unreclaimable", site="copy_process"
         )
-        if tables < spec.pagetable_pages:
+        tables = 0
+        if slab == spec.slab_pages:  # GFP_KERNEL falls short only for an OOM victim
+            tables = yield from pa.alloc_pages_bulk(
+                task, GFP_KERNEL, spec.pagetable_pages, pool="pagetables", owner=owner, site="copy_mm"
+            )
+        if slab < spec.slab_pages or tables < spec.pagetable_pages:
             _release(pa, task.cpu, "pagetables", tables, owner)
             _release(pa, task.cpu, "slab_unreclaimable", slab, None)
             self._free_thread_stack(task.cpu, stack)
