@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,7 @@ class RunResult:
     row: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=dict)
+    counters: Counter = field(default_factory=Counter)  # absent counters read as 0
 
 
 def run_id_of(scenario_name: str, strategy: str, point: int, replication: int) -> str:
@@ -145,7 +146,7 @@ def run_once(
         e["run_id"] = run_id
     for s in metrics.samples:
         s["run_id"] = run_id
-    return RunResult(row, metrics.events, metrics.samples, dict(metrics.counters))
+    return RunResult(row, metrics.events, metrics.samples, Counter(metrics.counters))
 
 
 def _boot(machine: Machine, scenario: Any) -> None:

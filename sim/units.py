@@ -107,6 +107,10 @@ def parse_rate(value: object) -> float:
         if value < 0:
             raise ValueError(f"expected a rate of at least 0, got {value}")
         return float(value)
+    if isinstance(value, str) and "/" not in value:
+        match = _NUMBER.match(value)
+        if match and not match.group(2):  # a bare number, as YAML leaves "1e6"
+            return float(match.group(1))
     if not isinstance(value, str) or "/" not in value:
         raise ValueError(f"expected a rate such as {_EXAMPLES['rate']}, got {value!r}")
     amount, per = value.rsplit("/", 1)

@@ -89,6 +89,8 @@ class VmallocTestSpec(WorkloadSpec):
     test_repeat_count: int = Field(1, ge=1, description="repeats of each case (module default)")
     sequential_test_order: bool = Field(False, description="do not shuffle the case order (module default)")
     single_cpu_test: bool = Field(False, description="one kthread on the first online CPU (module default)")
+    # later kernels' nr_threads, and Rezki's "20 unbind threads" of the v5.5 preload measurement
+    nr_threads: int = Field(0, ge=0, description="0: one pinned kthread per CPU (v5.3); N: N unbound kthreads")
     long_busy_list_length: int = Field(15000, ge=1, description="areas kept by long_busy_list_alloc_test (source)")
     # None: fls(num_online_cpus()) * (32 MiB / PAGE_SIZE), as the source computes it
     full_fit_junk_length: int | None = Field(None, ge=1, description="pairs of full_fit_alloc_test")
@@ -132,16 +134,22 @@ class VmallocTest:
         self.vm = machine.vmalloc
         self.tally = VmapTally(machine)
         self.pcpu = PercpuAllocator(machine, self.spec.percpu, f"{self.prefix}.pcpu_alloc_test")
-        cpus = [0] if self.spec.single_cpu_test else list(range(machine.sched.ncpus))
+        ncpus = machine.sched.ncpus
+        if self.spec.nr_threads:
+            cpus = [i % ncpus for i in range(self.spec.nr_threads)]
+        else:
+            cpus = [0] if self.spec.single_cpu_test else list(range(ncpus))
         machine.env.process(self._do_concurrent_test(cpus, rng.spawn(len(cpus))))
 
     def _do_concurrent_test(self, cpus: list[int], rngs: list[np.random.Generator]) -> Generator[Any, Any, None]:
-        """``do_concurrent_test``: one pinned kthread per CPU of the test mask."""
+        """``do_concurrent_test``: one pinned kthread per CPU of the test mask
+        (v5.3), or ``nr_threads`` unbound ones (later kernels)."""
         if self.spec.start:
             yield self.m.env.timeout(self.spec.start)
-        for cpu, rng in zip(cpus, rngs):
+        pinned = not self.spec.nr_threads
+        for i, (cpu, rng) in enumerate(zip(cpus, rngs)):
             self.m.spawn(
-                f"vmalloc_test/{cpu}", lambda t, r=rng: self._test_func(t, r), cpu=cpu, pinned=True, kthread=True
+                f"vmalloc_test/{i}", lambda t, r=rng: self._test_func(t, r), cpu=cpu, pinned=pinned, kthread=True
             )
 
     def _test_func(self, task: Any, rng: np.random.Generator) -> Generator[Any, Any, None]:
