@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_vmap.py
 	$(BIN)/python benchmarks/bench_machine.py
+	$(BIN)/python benchmarks/bench_engine.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check sim tests benchmarks
