@@ -267,7 +267,7 @@ def run(
     summary table per strategy (means over replications)."""
     from sim import __version__
     from sim.engine import RUN_COLUMNS, run_scenario, run_seed
-    from sim.results import build_manifest, write_run_folder
+    from sim.results import build_manifest, counter_rows, write_run_folder
     from sim.scenario import load_scenario, resolved_dict
 
     sets = parse_set_options(overrides)
@@ -298,6 +298,7 @@ def run(
         [e for r in results for e in r.events],
         [s for r in results for s in r.samples],
         list(RUN_COLUMNS),
+        [c for r in results for c in counter_rows(r.row["run_id"], r.counters)],
     )
     _print_summary(rows, scenario.strategies)
     print(f"results: {target}")

@@ -92,13 +92,21 @@ def write_run_folder(
     events: list[dict[str, Any]],
     samples: list[dict[str, Any]],
     run_columns: list[str],
+    counters: list[dict[str, Any]] | None = None,
 ) -> None:
-    """manifest.json, runs.parquet, events.parquet and timeseries.parquet in ``out``."""
+    """manifest.json, runs.parquet, events.parquet, timeseries.parquet and
+    counters.parquet (every counter of every run, tidy: run_id, name, value) in ``out``."""
     out = Path(out)
     write_table(out / "runs.parquet", rows, run_columns)
     write_table(out / "events.parquet", events, ["run_id", "kind", "time"])
     write_table(out / "timeseries.parquet", samples, ["run_id", "time"])
+    write_table(out / "counters.parquet", counters or [], ["run_id", "name", "value"])
     write_json(out / "manifest.json", manifest)
+
+
+def counter_rows(run_id: str, counters: dict[str, float]) -> list[dict[str, Any]]:
+    """A run's counters as tidy rows for counters.parquet."""
+    return [{"run_id": run_id, "name": name, "value": float(value)} for name, value in sorted(counters.items())]
 
 
 def build_manifest(

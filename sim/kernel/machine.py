@@ -130,10 +130,15 @@ class Machine:
         vm = self.vmalloc
         while True:
             levels = pa.failure_state()
+            for z in pa.zones:  # the marks, for timelines (boost is in the state)
+                levels[f"{z.name}_low"] = z.wmark[1]
+                levels[f"{z.name}_high"] = z.wmark[2]
             self.metrics.sample(
                 self.env.now,
                 vmap_lazy_pages=vm.vmap_lazy_nr,
                 vmap_area_objects=self.vmap_area_cache.objects_in_use,
+                kswapd_awake=int(not pa.reclaim.kswapd_sleeping),
+                kswapd_reclaimed=int(self.metrics.counters["kswapd_reclaimed"]),
                 **levels,
             )
             yield self.env.timeout(interval)
