@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -315,6 +317,102 @@ def _print_summary(rows: list[dict], strategies: list[str]) -> None:
             cells.append(f"{mean:>12,.0f}" if mean >= 100 or mean == int(mean) else f"{mean:>12.2f}")
         ok = sum(r["status"] == "ok" for r in mine)
         print(f"{strategy:<18}" + "".join(cells) + f"{f'{ok}/{len(mine)} ok':>10}")
+
+
+@app.command()
+def plot(
+    folder: Annotated[Path, typer.Argument(help="Results folder of vmsim run or vmsim sweep.")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run of the timeline (default: most split failures).")
+    ] = None,
+    x: Annotated[str | None, typer.Option("--x", help="Factor column of the failure curves' x axis.")] = None,
+) -> None:
+    """Draw the figures a results folder supports into FOLDER/figures/ (PNG and SVG):
+    failure curves with Wilson bands, a run's timeline, the fit-type mix, and the
+    preload fill latency; print the files written and what was skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sim.plots import plot_folder
+
+    report = plot_folder(folder, run_id=run_id, x=x)
+    for path in report.written:
+        print(path)
+    for note in report.notes:
+        print(f"skipped {note}")
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: base scenario, factors, replications, seed.")],
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Workers (default: the CPU count).")] = None,
+    executor: Annotated[str | None, typer.Option(help="serial, process (the default) or dask.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786 (implies dask).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep the runs the folder has finished.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<sweep name>).")] = None,
+    chunk: Annotated[int | None, typer.Option(min=1, help="Runs per chunk (default: ~4 per worker, <= 20).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the sweep file, list its points.")] = False,
+) -> None:
+    """Run a sweep: every grid point x strategy x replication, in chunks on an executor; the
+    folder gets part files, a status log (--resume skips what it has finished), and then the
+    merged runs/events/timeseries.parquet and manifest.json.  Exit 1 if a worker crash left
+    runs to retry."""
+    from sim.executors import EXECUTORS
+    from sim.sweep import run_sweep
+    from sim.sweepfile import load_sweep
+
+    if executor is not None and executor not in EXECUTORS:
+        raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if scheduler is not None and executor not in (None, "dask"):
+        raise InputError("--scheduler", None, f"needs --executor dask, not {executor}")
+    executor = executor or ("dask" if scheduler else "process")
+    plan = load_sweep(sweep_file)
+    runs = plan.runs()
+    target = out or Path("results") / plan.name
+    print(f"{plan.name}: {len(plan.points)} points x {len(plan.strategies)} strategies x {plan.replications} "
+          f"replications = {len(runs)} runs, root seed {plan.seed}")  # fmt: skip
+    if dry_run:
+        for p in plan.points:
+            values = " ".join(f"{k}={v}" for k, v in p.values.items())
+            print(f"  p{p.index:04d} {values}  (scenario {p.scenario_hash[:12]})")
+        return
+    where = f"scheduler {scheduler}" if scheduler else f"-j {jobs or os.cpu_count()}" if executor != "serial" else ""
+    print(f"executor {executor} {where}".rstrip() + f", results {target}", flush=True)
+    with _sweep_progress() as progress:
+        outcome = run_sweep(
+            plan, target, executor=executor, jobs=jobs, scheduler=scheduler, resume=resume,
+            chunk_size=chunk, argv=sys.argv, progress=progress,
+        )  # fmt: skip
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items()))
+    print(f"{outcome.total} runs: {counts}; {outcome.skipped} kept from before, {outcome.ran} run now "
+          f"in {outcome.wall_seconds:.1f} s")  # fmt: skip
+    print(f"results: {outcome.out} (runs {outcome.rows['runs']}, events {outcome.rows['events']}, "
+          f"timeseries {outcome.rows['timeseries']} rows)")  # fmt: skip
+    if outcome.crashed:
+        print(f"{outcome.crashed} runs failed in a worker crash; rerun with --resume to retry them", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _sweep_progress():
+    """A rich progress bar on standard error (runs done, failures, ETA); silent when not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+        TextColumn("ETA"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("sweep", total=None, failed=0)
+
+        def update(done: int, failed: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, failed=failed)
+
+        yield update
 
 
 def main() -> None:
