@@ -30,7 +30,7 @@ from typing import Any
 from sim.engine import RUN_COLUMNS, run_once, run_seed
 from sim.errors import InputError
 from sim.executors import make_backend
-from sim.results import build_manifest, write_json
+from sim.results import build_manifest, counter_rows, write_json
 from sim.scenario import Scenario, resolved_dict
 from sim.sweepfile import RunSpec, SweepPlan, key_loc, point_data
 from sim.sweepstore import StatusLine, SweepStore
@@ -99,7 +99,7 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
     each atomically) under ``task.out``; return the summaries.  Runs in a worker process."""
     store = SweepStore(Path(task.out))
     scenarios: dict[int, Scenario | str] = {}
-    rows, events, samples = [], [], []
+    rows, events, samples, counters = [], [], [], []
     for spec in task.runs:
         point = task.points[spec.point]
         if spec.point not in scenarios:
@@ -115,7 +115,9 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
         rows.append(result.row)
         events.extend(result.events)
         samples.extend(result.samples)
+        counters.extend(counter_rows(result.row["run_id"], result.counters))
     store.write_part(task.part, "events", events, ["run_id", "kind", "time"])
+    store.write_part(task.part, "counters", counters, ["run_id", "name", "value"])
     store.write_part(task.part, "timeseries", samples, ["run_id", "time"])
     store.write_part(task.part, "runs", rows, list(task.columns))
     summaries = (RunSummary(r["run_id"], r["status"], r["error"], r.get("wall_seconds", 0.0)) for r in rows)

@@ -37,10 +37,15 @@ import pyarrow.parquet as pq
 
 from sim.results import write_table
 
-TABLES = ("runs", "events", "timeseries")
+TABLES = ("runs", "events", "timeseries", "counters")
 
 # the columns of a merged table that no part has rows for
-_EMPTY = {"runs": ("status", "error"), "events": ("kind", "time"), "timeseries": ("time",)}
+_EMPTY = {
+    "runs": ("status", "error"),
+    "events": ("kind", "time"),
+    "timeseries": ("time",),
+    "counters": ("name", "value"),
+}
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ def _clusters(ranges: dict[str, tuple[str, str]]) -> list[list[str]]:
 
 def _empty_schema(table: str) -> pa.Schema:
     names = ("run_id", *_EMPTY[table])
-    return pa.schema([pa.field(n, pa.float64() if n == "time" else pa.large_string()) for n in names])
+    return pa.schema([pa.field(n, pa.float64() if n in ("time", "value") else pa.large_string()) for n in names])
 
 
 def _target_type(types: list[pa.DataType]) -> pa.DataType:

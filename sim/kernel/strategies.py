@@ -23,6 +23,7 @@ as the kernel does; such a split counts as a ``preload_miss``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -72,10 +73,7 @@ class PreloadSplit:
         sched.preempt_disable(task)
         if sched.cpus[task.cpu].percpu[PRELOAD_SLOT] is None:
             yield from sched.preempt_enable(task)
-            pva = yield from vm.new_object(task, self.fill_gfp(gfp))
-            vm.metrics.add("preload_fills")
-            if pva is None:
-                vm.metrics.add("preload_fill_failures")
+            pva = yield from _fill(vm, task, self.fill_gfp(gfp))
             sched.preempt_disable(task)
             _install(vm, task, pva)
         yield from sched.run(task, vm.params.t_check_lock)
@@ -100,10 +98,7 @@ class PreloadLocklessSplit(PreloadSplit):
         sched = vm.sched
         pva = None
         if sched.cpus[task.cpu].percpu[PRELOAD_SLOT] is None:
-            pva = yield from vm.new_object(task, self.fill_gfp(gfp))
-            vm.metrics.add("preload_fills")
-            if pva is None:
-                vm.metrics.add("preload_fill_failures")
+            pva = yield from _fill(vm, task, self.fill_gfp(gfp))
         yield from sched.run(task, vm.params.t_check_lock)  # a preemption point before the lock
         yield from vm.free_lock.lock(task)
         if pva is not None:
@@ -118,6 +113,24 @@ class PreloadGfpSplit(PreloadLocklessSplit):
 
     def fill_gfp(self, gfp: int) -> int:
         return gfp & GFP_RECLAIM_MASK
+
+
+def _fill(vm: Any, task: Task, gfp: int) -> Generator[Any, Any, VmapArea | None]:
+    """The preload's allocation, counted, with its latency in a histogram of
+    power-of-two microsecond buckets: ``preload_fill_latency_le_<k>`` counts
+    fills that took at most 2^k us (k = 0 also holds fills that took no
+    simulated time, served from a per-CPU cache)."""
+    start = vm.env.now
+    pva = yield from vm.new_object(task, gfp)
+    metrics = vm.metrics
+    metrics.add("preload_fills")
+    if pva is None:
+        metrics.add("preload_fill_failures")
+    waited = vm.env.now - start
+    k = 0 if waited <= 1e-6 else min(math.ceil(math.log2(waited * 1e6) - 1e-9), 30)
+    metrics.add(f"preload_fill_latency_le_{k}")
+    metrics.add_time("preload_fill", waited)
+    return pva
 
 
 def _install(vm: Any, task: Task, pva: VmapArea | None) -> None:
