@@ -167,11 +167,20 @@ def test_spinlock_waiters_spin_on_their_cpu_and_get_the_lock_in_order():
 
         return body
 
+    spinning = []
+
+    def watch():
+        yield env.timeout(5e-4)  # a holds the lock, b and c spin
+        spinning.extend((c.curr.name, c.curr.preempt_count) for c in sched.cpus)
+
     sched.spawn("a", user("a", 0.0), cpu=0)
     sched.spawn("b", user("b", 1e-4), cpu=1)
     sched.spawn("c", user("c", 2e-4), cpu=2)
+    env.process(watch())
     env.run()
+    assert spinning == [("a", 1), ("b", 1), ("c", 1)]  # each waiter keeps its CPU, preemption off
     assert [o[0] for o in order] == ["a", "b", "c"]
+    assert [o[2] for o in order] == [0, 1, 2]
     assert order[1][1] == pytest.approx(1e-3)
     assert order[2][1] == pytest.approx(2e-3)
     assert metrics.seconds["lock_wait:l"] == pytest.approx((1e-3 - 1e-4) + (2e-3 - 2e-4))
@@ -260,6 +269,7 @@ def test_same_seed_gives_the_same_schedule():
         return log, dict(metrics.counters)
 
     assert trace(5) == trace(5)
+    assert trace(5) != trace(6)  # the schedule does draw from the stream it is given
 
 
 def test_bad_arguments_are_rejected():
@@ -268,3 +278,76 @@ def test_bad_arguments_are_rejected():
     env, sched, _ = make()
     with pytest.raises(ValueError):
         sched.spawn("x", lambda t: iter(()), cpu=7)
+
+
+def test_a_task_enqueued_after_a_long_solo_run_waits_for_the_next_tick():
+    env, sched, metrics = make(ncpus=1, model="full")
+    b = []
+
+    def late():
+        yield env.timeout(0.05)
+        sched.spawn("b", spinner(sched, 1e-3, b), cpu=0)
+
+    sched.spawn("a", spinner(sched, 0.1, []), cpu=0)
+    env.process(late())
+    env.run()
+    # check_preempt_tick runs at ticks (every 4 ms); the ticks before 50 ms saw a alone
+    assert b[0][0] > 0.052 - 1e-9
+    assert b[0][0] < 0.0525
+
+
+def test_an_idle_cpu_pulls_a_movable_task_past_a_runqueue_of_pinned_ones():
+    env, sched, metrics = make(ncpus=3, model="none")
+    ran = []
+
+    def short(task):
+        yield from sched.run(task, 1e-3)
+
+    def movable(task):
+        ran.append((env.now, task.cpu))
+        yield from sched.run(task, 1e-3)
+
+    sched.spawn("short", short, cpu=2, pinned=True)
+    sched.spawn("hog0", spinner(sched, 0.02, []), cpu=0, pinned=True)
+    sched.spawn("hog1", spinner(sched, 0.02, []), cpu=1, pinned=True)
+    sched.spawn("p0", spinner(sched, 0.01, []), cpu=0, pinned=True)
+    sched.spawn("p1", spinner(sched, 0.01, []), cpu=0, pinned=True)
+    sched.spawn("m", movable, cpu=1)
+    env.run()
+    assert ran == [(pytest.approx(1e-3), 2)]  # CPU 2 went idle and took m from CPU 1
+
+
+def test_a_forked_task_starts_on_its_parents_cpu_among_equally_loaded_ones():
+    env, sched, metrics = make(ncpus=3, model="none")
+    for i in range(3):
+        sched.spawn(f"hog{i}", spinner(sched, 0.01, []), cpu=i, pinned=True)
+    env.run(until=1e-4)
+    assert sched.spawn("child", spinner(sched, 1e-4, []), near=2).cpu == 2
+    env.run(until=2e-4)  # the child waits on CPU 2
+    assert sched.spawn("next", spinner(sched, 1e-4, []), near=2).cpu == 0  # the first after 2 of the least loaded
+    assert sched.spawn("plain", spinner(sched, 1e-4, [])).cpu == 0
+
+
+@pytest.mark.parametrize("model, breaks", [("full", True), ("none", False)])
+def test_cond_resched_lock_lets_a_spinning_waiter_in_only_under_full_preemption(model, breaks):
+    env, sched, metrics = make(ncpus=2, model=model)
+    lock = SpinLock(sched, "vmap_area_lock")
+    got = []
+
+    def purger(task):
+        yield from lock.lock(task)
+        for _ in range(100):  # 100 merges of 10 us, offering the lock after each
+            yield from sched.run(task, 1e-5)
+            yield from lock.cond_resched_lock(task)
+        yield from lock.unlock(task)
+
+    def allocator(task):
+        yield from sched.run(task, 1.55e-4)
+        yield from lock.lock(task)
+        got.append(env.now)
+        yield from lock.unlock(task)
+
+    sched.spawn("purger", purger, cpu=0)
+    sched.spawn("alloc", allocator, cpu=1)
+    env.run()
+    assert got[0] == pytest.approx(1.6e-4 if breaks else 1e-3)

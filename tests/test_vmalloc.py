@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sim.kernel.cpu import SchedParams
 from sim.kernel.gfp import GFP_KERNEL, GFP_THREAD_STACK
 from sim.kernel.machine import Machine, MachineConfig
 from sim.kernel.oom import MemoryOwner
 from sim.kernel.strategies import NowaitSplit
-from sim.kernel.vmalloc import lazy_max_pages
+from sim.kernel.vmalloc import VmallocParams, lazy_max_pages
 from sim.kernel.vmap import VMALLOC_END, VMALLOC_START
 from sim.kernel.zones import MemoryParams
 
@@ -131,6 +132,7 @@ def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
     (fail,) = m.metrics.events_of("split_nowait_failure")
     assert fail["DMA32_free"] <= fail["DMA32_min"] and fail["gfp"] == "GFP_NOWAIT"
     assert fail["chain"].startswith("alloc_vmap_area")
+    assert fail["retry"] == 0 and fail["fit"] == "NE"  # the first try; the retry after the purge succeeded
 
 
 def test_preload_fills_with_gfp_kernel_at_min_and_never_takes_nowait():
@@ -199,6 +201,10 @@ def test_exhausted_window_fails_with_ebusy_after_one_purge():
     assert out[0] is not None and out[1] is None
     c = m.metrics.counters
     assert c["vmap_ebusy"] == 1 and c["overflow_purges"] == 1 and c["vmap_fail_no_space"] == 2
+    (ebusy,) = m.metrics.events_of("vmap_ebusy")
+    assert ebusy["cause"] == "no_space" and ebusy["retry"] == 1
+    assert ebusy["size"] == 3 * 4096 and ebusy["align_shift"] == 0
+    assert "alloc_vmap_area <- __get_vm_area_node <- __vmalloc_node_range" in ebusy["chain"]
 
 
 def test_same_seed_same_counters():
@@ -209,3 +215,202 @@ def test_same_seed_same_counters():
         return dict(m.metrics.counters)
 
     assert run() == run()
+
+
+def _lazy_stacks(m, n, cpu=0):
+    """A task on ``cpu`` that vmallocs ``n`` stacks and vfrees them all (lazily)."""
+    vm = m.vmalloc
+
+    def body(task):
+        areas = []
+        for _ in range(n):
+            area = yield from vm.vmalloc_node_range(
+                task, STACK, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL, pool="kernel_stack"
+            )
+            areas.append(area)
+        for area in areas:
+            yield from vm.vfree(task, area)
+
+    m.spawn("maker", body, cpu=cpu, pinned=True)
+
+
+@pytest.mark.parametrize("model, offered", [("full", True), ("none", False)])
+def test_a_purge_offers_the_lock_after_each_area_under_full_preemption(model, offered):
+    m = machine("nowait", cpus=2, preemption=model)
+    vm = m.vmalloc
+    _lazy_stacks(m, 200)
+    m.env.run(until=0.1)
+    assert len(vm.purge_list) == 200 and m.metrics.counters["lazy_purges"] == 0
+    m.metrics.seconds["lock_wait:vmap_area_lock"] = 0.0
+    start = m.env.now
+
+    def purger(task):
+        yield from vm.purge_vmap_area_lazy(task)
+
+    def allocator(task):
+        yield from m.sched.run(task, 1e-4)  # the purger holds the lock by now
+        va = yield from vm.alloc_vmap_area(task, 2 * 4096, 4096, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+        assert not isinstance(va, int)
+
+    m.spawn("purger", purger, cpu=0, pinned=True)
+    m.spawn("allocator", allocator, cpu=1, pinned=True)
+    m.env.run(until=start + 0.01)
+    wait = m.metrics.seconds["lock_wait:vmap_area_lock"]
+    per_va = vm.params.purge_per_va
+    if offered:  # spin_needbreak: the allocator waits for one merge at most
+        assert 0 < wait <= per_va + 1e-9
+    else:  # PREEMPT_NONE, nothing to run on the purger's CPU: the whole batch
+        assert wait > 150 * per_va
+    assert not vm.purge_list and vm.vmap_lazy_nr == 0
+
+
+def test_v55_lazy_areas_leave_the_busy_tree_when_freed_and_merge_at_the_purge():
+    m = machine("preload-gfp", cpus=1, kernel="5.5")
+    vm = m.vmalloc
+    _lazy_stacks(m, 50)
+    m.env.run(until=0.1)
+    assert len(vm.purge_list) == 50 and not vm.space.busy  # dd3b8353bae7 (v5.4)
+    preloaded = sum(c.percpu["ne_fit_preload_node"] is not None for c in m.sched.cpus)
+    free_blocks = sum(1 for _ in vm.space.free_areas()) - 1
+    assert m.vmap_area_cache.objects_in_use == len(vm.purge_list) + free_blocks + preloaded
+
+    def purger(task):
+        yield from vm.purge_vmap_area_lazy(task)
+
+    m.spawn("purger", purger, cpu=0)
+    m.env.run(until=0.2)
+    assert not vm.purge_list and len(vm.space.free_blocks()) == 1  # everything merged back
+
+
+def _race(strategy, t_check_lock=1e-3):
+    """Task x leaves CPU 0's slot full (an NE area takes the first fill, an LE
+    area the second), then asks for an NE stack while a pinned task wakes on
+    CPU 0 inside the check-to-lock window; a preemption there moves x to CPU 1,
+    whose slot is empty."""
+    m = machine(
+        strategy,
+        cpus=2,
+        preemption="full",
+        sched=SchedParams(p_migrate_on_preempt=1.0),
+        vmalloc=VmallocParams(t_check_lock=t_check_lock),
+    )
+    vm = m.vmalloc
+    c = m.metrics.counters
+    lock_cpus = []
+
+    def sleeper(task):
+        yield from m.sched.sleep(task, 0.0125, "timer")  # x's window is [12.0, 13.0] ms
+        yield from m.sched.run(task, 1e-3)
+
+    def x(task):
+        for pages in (1, 2):
+            area = yield from vm.vmalloc_node_range(task, pages * 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+            assert area is not None
+        assert (c["fit_ne"], c["fit_le"]) == (1, 1)
+        yield from m.sched.run(task, 0.01)
+        area = yield from vm.vmalloc_node_range(task, STACK, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+        assert area is not None and c["fit_ne"] == 2
+        lock_cpus.append(task.cpu)
+
+    m.spawn("sleeper", sleeper, cpu=0, pinned=True)
+    m.spawn("x", x, cpu=0)
+    m.env.run(until=0.1)
+    return m, lock_cpus
+
+
+def test_v55_lockless_preload_misses_when_preempted_and_migrated_before_the_lock():
+    m, lock_cpus = _race("preload-lockless")
+    c = m.metrics.counters
+    assert lock_cpus == [1] and c["migrations"] >= 1
+    assert c["preload_misses"] == 1 and c["split_nowait_attempts"] == 1 and c["split_from_preload"] == 1
+    assert m.sched.cpus[0].percpu["ne_fit_preload_node"] is not None  # the object stayed behind
+
+
+def test_v53_preload_keeps_the_checked_cpu_until_the_lock():
+    m, lock_cpus = _race("preload")
+    c = m.metrics.counters
+    assert c["preload_misses"] == 0 and c["split_from_preload"] == 2 and c["split_nowait_attempts"] == 0
+    assert c["preemptions"] >= 1  # x was preempted after the lock was dropped, not inside the window
+
+
+def test_page_loop_is_a_preemption_point_under_preempt_none():
+    m = machine("nowait", cpus=1)
+    vm = m.vmalloc
+    log = []
+
+    def big(task):
+        yield from m.sched.run(task, 0.02)  # past its slice with another task waiting
+        area = yield from vm.vmalloc_node_range(task, 64 * 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+        log.append(("vmalloc done", area.nr_pages))
+
+    def other(task):
+        log.append(("other ran", vm.space.busy and next(iter(vm.space.busy.values())).va_start > 0))
+        yield from m.sched.run(task, 1e-4)
+
+    m.spawn("big", big, cpu=0)
+    m.spawn("other", other, cpu=0)
+    m.env.run(until=1)
+    assert [e[0] for e in log] == ["other ran", "vmalloc done"]  # cond_resched after a page
+    assert log[0][1]  # the area was already reserved: other ran inside __vmalloc_area_node
+
+
+def test_vunmap_frees_the_range_before_the_pages():
+    m = machine("nowait", cpus=1)
+    vm = m.vmalloc
+    order = []
+    free_pages = m.page_alloc.free_pages
+    noflush = vm.free_vmap_area_noflush
+
+    def logged_free_pages(*args, **kwargs):
+        order.append(("pages", kwargs.get("pool")))
+        return free_pages(*args, **kwargs)
+
+    def logged_noflush(task, v):
+        order.append(("range", v.pool))
+        yield from noflush(task, v)
+
+    m.page_alloc.free_pages = logged_free_pages
+    vm.free_vmap_area_noflush = logged_noflush
+
+    def body(task):
+        area = yield from vm.vmalloc_node_range(
+            task, STACK, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL, pool="kernel_stack"
+        )
+        yield from vm.vfree(task, area)
+
+    m.spawn("t", body)
+    m.env.run(until=1)
+    assert order == [("range", "kernel_stack"), ("pages", "kernel_stack")]
+
+
+def test_a_page_failure_of_vmalloc_is_an_event_with_its_chain():
+    m = machine("nowait", cpus=1)
+    vm = m.vmalloc
+    calls = []
+    alloc_pages = m.page_alloc.alloc_pages
+
+    def failing_alloc_pages(task, gfp, order=0, **kwargs):
+        if kwargs.get("site") != "copy_process":  # slab pages
+            return (yield from alloc_pages(task, gfp, order, **kwargs))
+        calls.append(1)
+        return len(calls) < 3  # two pages of the area, then a failure
+
+    m.page_alloc.alloc_pages = failing_alloc_pages
+    out = []
+
+    def body(task):
+        out.append(
+            (
+                yield from vm.vmalloc_node_range(
+                    task, 4 * 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL, caller="copy_process"
+                )
+            )
+        )
+
+    m.spawn("t", body)
+    m.env.run(until=1)
+    assert out == [None] and m.metrics.counters["vmalloc_page_failures"] == 1
+    (e,) = m.metrics.events_of("vmalloc_page_failure")
+    assert e["stage"] == "pages" and e["allocated"] == 2 and e["wanted"] == 4
+    assert e["chain"] == "__vmalloc_area_node <- __vmalloc_node_range <- copy_process"
+    assert not vm._chains  # every frame pushed was popped

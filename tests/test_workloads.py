@@ -360,3 +360,33 @@ def test_the_same_seed_gives_the_same_counters_and_another_seed_does_not():
     first = mixed(7)
     assert first == mixed(7) and first != mixed(8)
     assert first["modules.loads"] and first["bpf.loads"] and first["percpu.chunks"] and first["vmap_blocks.maps"]
+
+
+def test_a_workload_stream_depends_only_on_its_index():
+    a, b = machine(), machine()
+    b.workload_rng(0)  # asking for another stream first changes nothing
+    assert a.workload_rng(1).integers(1 << 62) == b.workload_rng(1).integers(1 << 62)
+    assert a.workload_rng(0).integers(1 << 62) != a.workload_rng(1).integers(1 << 62)
+
+
+def test_an_oom_killed_anon_hog_leaves_its_pause_and_is_restarted():
+    m = machine(ram=256 * MiB)
+    spawned = []
+    spawn = m.spawn
+
+    def logged_spawn(name, body, **kwargs):
+        task = spawn(name, body, **kwargs)
+        spawned.append(task)
+        return task
+
+    m.spawn = logged_spawn
+    spec_cls, cls = WORKLOADS["anon_hog"]
+    cls(spec_cls(name="hog", size=4 * MiB, restart_delay=0.01)).start(m, m.workload_rng(0))
+    m.env.run(until=0.5)
+    (first,) = spawned
+    assert first.owner.charged["anon"] == 1024 and first.state == "sleeping"  # grown, in pause()
+    m.page_alloc.oom.oom_kill_process(first.owner, first, 0)
+    m.env.run(until=2)
+    assert first.state == "dead"
+    assert [t.name for t in spawned] == ["hog/0", "hog/1"]
+    assert spawned[1].owner.charged["anon"] == 1024

@@ -167,11 +167,15 @@ class Scheduler:
         pinned: bool = False,
         kthread: bool = False,
         rt: bool = False,
+        near: int | None = None,
     ) -> Task:
         """Create a task running ``body(task)``; it starts on ``cpu`` (default: the
-        least loaded CPU) and stays there if ``pinned``."""
+        least loaded CPU, the first from ``near``, the forking parent's CPU, on a
+        tie, as ``find_idlest_group`` keeps a new task local unless another group
+        is less loaded, v5.3) and stays there if ``pinned``."""
         if cpu is None:
-            cpu = min(range(self.ncpus), key=self.nr_running)
+            n, origin = self.ncpus, near or 0
+            cpu = min(range(n), key=lambda c: (self.nr_running(c), (c - origin) % n))
         if not 0 <= cpu < self.ncpus:
             raise ValueError(f"cpu {cpu} out of range")
         task = Task(self._next_pid, name, cpu, pinned, kthread, rt)
@@ -367,7 +371,7 @@ class Scheduler:
         reschedule already due stays due."""
         nr = len(cpu.runqueue) + 1
         slice_len = max(self.latency / nr, self.min_gran)
-        end = cpu.slice_start + slice_len
+        end = max(cpu.slice_start + slice_len, self.env.now)  # ticks already past saw nobody waiting
         at = math.ceil(end / self.tick - 1e-9) * self.tick
         if at < cpu.resched_at:
             cpu.resched_at = at
@@ -391,14 +395,17 @@ class Scheduler:
         event.succeed()
 
     def _pull_task(self, cpu: CPU) -> Task | None:
-        """``newidle_balance``: take a movable waiting task from the busiest CPU."""
-        busiest = max(self.cpus, key=lambda c: len(c.runqueue))
-        if not busiest.runqueue:
-            return None
-        for task in busiest.runqueue:
-            if not task.pinned and not task.migrate_disabled:
-                busiest.runqueue.remove(task)
-                self.metrics.add("migrations")
-                task.cpu = cpu.id
-                return task
+        """``newidle_balance``: take a movable waiting task from the busiest CPU
+        that has one (a runqueue of pinned tasks only is passed over)."""
+        for busiest in sorted(self.cpus, key=lambda c: -len(c.runqueue)):  # stable: ties by CPU id
+            if not busiest.runqueue:
+                return None
+            for task in busiest.runqueue:
+                if not task.pinned and not task.migrate_disabled:
+                    busiest.runqueue.remove(task)
+                    if not busiest.runqueue:
+                        busiest.resched_at = math.inf  # alone again: no tick will ask it to yield
+                    self.metrics.add("migrations")
+                    task.cpu = cpu.id
+                    return task
         return None

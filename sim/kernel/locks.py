@@ -75,6 +75,31 @@ class SpinLock:
             return
         yield from sched.preempt_enable(task)
 
+    def is_contended(self) -> bool:
+        """``spin_is_contended``: another task waits for the lock."""
+        return bool(self.waiters)
+
+    def cond_resched_lock(self, task: Task) -> Generator[Any, Any, bool]:
+        """``cond_resched_lock`` (``__cond_resched_lock``, kernel/sched/core.c v5.3).
+
+        Drop the lock and take it again, behind its waiters, when a reschedule
+        is pending on this CPU or, under CONFIG_PREEMPT, when another task
+        spins for it (``spin_needbreak``; 0 without CONFIG_PREEMPT, and 0 for
+        PREEMPT_RT's sleeping spinlock_t, whose holder is preemptible anyway).
+        With a reschedule pending the holder schedules in between.  True if
+        the lock was dropped.
+        """
+        sched = self.sched
+        cpu = sched.cpus[task.cpu]
+        resched = bool(cpu.runqueue) and sched.env.now >= cpu.resched_at
+        if not resched and not (sched.model == "full" and self.is_contended()):
+            return False
+        yield from self.unlock(task)
+        if resched:
+            yield from sched.cond_resched(task)  # preempt_schedule_common
+        yield from self.lock(task)
+        return True
+
 
 class Mutex:
     """``struct mutex``: a sleeping lock; taking it may sleep."""

@@ -107,8 +107,15 @@ class Machine:
             self.env.process(self._sampler(config.sample_interval))
 
     def workload_rng(self, index: int) -> np.random.Generator:
-        """The random stream of the ``index``-th workload (the same in every strategy)."""
-        return np.random.default_rng(self.streams["workloads"].spawn(index + 1)[index])
+        """The random stream of the ``index``-th workload (the same in every strategy).
+
+        A pure function of ``index``: child ``index`` of the workloads stream,
+        built without ``SeedSequence.spawn``, whose counter would make the
+        stream depend on how many streams were asked for before.
+        """
+        parent = self.streams["workloads"]
+        child = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, index), pool_size=parent.pool_size)
+        return np.random.default_rng(child)
 
     def spawn(self, name: str, body: Any, **kwargs: Any) -> Task:
         """Start a task (see :meth:`Scheduler.spawn`)."""

@@ -19,24 +19,23 @@ The path of one request, as in mm/vmalloc.c v5.3:
 * ``__vmalloc_area_node``: the page-pointer array and one order-0 page at a
   time with ``gfp | __GFP_NOWARN``.
 
-Frees are lazy: ``vfree`` unmaps and frees the pages, and the area stays busy
-(``vmap_lazy_nr``) until more than ``lazy_max_pages`` pages wait, when the
-freeing context purges (mutex trylock).  ``vfree_atomic`` defers the whole
-free to a per-CPU worker.  A purge flushes the TLB on every CPU, then merges
-each area back into the free tree, freeing 0, 1 or 2 objects per area.
+Frees are lazy (:mod:`sim.kernel.lazy_free`): ``vfree`` unmaps the area, and
+its range waits (``vmap_lazy_nr``) until more than ``lazy_max_pages`` pages
+wait, when the freeing context purges (mutex trylock).  ``vfree_atomic``
+defers the whole free to a per-CPU worker.  A purge flushes the TLB on every
+CPU, then merges each area back into the free tree, freeing 0, 1 or 2 objects
+per area.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import simpy
 
 from sim.kernel.cpu import Scheduler, Task
 from sim.kernel.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name
+from sim.kernel.lazy_free import Deferred, LazyFree
 from sim.kernel.locks import Mutex, SpinLock
 from sim.kernel.profile import KernelProfile
 from sim.kernel.vmap import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
@@ -124,16 +123,9 @@ class _RateLimit:
         return False
 
 
-@dataclass
-class _Deferred:
-    """``struct vfree_deferred``: a CPU's list of areas to free, and its worker."""
-
-    items: deque = field(default_factory=deque)
-    wake: simpy.Event | None = None
-
-
-class Vmalloc:
-    """The vmalloc state of one kernel and its entry points."""
+class Vmalloc(LazyFree):
+    """The vmalloc state of one kernel and its entry points (the frees and
+    purges come from :class:`~sim.kernel.lazy_free.LazyFree`)."""
 
     def __init__(
         self,
@@ -159,6 +151,8 @@ class Vmalloc:
         self.vmap_area_lock = SpinLock(sched, "vmap_area_lock")
         self.free_lock = SpinLock(sched, "free_vmap_area_lock") if profile.free_vmap_area_lock else self.vmap_area_lock
         self.purge_lock = Mutex(sched, "vmap_purge_lock")
+        # v5.4+ (dd3b8353bae7, with the v5.5 lock split here): lazy areas leave the busy tree at free time
+        self.busy_unlinked_on_free = profile.free_vmap_area_lock
         self.vmap_lazy_nr = 0
         self.purge_list: list[VmStruct] = []
         self.lazy_max = lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu)
@@ -168,7 +162,8 @@ class Vmalloc:
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
         self._current: Task | None = None  # the task inside the core (for per-CPU reads)
         self._chains: dict[int, list[str]] = {}  # pid -> the calls that led to its current request
-        self.deferred = [_Deferred() for _ in range(sched.ncpus)]
+        self._retries: dict[int, int] = {}  # pid -> overflow purges done by its current alloc_vmap_area
+        self.deferred = [Deferred() for _ in range(sched.ncpus)]
         for cpu in sched.cpus:
             cpu.percpu[PRELOAD_SLOT] = None
         for i in range(sched.ncpus):
@@ -233,21 +228,23 @@ class Vmalloc:
         if not chain:
             del self._chains[task.pid]
 
-    def _record_failure(self, task: Task, kind: str, gfp: int, fit: str | None = None) -> None:
-        """A failure event with the machine state, the fit type (NE for a split)
-        and the chain of calls that led to it."""
-        state = self.page_alloc.failure_state() if hasattr(self.page_alloc, "failure_state") else {}
-        self.metrics.event(
-            kind,
-            self.env.now,
-            cpu=task.cpu,
-            task=task.name,
-            pid=task.pid,
-            gfp=gfp_name(gfp),
-            fit=fit,
-            chain=" <- ".join(reversed(self._chains.get(task.pid, []))),
-            **state,
-        )
+    def _record_failure(self, task: Task, kind: str, gfp: int, fit: str | None = None, **extra: Any) -> None:
+        """A failure event with the machine state, the fit type (NE for a split),
+        the chain of calls that led to it, and ``retry``: how many overflow
+        purges this ``alloc_vmap_area`` call had done before (0: first try)."""
+        fields: dict[str, Any] = {
+            "cpu": task.cpu,
+            "task": task.name,
+            "pid": task.pid,
+            "gfp": gfp_name(gfp),
+            "fit": fit,
+            "chain": " <- ".join(reversed(self._chains.get(task.pid, []))),
+            "retry": self._retries.get(task.pid, 0),
+            **extra,
+        }
+        if hasattr(self.page_alloc, "failure_state"):
+            fields.update(self.page_alloc.failure_state())
+        self.metrics.event(kind, self.env.now, **fields)
 
     # -- alloc_vmap_area ----------------------------------------------------
 
@@ -290,6 +287,7 @@ class Vmalloc:
                 busy.fit = self.space.last_fit
                 self.space.insert_busy(busy)
                 yield from self.vmap_area_lock.unlock(task)
+                self._retries.pop(task.pid, None)
                 self._pop(task)
                 return busy
             # overflow:
@@ -299,6 +297,7 @@ class Vmalloc:
                 metrics.add("overflow_purges")
                 yield from self.purge_vmap_area_lazy(task)
                 purged = True
+                self._retries[task.pid] = self._retries.get(task.pid, 0) + 1
                 metrics.add("overflow_retries")
                 continue
             if gfp & _DIRECT_RECLAIM and self.notifiers:
@@ -311,8 +310,11 @@ class Vmalloc:
         metrics.add("vmap_alloc_failures")
         if not gfp & _NOWARN and self._warn.allow(self.env.now):
             metrics.add("vmap_warnings_printed")
-        self._record_failure(task, "vmap_ebusy", gfp)
+        cause = FAILURE_CAUSE.get(addr, "other")
+        # log2 of the alignment: test_vmalloc's align_shift case asks for up to 2^63, past int64
+        self._record_failure(task, "vmap_ebusy", gfp, cause=cause, size=size, align_shift=align.bit_length() - 1)
         self.free_object_of(task, busy)
+        self._retries.pop(task.pid, None)
         self._pop(task)
         return EBUSY
 
@@ -321,85 +323,6 @@ class Vmalloc:
         if va.slab is not None:
             self.cache.free(task.cpu, va.slab)
             va.slab = None
-
-    # -- lazy freeing and purging ------------------------------------------
-
-    def free_vmap_area_noflush(self, task: Task, vm: VmStruct) -> Generator[Any, Any, None]:
-        """Queue an unmapped area for a later purge (``free_vmap_area_noflush``):
-        its pages count towards ``vmap_lazy_nr``, and past ``lazy_max_pages``
-        the freeing context purges if the purge mutex is free."""
-        self.vmap_lazy_nr += vm.size >> PAGE_SHIFT
-        self.purge_list.append(vm)
-        if self.vmap_lazy_nr > self.lazy_max and self.purge_lock.trylock(task):
-            self.metrics.add("lazy_purges")
-            yield from self._purge_vmap_area_lazy(task)
-            self.purge_lock.unlock(task)
-
-    def purge_vmap_area_lazy(self, task: Task) -> Generator[Any, Any, None]:
-        """Purge under the purge mutex, waiting for it (``purge_vmap_area_lazy``)."""
-        yield from self.purge_lock.lock(task)
-        for hook in self.purge_hooks:
-            yield from hook(task)
-        yield from self._purge_vmap_area_lazy(task)
-        self.purge_lock.unlock(task)
-
-    def _purge_vmap_area_lazy(self, task: Task) -> Generator[Any, Any, bool]:
-        """Flush the TLB once for all lazy areas, then merge each back into the
-        free tree under the lock (``__purge_vmap_area_lazy``, v5.3)."""
-        if not self.purge_list:
-            return False
-        batch, self.purge_list = self.purge_list, []
-        params = self.params
-        yield from self.sched.run(task, params.purge_base + params.purge_ipi_per_cpu * self.sched.ncpus)
-        self.metrics.add("tlb_flushes")
-        yield from self.free_lock.lock(task)
-        self._current = task
-        for vm in batch:
-            va = vm.va
-            self.space.free_vmap_area(va)  # merge_or_add_vmap_area frees 0, 1 or 2 objects
-            self.vmap_lazy_nr -= vm.size >> PAGE_SHIFT
-        self._current = None
-        yield from self.sched.run(task, params.purge_per_va * len(batch))
-        yield from self.free_lock.unlock(task)
-        self.metrics.add("purged_areas", len(batch))
-        return True
-
-    # -- vfree -------------------------------------------------------------
-
-    def vunmap(self, task: Task, vm: VmStruct) -> Generator[Any, Any, None]:
-        """Unmap and free an area (``__vunmap`` with pages): the pages and the
-        page array go back at once, the range lazily."""
-        cpu = task.cpu
-        if vm.nr_pages:
-            self.page_alloc.free_pages(cpu, pool=vm.pool, nr=vm.nr_pages, owner=vm.owner)
-        if vm.pages_slab is not None:
-            self.kmalloc[32].free(cpu, vm.pages_slab)
-        if vm.vm_slab is not None:
-            self.kmalloc[64].free(cpu, vm.vm_slab)
-        yield from self.sched.run(task, self.params.t_map_page * max(vm.nr_pages, 1))
-        yield from self.free_vmap_area_noflush(task, vm)
-
-    def vfree(self, task: Task, vm: VmStruct) -> Generator[Any, Any, None]:
-        """``vfree`` from process context."""
-        yield from self.sched.might_resched(task, "vfree")
-        yield from self.vunmap(task, vm)
-
-    def vfree_atomic(self, cpu: int, vm: VmStruct) -> None:
-        """Defer the whole free to this CPU's worker (``vfree_atomic``)."""
-        deferred = self.deferred[cpu]
-        deferred.items.append(vm)
-        if deferred.wake is not None and not deferred.wake.triggered:
-            deferred.wake.succeed()
-
-    def _free_work(self, task: Task) -> Generator[Any, Any, None]:
-        """The per-CPU work item draining deferred frees (``free_work``)."""
-        deferred = self.deferred[task.cpu]
-        while True:
-            while deferred.items:
-                yield from self.vunmap(task, deferred.items.popleft())
-            deferred.wake = self.env.event()
-            yield from self.sched.wait_event(task, deferred.wake, "free_work")
-            deferred.wake = None
 
     # -- __get_vm_area_node and __vmalloc_node_range --------------------------
 
@@ -448,12 +371,13 @@ class Vmalloc:
     ) -> Generator[Any, Any, VmStruct | None]:
         """Allocate and map ``size`` bytes (``__vmalloc_node_range`` +
         ``__vmalloc_area_node``, v5.3).  None on failure."""
+        gfp = int(gfp)  # plain int arithmetic from here on
         self._push(task, caller)
         self._push(task, "__vmalloc_node_range")
         vm = yield from self.get_vm_area_node(task, size, align, flags | VM_ALLOC, vstart, vend, gfp, caller, pool)
-        self._pop(task)
-        self._pop(task)
         if vm is None:
+            self._pop(task)
+            self._pop(task)
             self.metrics.add("vmalloc_failures")
             return None
         vm.owner = owner
@@ -462,16 +386,24 @@ class Vmalloc:
         vm.pages_slab = yield from self._kmalloc(task, 32, nested)
         ok = vm.pages_slab is not None
         if ok:
+            blocking = gfp & _DIRECT_RECLAIM
             for _ in range(nr_pages):
-                ok = yield from self.page_alloc.alloc_pages(
-                    task, gfp | _NOWARN, 0, pool=pool, site=caller, owner=owner
-                )
+                ok = yield from self.page_alloc.alloc_pages(task, gfp | _NOWARN, 0, pool=pool, site=caller, owner=owner)
                 if not ok:
                     break
                 vm.nr_pages += 1
-        if not ok:
+                if blocking:
+                    yield from self.sched.cond_resched(task)
+        if not ok:  # warn_alloc "vmalloc: allocation failure, allocated %ld of %ld bytes"
             self.metrics.add("vmalloc_page_failures")
             self.metrics.add("vmalloc_failures")
+            self._push(task, "__vmalloc_area_node")
+            stage = "pages" if vm.pages_slab is not None else "page_array"
+            self._record_failure(task, "vmalloc_page_failure", gfp, stage=stage, allocated=vm.nr_pages, wanted=nr_pages)
+            self._pop(task)
+        self._pop(task)
+        self._pop(task)
+        if not ok:
             yield from self.vunmap(task, vm)
             return None
         yield from self.sched.run(task, self.params.t_map_page * nr_pages)

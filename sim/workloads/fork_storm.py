@@ -13,10 +13,10 @@ One fork, after kernel/fork.c v5.3:
 * the rest of the per-fork bill (pressure.md 8.1 item 12: task_struct and
   other slab, mm and VMAs, page tables) as GFP_KERNEL pages in one step, each
   page passing the watermark test it would pass alone;
-* ``wake_up_new_task``: the child starts on the least loaded CPU, runs briefly
-  and exits; its page tables go at exit, and its stack, at the final switch on
-  the CPU where it died, into that CPU's stack cache if a slot is free, else
-  to ``vfree_atomic``;
+* ``wake_up_new_task``: the child starts on the least loaded CPU (the
+  parent's on a tie), runs briefly and exits; its page tables go at exit, and
+  its stack, at the final switch on the CPU where it died, into that CPU's
+  stack cache if a slot is free, else to ``vfree_atomic``;
 * the parent waits for its children, reaps them (task_struct and slab pages),
   and forks again.  A failed fork is counted and the worker backs off briefly,
   as stress-ng treats ENOMEM as benign.  Workers are OOM-killable
@@ -147,7 +147,7 @@ class ForkStorm:
             return None
         yield from sched.run(task, spec.fork_cpu)
         metrics.add("forks")
-        child = sched.spawn(f"{task.name}-child", lambda t: self._child(t, stack, tables, owner))
+        child = sched.spawn(f"{task.name}-child", lambda t: self._child(t, stack, tables, owner), near=task.cpu)
         return child, slab
 
     def _alloc_thread_stack(self, task: Any) -> Generator[Any, Any, Any]:

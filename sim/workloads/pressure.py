@@ -67,8 +67,13 @@ class AnonHog:
             yield env.timeout(spec.start)
         generation = 0
         while True:
-            owner = MemoryOwner(f"{spec.label}/{generation}", oom_score_adj=spec.oom_score_adj)
-            task = self.m.spawn(owner.name, lambda t, o=owner: self._run(t, o))
+            sigkill = env.event()  # SIGKILL ends the pause() of a grown hog
+            owner = MemoryOwner(
+                f"{spec.label}/{generation}",
+                oom_score_adj=spec.oom_score_adj,
+                on_kill=lambda _o, ev=sigkill: None if ev.triggered else ev.succeed(),
+            )
+            task = self.m.spawn(owner.name, lambda t, o=owner, ev=sigkill: self._run(t, o, ev))
             owner.tasks.append(task)
             task.owner = owner
             yield task.process
@@ -77,7 +82,9 @@ class AnonHog:
             generation += 1
             yield env.timeout(spec.restart_delay)
 
-    def _run(self, task: Any, owner: MemoryOwner) -> Generator[Any, Any, None]:
+    def _run(self, task: Any, owner: MemoryOwner, sigkill: Any) -> Generator[Any, Any, None]:
+        """Fault the memory in, hold it (an interruptible pause that an OOM
+        kill ends), free what the OOM reaper has not freed, and exit."""
         pa, sched, spec = self.m.page_alloc, self.m.sched, self.spec
         want = spec.size // PAGE_SIZE
         have = 0
@@ -88,9 +95,7 @@ class AnonHog:
             )
             yield from sched.run(task, n / spec.fault_rate)
         if not task.killed and spec.hold > 0:
-            yield from sched.wait_event(
-                task, self.m.env.event(), "pause", timeout=spec.hold if spec.hold < 1e18 else None
-            )
+            yield from sched.wait_event(task, sigkill, "pause", timeout=spec.hold if spec.hold < 1e18 else None)
         left = min(have, owner.charged["anon"])
         if left:
             pa.free_pages(task.cpu, pool="anon", nr=left, owner=owner)
