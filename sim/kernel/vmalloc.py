@@ -279,6 +279,7 @@ class Vmalloc(LazyFree):
                 metrics.add(("fit_fl", "fit_le", "fit_re", "fit_ne")[self.space.last_fit - 1])
                 if purged:
                     metrics.add("overflow_retry_successes")
+                    metrics.event("vmap_retry", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu, ok=True)
                 if self.free_lock is not self.vmap_area_lock:
                     yield from self.free_lock.unlock(task)
                     yield from self.vmap_area_lock.lock(task)
@@ -295,7 +296,12 @@ class Vmalloc(LazyFree):
             yield from self.free_lock.unlock(task)
             if not purged:
                 metrics.add("overflow_purges")
+                start, before = self.env.now, metrics.counters["purged_areas"]
                 yield from self.purge_vmap_area_lazy(task)
+                metrics.event(
+                    "vmap_overflow_purge", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu,
+                    purged=int(metrics.counters["purged_areas"] - before), seconds=self.env.now - start,
+                )  # fmt: skip
                 purged = True
                 self._retries[task.pid] = self._retries.get(task.pid, 0) + 1
                 metrics.add("overflow_retries")
@@ -306,6 +312,8 @@ class Vmalloc(LazyFree):
                     purged = False
                     continue
             break
+        if purged:
+            metrics.event("vmap_retry", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu, ok=False)
         metrics.add("vmap_ebusy")
         metrics.add("vmap_alloc_failures")
         if not gfp & _NOWARN and self._warn.allow(self.env.now):
