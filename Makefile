@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,dask]'
+	$(BIN)/pip install --quiet -e '.[dev,dask,notebooks]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/vmsim fit-mix
+	$(BIN)/vmsim answer
 
 test: $(STAMP)
 	$(BIN)/ruff check sim tests benchmarks

@@ -415,6 +415,33 @@ def _sweep_progress():
         yield update
 
 
+@app.command()
+def answer(
+    quick: Annotated[
+        bool, typer.Option(help="A reduced suite: first and last factor values, 1 replication, 1.5 s.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default results/answer or results/answer-quick).")
+    ] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Worker processes (default: CPU count).")] = None,
+    executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
+) -> None:
+    """Run the answer suite (scenarios/answer/), draw its figures and write report.md:
+    which workloads suffer NE_FIT split failures without the preload, when, how, and
+    what the preloads cost."""
+    from sim.answer import run_answer
+
+    target = out or Path("results") / ("answer-quick" if quick else "answer")
+
+    def progress(name: str, done: int, failed: int, total: int) -> None:
+        print(f"  {name}: {done}/{total} runs done, {failed} failed", flush=True)
+
+    summary = run_answer(target, quick=quick, executor=executor, jobs=jobs, argv=sys.argv, progress=progress)
+    for name, info in summary["sweeps"].items():
+        print(f"{name}: {info['runs']} runs, {info['statuses']}")
+    print(f"report: {summary['report']}")
+
+
 def main() -> None:
     """Console entry point: bad input becomes one line on stderr and exit 2."""
     try:

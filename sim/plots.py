@@ -173,7 +173,9 @@ def _y_scale(part: pd.DataFrame) -> tuple[bool, float]:
     where zero counts are drawn on a log axis."""
     rates = part["per_million"].to_numpy(dtype=float)
     values = np.concatenate([rates, part["lo"].to_numpy(dtype=float), part["hi"].to_numpy(dtype=float)])
-    positive = values[np.isfinite(values) & (values > 0)]
+    finite = values[np.isfinite(values)]
+    # a Wilson lower bound of zero failures comes out as rounding noise (1e-16), not a value
+    positive = finite[finite > (finite.max() * 1e-9 if finite.size else 0)]
     if not (np.isfinite(rates) & (rates > 0)).any() or positive.size == 0:
         return False, 0.0
     smallest, largest = positive.min(), positive.max()

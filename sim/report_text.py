@@ -1,0 +1,99 @@
+"""The parts of report.md that are told rather than tabulated.
+
+``traced_failure_story`` tells one split failure from the events of its run,
+step by step with simulated timestamps: every number in it is read from the
+events table.  ``ASSUMPTIONS`` is the fixed list of modelling choices and
+limits, which are not findings.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+ASSUMPTIONS = [
+    "- The allocator core is Linux v5.3's (mm/vmalloc.c after 68ad4a330433) and reproduces the kernel's "
+    "own outputs on the expected-output vectors: addresses and fit types are geometry, never drawn.",
+    "- The page allocator, reclaim, OOM killer and slab caches follow v5.2/5.3 (pressure.md); direct "
+    "reclaim latency, reclaim rates, OOM kill latency and watermark-boost triggers are distributions "
+    "estimated from published measurements, not measured on the reader's machine.",
+    "- Zone sizes come from a model of a QEMU/KVM x86_64 guest fitted to pressure.md's tables; kernel "
+    "memory outside the modelled pools is fixed at boot.",
+    "- Workloads are abstractions: stress-ng's fork storm charges each fork's pages other than the "
+    "stack (task_struct, mm, VMAs, page tables) in one step in copy_process order; the other tenants "
+    "have fixed sizes. Worker counts for the 2019 reproductions were not published and are calibrated.",
+    "- CPUs are modelled with explicit preemption points; kswapd is a process whose CPU share is "
+    "computed, not a scheduled task. Interrupt context and NUMA are not modelled (one node).",
+    "- Rates are per simulated vmalloc call over short simulated runs; rare events have wide "
+    "intervals, reported as such.",
+]
+
+
+def _chain(event: pd.Series) -> str:
+    steps = [s.strip() for s in str(event.get("chain", "")).split("<-") if s.strip()]
+    return " → ".join(reversed(steps)) if steps else "alloc_vmap_area"
+
+
+def traced_failure_story(events: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """One split GFP_NOWAIT failure from the run that had the most, told from its events."""
+    if events.empty or "kind" not in events:
+        return ["No split failure was recorded in these runs."]
+    fails = events[events["kind"] == "split_nowait_failure"]
+    if fails.empty:
+        return ["No split failure was recorded in these runs."]
+    busiest = fails["run_id"].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[0]
+    mine = events[events["run_id"] == busiest].sort_values("time", kind="stable")
+    first = mine[mine["kind"] == "split_nowait_failure"].iloc[0]
+    t0, pid = float(first["time"]), first.get("pid")
+    row = runs[runs["run_id"] == busiest].iloc[0]
+    lines = [
+        f"From run `{busiest}` ({int(row['split_nowait_failures'])} split failures in "
+        f"{int(row['vmalloc_calls'])} vmalloc calls over {float(row['sim_seconds']):g} simulated seconds):",
+        "",
+        f"1. t = {t0:.6f} s, CPU {int(first['cpu'])}: task `{first['task']}` is in "
+        f"{_chain(first)}, reserving kernel virtual address space for a thread stack.",
+        "2. The lowest free block that fits starts 4 KiB past a 16 KiB boundary, so the 20 KiB stack lands "
+        "strictly inside it (NE_FIT) and the block must be split into two: one more `struct vmap_area`.",
+        "3. Under `vmap_area_lock` (a spinlock, so it may not sleep) that object is asked of the vmap_area "
+        f"slab cache with {first['gfp']}; the cache has no free object left and asks the page allocator.",
+        f"4. The page allocator finds DMA32 with {int(first['DMA32_free'])} free pages against a min "
+        f"watermark of {int(first['DMA32_min'])} plus a boost of {int(first['DMA32_boost'])}, and DMA "
+        f"with {int(first['DMA_free'])} against {int(first['DMA_min'])} plus a boost of "
+        f"{int(first['DMA_boost'])} plus the lowmem_reserve it keeps from DMA32-class requests: "
+        "GFP_NOWAIT may not reclaim, so the request fails.",
+    ]
+    after = mine[(mine["time"] >= t0) & (mine.get("pid") == pid)] if "pid" in mine else mine[mine["time"] >= t0]
+    n = 4  # the steps above
+    warn = mine[(mine["kind"] == "warn_alloc") & (mine["time"] == t0)]
+    if not warn.empty:
+        w = warn.iloc[0]
+        n += 1
+        lines.append(f'{n}. The kernel prints "{w["message"]}, mode:{w["mode"]}({w["gfp"]})" (warn_alloc).')
+    purge = after[after["kind"] == "vmap_overflow_purge"]
+    if not purge.empty:
+        p = purge.iloc[0]
+        n += 1
+        lines.append(
+            f"{n}. alloc_vmap_area's overflow path unlocks and purges the lazily freed areas: "
+            f"{int(p['purged'])} areas merged back, {float(p['seconds']) * 1e6:.0f} µs, ending at "
+            f"t = {float(p['time']):.6f} s; merging frees vmap_area objects back into the cache."
+        )
+    retry = after[after["kind"] == "vmap_retry"]
+    if not retry.empty:
+        r = retry.iloc[0]
+        n += 1
+        outcome = "succeeds: the fork gets its stack" if bool(r["ok"]) else "fails again"
+        lines.append(f"{n}. The retry at t = {float(r['time']):.6f} s {outcome}.")
+    ebusy = after[after["kind"] == "vmap_ebusy"]
+    if not ebusy.empty:
+        e = ebusy.iloc[0]
+        n += 1
+        lines.append(
+            f"{n}. At t = {float(e['time']):.6f} s alloc_vmap_area gives up with -EBUSY "
+            '("vmap allocation ... failed: use vmalloc=<size> to increase size") and fork returns -ENOMEM.'
+        )
+    lines += [
+        "",
+        f"In this run {int(row['overflow_retry_successes'])} of {int(row['overflow_purges'])} overflow "
+        f"purges led to a successful retry, and {int(row['fork_enomem'])} forks failed with ENOMEM.",
+    ]
+    return lines
