@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sim.answer import run_answer
 from sim.plots_data import wilson_interval
 from sim.report import load_suite, render
 
@@ -17,14 +18,13 @@ COMMITTED = ROOT / "results" / "answer"
 
 @pytest.fixture(scope="module")
 def answer(tmp_path_factory):
-    suite = tmp_path_factory.mktemp("suite")
-    (suite / "tiny.yaml").write_text(
-        f"name: tiny\nscenario: {ROOT / 'scenarios/answer/base/fork-storm.yaml'}\n"
-        "set: {duration: 1.5s}\nfactors:\n  machine.ram: [160MiB, 1GiB]\n"
-        "replications: 1\nstrategies: [nowait, preload]\n"
-    )
+    """``vmsim answer --quick`` into a fresh folder (about a minute on 2 cores)."""
     out = tmp_path_factory.mktemp("answer")
-    run_answer(out, executor="serial", suite=suite)
+    res = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "answer", "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
     return out
 
 
@@ -38,22 +38,36 @@ def _expected_cells(runs: pd.DataFrame) -> list[str]:
     return cells
 
 
-def test_answer_writes_a_report_whose_rates_match_runs_parquet(answer):
+def test_answer_quick_writes_a_report_whose_rates_match_runs_parquet(answer):
     report = (answer / "report.md").read_text()
-    runs = pd.read_parquet(answer / "tiny" / "runs.parquet")
-    assert len(runs) == 4 and set(runs["status"]) == {"ok"}
-    for cell in _expected_cells(runs):
-        assert cell in report
-    failing = runs[runs["strategy"] == "nowait"].groupby("point")["split_nowait_failures"].sum()
-    assert f"{int((failing > 0).sum())} of 2 conditions show split GFP_NOWAIT failures" in report
+    sweeps = sorted(p.parent for p in answer.glob("*/runs.parquet"))
+    assert [p.name for p in sweeps] == [
+        "big-server",
+        "callers",
+        "fork-cpus",
+        "fork-ram",
+        "fork-workers",
+        "test-vmalloc",
+    ]
+    failing = total = 0
+    for folder in sweeps:
+        runs = pd.read_parquet(folder / "runs.parquet")
+        assert set(runs["status"]) == {"ok"}
+        for cell in _expected_cells(runs):
+            assert cell in report, (folder.name, cell)
+        per_point = runs[runs["strategy"] == "nowait"].groupby("point")["split_nowait_failures"].sum()
+        failing += int((per_point > 0).sum())
+        total += len(per_point)
+    assert f"{failing} of {total} conditions show split GFP_NOWAIT failures" in report
 
 
 def test_answer_draws_its_figures_and_links_them(answer):
-    figures = sorted(p.name for p in (answer / "tiny" / "figures").glob("*.png"))
+    figures = sorted(p.name for p in (answer / "fork-ram" / "figures").glob("*.png"))
     assert "failure-curves.png" in figures and "fit-mix.png" in figures
+    assert any(name.startswith("timeline-") for name in figures)
     report = (answer / "report.md").read_text()
     for name in figures:
-        assert f"tiny/figures/{name}" in report
+        assert f"fork-ram/figures/{name}" in report
 
 
 def test_report_is_recomputed_exactly_from_its_tables(answer):
