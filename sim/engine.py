@@ -25,62 +25,11 @@ import numpy as np
 from sim.kernel.machine import Machine
 from sim.kernel.oom import KernelPanic
 from sim.metrics import Metrics
+from sim.results import RUN_COLUMNS
 from sim.workloads.registry import build
 
-# runs.parquet columns, in order (issue 4); swept or overridden parameters follow
-RUN_COLUMNS = (
-    "run_id",
-    "scenario",
-    "strategy",
-    "kernel",
-    "seed",
-    "replication",
-    "sim_seconds",
-    "wall_seconds",
-    "vmalloc_calls",
-    "vmalloc_failures",
-    "fit_fl",
-    "fit_le",
-    "fit_re",
-    "fit_ne",
-    "split_from_preload",
-    "split_nowait_attempts",
-    "split_nowait_failures",
-    "preload_fills",
-    "preload_misses",
-    "overflow_purges",
-    "overflow_retry_successes",
-    "vmap_ebusy",
-    "forks",
-    "fork_enomem",
-    "nowait_page_failures",
-    "direct_reclaims",
-    "direct_reclaim_seconds",
-    "oom_kills",
-    "min_free_pages",
-    "seconds_below_min",
-    "sleep_in_atomic_bugs",
-    "status",
-    "error",
-)
-# counters copied as they are
-_DIRECT = (
-    "fit_fl",
-    "fit_le",
-    "fit_re",
-    "fit_ne",
-    "split_from_preload",
-    "split_nowait_attempts",
-    "split_nowait_failures",
-    "preload_fills",
-    "preload_misses",
-    "overflow_purges",
-    "overflow_retry_successes",
-    "vmap_ebusy",
-    "forks",
-    "fork_enomem",
-    "sleep_in_atomic_bugs",
-)
+# counters copied as they are: the fit types through fork_enomem, and the BUG count
+_DIRECT = (*RUN_COLUMNS[RUN_COLUMNS.index("fit_fl") : RUN_COLUMNS.index("fork_enomem") + 1], "sleep_in_atomic_bugs")
 
 
 def run_seed(root_seed: int, point: int, replication: int) -> np.random.SeedSequence:

@@ -17,19 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from sim.errors import InputError
+from sim.results import RUN_COLUMNS
 from sim.units import parse_duration, parse_size
 
-# The fixed columns of runs.parquet (sim.engine.RUN_COLUMNS, repeated here
-# because the engine imports SimPy); every other column but ``point`` is a
-# swept or overridden parameter.
-RUN_COLUMNS = (
-    "run_id", "scenario", "strategy", "kernel", "seed", "replication", "sim_seconds", "wall_seconds",
-    "vmalloc_calls", "vmalloc_failures", "fit_fl", "fit_le", "fit_re", "fit_ne", "split_from_preload",
-    "split_nowait_attempts", "split_nowait_failures", "preload_fills", "preload_misses", "overflow_purges",
-    "overflow_retry_successes", "vmap_ebusy", "forks", "fork_enomem", "nowait_page_failures", "direct_reclaims",
-    "direct_reclaim_seconds", "oom_kills", "min_free_pages", "seconds_below_min", "sleep_in_atomic_bugs",
-    "status", "error",
-)  # fmt: skip
+# every column of runs.parquet but these (and ``point``) is a swept or overridden parameter
 NOT_FACTORS = frozenset((*RUN_COLUMNS, "point"))
 FITS = ("fl", "le", "re", "ne")
 LATENCY_COUNTER = re.compile(r"^preload_fill_latency_le_(\d+)$")

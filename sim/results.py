@@ -10,48 +10,84 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+# runs.parquet columns, in order (issue 4); swept or overridden parameters follow
+RUN_COLUMNS = (
+    "run_id",
+    "scenario",
+    "strategy",
+    "kernel",
+    "seed",
+    "replication",
+    "sim_seconds",
+    "wall_seconds",
+    "vmalloc_calls",
+    "vmalloc_failures",
+    "fit_fl",
+    "fit_le",
+    "fit_re",
+    "fit_ne",
+    "split_from_preload",
+    "split_nowait_attempts",
+    "split_nowait_failures",
+    "preload_fills",
+    "preload_misses",
+    "overflow_purges",
+    "overflow_retry_successes",
+    "vmap_ebusy",
+    "forks",
+    "fork_enomem",
+    "nowait_page_failures",
+    "direct_reclaims",
+    "direct_reclaim_seconds",
+    "oom_kills",
+    "min_free_pages",
+    "seconds_below_min",
+    "sleep_in_atomic_bugs",
+    "status",
+    "error",
+)
 
-def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
-    """Write ``lines`` (newline-terminated) to ``path`` so that a reader sees
-    either the old file or the whole new one, never a part."""
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; when the block ends without
+    an error the file is synced, made world-readable and renamed over ``path``,
+    so a reader sees the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line)
-                fh.write("\n")
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write ``lines`` (newline-terminated) to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line)
+            fh.write("\n")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path: Path, obj: Any) -> None:
