@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def space_factory():
         return VmapSpace(CountingProvider(), search)
 
     return make
+
+
+def vmsim(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the ``vmsim`` entry point in-process: (exit status, stdout, stderr)."""
+    from sim.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["vmsim", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err

@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main, parse_size
+from sim.cli import parse_size
 from sim.errors import InputError
-
-
-def vmsim(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["vmsim", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
+from tests.conftest import vmsim
 
 
 def rows(text: str) -> dict[str, list[str]]:

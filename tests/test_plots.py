@@ -23,17 +23,9 @@ from sim.plots_data import (
     wilson_interval,
 )
 from sim.results import write_run_folder
-from tests.conftest import ROOT
+from tests.conftest import ROOT, vmsim
 
 RAMS = ("128MiB", "256MiB", "512MiB", "1GiB")
-
-
-def vmsim(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["vmsim", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 def run_row(strategy: str, ram: str, rep: int, fails: int, calls: int, enomem: int = 0, forks: int = 0, **extra):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.cli import main, parse_set_options
+from sim.cli import parse_set_options
 from sim.errors import InputError
 from sim.kernel.cpu import PREEMPT_MODELS, SchedParams
 from sim.kernel.machine import Machine
@@ -24,6 +24,7 @@ from sim.scenario import MemorySection, Scenario, SchedSection, VmallocSection, 
 from sim.workloads.fork_storm import ForkStormSpec
 from sim.workloads.pressure import AnonHogSpec
 from sim.workloads.registry import WORKLOADS
+from tests.conftest import vmsim
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "full.yaml"
@@ -46,14 +47,6 @@ def error_of(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> str:
     message = str(exc.value)
     assert "\n" not in message
     return message
-
-
-def vmsim(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["vmsim", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 # (case, text in full.yaml, replacement, key path, fragments the message must contain)

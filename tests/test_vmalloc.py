@@ -109,6 +109,19 @@ def _leave_one_free_object(m, cpu=0):
     return held
 
 
+def _one_stack(m):
+    """One fork's alloc_vmap_area for a stack, on CPU 0; returns the list it lands in."""
+    result = []
+
+    def fork(task):
+        va = yield from m.vmalloc.alloc_vmap_area(task, STACK + 4096, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+        result.append(va)
+
+    m.spawn("stress-ng-fork", fork, cpu=0)
+    m.env.run(until=1)
+    return result
+
+
 def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
     m = machine("nowait", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
     vm = m.vmalloc
@@ -117,14 +130,7 @@ def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
     assert vm.vmap_lazy_nr > 0 and m.metrics.counters["lazy_purges"] == 0
     _leave_one_free_object(m)
     squeeze(m)
-    result = []
-
-    def fork(task):
-        va = yield from vm.alloc_vmap_area(task, STACK + 4096, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
-        result.append(va)
-
-    m.spawn("stress-ng-fork", fork, cpu=0)
-    m.env.run(until=1)
+    result = _one_stack(m)
     c = m.metrics.counters
     assert not isinstance(result[0], int)  # the fork gets its stack
     assert c["split_nowait_failures"] == 1  # the busy descriptor took the last object
@@ -137,20 +143,12 @@ def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
 
 def test_preload_fills_with_gfp_kernel_at_min_and_never_takes_nowait():
     m = machine("preload", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
-    vm = m.vmalloc
     stacks(m, 60, keep=0, per_cpu=False)
     m.env.run(until=0.5)
     _leave_one_free_object(m)
     squeeze(m)
     m.vmalloc.sched.cpus[0].percpu["ne_fit_preload_node"] = None
-    result = []
-
-    def fork(task):
-        va = yield from vm.alloc_vmap_area(task, STACK + 4096, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
-        result.append(va)
-
-    m.spawn("stress-ng-fork", fork, cpu=0)
-    m.env.run(until=1)
+    result = _one_stack(m)
     c = m.metrics.counters
     assert not isinstance(result[0], int)
     assert c["split_nowait_attempts"] == 0 and c["split_from_preload"] >= 1

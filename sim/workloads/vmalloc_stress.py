@@ -33,7 +33,7 @@ pointer arrays, the junk pairs, the busy list) count under
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -47,16 +47,6 @@ from sim.workloads.fork_storm import THREAD_ALIGN
 from sim.workloads.percpu import PercpuAllocator, PercpuLayout
 from sim.workloads.tally import VmapTally
 
-CASES = (
-    "fix_size_alloc_test",
-    "full_fit_alloc_test",
-    "long_busy_list_alloc_test",
-    "random_size_alloc_test",
-    "fix_align_alloc_test",
-    "random_size_align_alloc_test",
-    "align_shift_alloc_test",
-    "pcpu_alloc_test",
-)
 CaseName = Literal[
     "fix_size_alloc_test",
     "full_fit_alloc_test",
@@ -67,6 +57,7 @@ CaseName = Literal[
     "align_shift_alloc_test",
     "pcpu_alloc_test",
 ]
+CASES: tuple[str, ...] = get_args(CaseName)  # in run_test_mask bit order
 GFP_ZEROED = GFP_KERNEL | Gfp.ZERO  # GFP_KERNEL | __GFP_ZERO of the __vmalloc_node_range cases
 POINTER = 8  # sizeof(void *) on x86_64
 INT_MAX = (1 << 31) - 1
