@@ -126,12 +126,12 @@ def suffer_table(suite: Suite) -> pd.DataFrame:
 def boundaries(suite: Suite, table: pd.DataFrame) -> list[str]:
     """For each swept factor: the values at which nowait failures appear and vanish."""
     lines = []
+    usable = usable_runs(suite.runs)
     for sweep, cols in suite.factors.items():
         mine = table[table["sweep"] == sweep]
         if mine.empty or "nowait.failures" not in mine:
             continue
-        runs = usable_runs(suite.runs)
-        runs = runs[runs["sweep"] == sweep]
+        runs = usable[usable["sweep"] == sweep]
         for col in cols:
             order = list(dict.fromkeys(runs[col].astype(str)))
             failing, clean = [], []
