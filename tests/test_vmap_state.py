@@ -106,7 +106,7 @@ class VmapMachine(RuleBasedStateMachine):
     @invariant()
     def object_identity_holds(self):
         # README identity: allocs - frees of objects + successful area frees = blocks - 1
-        blocks = len(self.space.free_by_start)
+        blocks = self.space.nr_free_blocks
         assert self.provider.allocated - self.provider.freed + self.frees == blocks - 1
 
     @invariant()

@@ -94,6 +94,9 @@ __all__ = [
 ]
 
 
+LINK_WALK = 16  # ranges walked each way on the address list before a tree descent
+
+
 class VmapSpace:
     """The free blocks and the busy areas of one kernel (the v5.3 globals
     ``free_vmap_area_root``/``free_vmap_area_list`` and ``vmap_area_root``).
@@ -103,11 +106,18 @@ class VmapSpace:
 
     Representation.  The free tree is the kernel's augmented rb-tree, node for
     node.  The address-ordered ``free_vmap_area_list`` serves the kernel only to
-    reach a freed range's neighbours; since free blocks never touch, "the block
-    starting at my end" and "the block ending at my start" are exactly those
-    neighbours, so two hash maps (``free_by_start``, ``free_by_end``) find them
-    in O(1) and the ordered listing comes from the tree.  Busy areas sit in a
-    dict keyed by start address: the busy tree never influences placement.
+    reach a freed range's neighbours, after a descent of the free tree.  Here one
+    doubly linked *address list* (``va_prev``/``va_next``) tiles the whole space
+    ``[0, ULONG_MAX]``: free blocks (``va_free``), busy areas, areas freed lazily
+    and not yet purged, and carved ranges whose busy descriptor has not been
+    inserted yet, between two sentinels.  A freed area's list neighbours are then
+    exactly the blocks it may merge with, found with no search and no hashing
+    (at 100k live areas, hash-map probes were most of the cost of a free).  A
+    carve links a placeholder for its range; ``insert_busy`` puts the caller's
+    descriptor in its place (``alloc_area`` keeps the placeholder as the busy
+    area).  Busy areas also sit in a dict keyed by start address, which stands
+    for the busy tree's ``find_vmap_area``: the busy tree never influences
+    placement.
     """
 
     def __init__(self, provider: ObjectProvider | None = None, search: str = "v5.3") -> None:
@@ -117,15 +127,23 @@ class VmapSpace:
         self.search = search
         self.v518 = search == "v5.18"
         self.root = RBRoot()
-        self.free_by_start: dict[int, VmapArea] = {}
-        self.free_by_end: dict[int, VmapArea] = {}
         self.busy: dict[int, VmapArea] = {}
+        self.nr_free_blocks = 0
+        # carved ranges awaiting their busy descriptor, by start address
+        self._carved: dict[int, VmapArea] = {}
         # one int object per distinct block size, shared by all nodes of that
         # size: the tree walks then touch a few hot ints, not one per node
         self._sizes: dict[int, int] = {}
         self.last_fit = NOTHING_FIT
         self.fit_counts = [0, 0, 0, 0, 0]
-        self._link_va(VmapArea(1, ULONG_MAX), None, False)
+        boot = VmapArea(1, ULONG_MAX)
+        self.list_head = VmapArea(0, 1)  # sentinel: address 0 is never handed out
+        self.list_tail = VmapArea(ULONG_MAX, ULONG_MAX)  # sentinel past the last block
+        self.list_head.va_next = boot
+        boot.va_prev = self.list_head
+        boot.va_next = self.list_tail
+        self.list_tail.va_prev = boot
+        self._link_va(boot, None, False)
 
     # -- free tree ---------------------------------------------------------
 
@@ -145,8 +163,8 @@ class VmapSpace:
             parent.rb_right = va
         augment_tree_grow_from(va)
         rb_insert_augmented(va, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
-        self.free_by_start[va.va_start] = va
-        self.free_by_end[va.va_end] = va
+        va.va_free = True
+        self.nr_free_blocks += 1
 
     def _shared_size(self, size: int) -> int:
         """``size`` as the one int object that all blocks of this size share."""
@@ -159,10 +177,11 @@ class VmapSpace:
         return shared
 
     def _unlink_va(self, va: VmapArea) -> None:
-        """Remove free block ``va`` from the tree (``unlink_va``)."""
+        """Remove free block ``va`` from the tree (``unlink_va``); the caller
+        mends the address list."""
         rb_erase_augmented(va, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
-        del self.free_by_start[va.va_start]
-        del self.free_by_end[va.va_end]
+        va.va_free = False
+        self.nr_free_blocks -= 1
 
     def _find_va_links(self, va_start: int, va_end: int) -> tuple[VmapArea | None, bool]:
         """Descend to the empty link where ``[va_start, va_end)`` belongs
@@ -181,6 +200,43 @@ class VmapSpace:
             else:
                 raise AssertionError(f"[{va_start:#x}, {va_end:#x}) overlaps free block {parent!r}")
         return parent, is_left  # type: ignore[return-value]
+
+    def _link_near(self, va: VmapArea) -> tuple[VmapArea | None, bool]:
+        """The link ``_find_va_links`` returns for occupied range ``va``, found
+        from its nearest free blocks on the address list when they are close.
+
+        In a binary search tree the empty link where a key belongs is the right
+        link of its in-order predecessor when that is empty, else the left link
+        of its in-order successor; the free blocks nearest below and above
+        ``va`` are exactly those.  A walk of at most ``LINK_WALK`` ranges each
+        way finds them; past that the descent from the root is used.  Both give
+        the same link, so the tree's shape is the kernel's either way.
+        """
+        node = va.va_prev
+        for _ in range(LINK_WALK):
+            if node.va_free:  # type: ignore[union-attr]
+                right = node.rb_right  # type: ignore[union-attr]
+                if right is None:
+                    return node, False
+                while right.rb_left is not None:
+                    right = right.rb_left
+                return right, True  # type: ignore[return-value]
+            node = node.va_prev  # type: ignore[union-attr]
+            if node is None:  # the head sentinel: no free block below
+                break
+        node = va.va_next
+        for _ in range(LINK_WALK):
+            if node.va_free:  # type: ignore[union-attr]
+                left = node.rb_left  # type: ignore[union-attr]
+                if left is None:
+                    return node, True
+                while left.rb_right is not None:
+                    left = left.rb_right
+                return left, False  # type: ignore[return-value]
+            node = node.va_next  # type: ignore[union-attr]
+            if node is None:  # past the tail sentinel
+                break
+        return self._find_va_links(va.va_start, va.va_end)
 
     # -- allocation --------------------------------------------------------
 
@@ -201,11 +257,16 @@ class VmapSpace:
         mask = align - 1
         keep = ULONG_MAX ^ mask
         v518 = self.v518
+        # once the walk is inside the right subtree of a node starting at or
+        # above vstart, every block below starts above vstart: the "vstart <
+        # va_start" test of the left turns is then known true, and its load of
+        # the start address is skipped (one cold int per level at 100k areas)
+        above = False
         node = self.root.rb_node
         while node is not None:
             left = node.rb_left
             va_start = node.va_start
-            if left is not None and left.subtree_max_size >= length and vstart < va_start:
+            if left is not None and left.subtree_max_size >= length and (above or vstart < va_start):
                 node = left
                 continue
             # is_within_this_va, inline, after the cheap necessary condition
@@ -216,9 +277,12 @@ class VmapSpace:
                     return node
             right = node.rb_right
             if right is not None and right.subtree_max_size >= length:
+                if not above:
+                    above = vstart <= va_start
                 node = right
                 continue
             node = node.rb_parent  # climb towards the root
+            above = False  # the climb may leave the subtree that set it
             while node is not None:
                 va_start = node.va_start
                 if node.va_size >= size:
@@ -231,6 +295,7 @@ class VmapSpace:
                     if v518:
                         vstart = va_start + 1
                     node = right
+                    above = True  # blocks of that subtree start past va_start + 1
                     break
                 node = node.rb_parent
         return None
@@ -239,20 +304,28 @@ class VmapSpace:
         """Carve ``[nva_start_addr, +size)`` out of free block ``va``
         (``adjust_va_to_fit_type``, v5.3).  FL erases the node and frees its
         object; LE and RE shrink it; NE asks the provider for one object for the
-        left remainder and, without it, fails with everything unchanged."""
+        left remainder and, without it, fails with everything unchanged.  The
+        carved range enters the address list as a placeholder (see the class)."""
         if fit == NE_FIT_TYPE:
             lva = self.provider.alloc_split_object()
             if lva is None:
                 return False
+            nva_end = nva_start_addr + size
             lva.va_start = va.va_start
             lva.va_end = nva_start_addr
-            va.va_start = nva_start_addr + size
-            va.va_size = self._shared_size(va.va_end - va.va_start)
-            self.free_by_start[va.va_start] = va
+            va.va_start = nva_end
+            va.va_size = self._shared_size(va.va_end - nva_end)
             augment_tree_propagate_from(va)
+            carved = VmapArea(nva_start_addr, nva_end)
+            prev = va.va_prev
+            prev.va_next = lva
+            lva.va_prev = prev
+            lva.va_next = carved
+            carved.va_prev = lva
+            carved.va_next = va
+            va.va_prev = carved
             # insert_vmap_area_augment from the split node: lva belongs at the
-            # rightmost empty link of va's left subtree (as from the root);
-            # _link_va maps lva's start, which was va's, to lva
+            # rightmost empty link of va's left subtree (as from the root)
             node = va.rb_left
             if node is None:
                 self._link_va(lva, va, True)
@@ -261,23 +334,46 @@ class VmapSpace:
                     node = node.rb_right
                 self._link_va(lva, node, False)  # type: ignore[arg-type]
         elif fit == LE_FIT_TYPE:
-            del self.free_by_start[va.va_start]
-            va.va_start += size
-            va.va_size = self._shared_size(va.va_end - va.va_start)
-            self.free_by_start[va.va_start] = va
+            nva_end = va.va_start + size
+            carved = VmapArea(nva_start_addr, nva_end)
+            va.va_start = nva_end
+            va.va_size = self._shared_size(va.va_end - nva_end)
+            prev = va.va_prev
+            prev.va_next = carved
+            carved.va_prev = prev
+            carved.va_next = va
+            va.va_prev = carved
             augment_tree_propagate_from(va)
         elif fit == RE_FIT_TYPE:
-            del self.free_by_end[va.va_end]
+            carved = VmapArea(nva_start_addr, va.va_end)
             va.va_end = nva_start_addr
             va.va_size = self._shared_size(nva_start_addr - va.va_start)
-            self.free_by_end[nva_start_addr] = va
+            nxt = va.va_next
+            va.va_next = carved
+            carved.va_prev = va
+            carved.va_next = nxt
+            nxt.va_prev = carved
             augment_tree_propagate_from(va)
         elif fit == FL_FIT_TYPE:
             self._unlink_va(va)
+            carved = VmapArea(va.va_start, va.va_end)
+            self._replace_in_list(va, carved)
             self.provider.free_object(va)
         else:
             return False
+        self._carved[nva_start_addr] = carved
         return True
+
+    @staticmethod
+    def _replace_in_list(old: VmapArea, new: VmapArea) -> None:
+        """``new`` takes ``old``'s place in the address list."""
+        prev = old.va_prev
+        nxt = old.va_next
+        prev.va_next = new  # type: ignore[union-attr]
+        new.va_prev = prev
+        new.va_next = nxt
+        nxt.va_prev = new  # type: ignore[union-attr]
+        old.va_prev = old.va_next = None
 
     def alloc(self, size: int, align: int, vstart: int, vend: int) -> int:
         """Find and carve free space (``__alloc_vmap_area``, v5.3).
@@ -311,7 +407,20 @@ class VmapSpace:
         return nva
 
     def insert_busy(self, va: VmapArea) -> None:
-        """Make ``va`` a busy area (``insert_vmap_area`` into ``vmap_area_root``)."""
+        """Make ``va`` the busy area of a range carved from this space
+        (``insert_vmap_area`` into ``vmap_area_root``).  ``va`` replaces the
+        carve's placeholder in the address list; a range that was not carved,
+        or whose descriptor is already in, is a caller's bug."""
+        carved = self._carved.pop(va.va_start, None)
+        if carved is None or carved.va_end != va.va_end:
+            if carved is not None:
+                self._carved[carved.va_start] = carved
+            raise ValueError(f"{va!r} is not a range carved from this space and awaiting its descriptor")
+        if carved is not va:
+            va.va_start = carved.va_start  # the same int objects as the neighbours' edges
+            va.va_end = carved.va_end
+            va.va_free = False
+            self._replace_in_list(carved, va)
         self.busy[va.va_start] = va
 
     def alloc_area(self, size: int, align: int, vstart: int, vend: int) -> VmapArea | int:
@@ -323,7 +432,7 @@ class VmapSpace:
         addr = self.alloc(size, align, vstart, vend)
         if addr < 0:
             return addr
-        va = VmapArea(addr, addr + size)
+        va = self._carved.pop(addr)  # the carve's placeholder becomes the busy area
         self.busy[addr] = va
         return va
 
@@ -340,39 +449,46 @@ class VmapSpace:
         The block that starts at the range's end absorbs it, then the block that
         ends at its start absorbs the result; when both exist the upper node is
         erased and the lower one extended.  With no neighbour, ``va`` itself
-        becomes a new free block.  Returns the objects freed: 0, 1 or 2.
+        becomes a new free block.  Returns the objects freed: 0, 1 or 2.  ``va``
+        must be a range of this space's address list (a busy area, or one freed
+        lazily and not yet purged); its list neighbours are the candidates.
         """
-        va_start = va.va_start
-        va_end = va.va_end
-        by_start = self.free_by_start
-        by_end = self.free_by_end
-        nxt = by_start.get(va_end)
-        prv = by_end.get(va_start)
-        if prv is not None:
-            del by_end[va_start]
-            if nxt is not None:
+        prv = va.va_prev
+        nxt = va.va_next
+        if prv.va_free:  # type: ignore[union-attr]
+            if nxt.va_free:  # type: ignore[union-attr]
                 # erase the upper block, then grow the lower one over it: the
                 # same shape and values as the kernel's order of steps
-                rb_erase_augmented(nxt, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
-                del by_start[va_end]
+                self._unlink_va(nxt)  # type: ignore[arg-type]
+                after = nxt.va_next  # type: ignore[union-attr]
+                prv.va_next = after  # type: ignore[union-attr]
+                after.va_prev = prv  # type: ignore[union-attr]
+                va.va_prev = va.va_next = None
+                nxt.va_prev = nxt.va_next = None  # type: ignore[union-attr]
                 self.provider.free_object(va)
-                va = nxt
-            prv.va_end = va_end = va.va_end
-            prv.va_size = self._shared_size(va_end - prv.va_start)
-            by_end[va_end] = prv
-            augment_tree_grow_from(prv)
+                va = nxt  # type: ignore[assignment]
+                freed = 2
+            else:
+                prv.va_next = nxt  # type: ignore[union-attr]
+                nxt.va_prev = prv  # type: ignore[union-attr]
+                va.va_prev = va.va_next = None
+                freed = 1
+            prv.va_end = va_end = va.va_end  # type: ignore[union-attr]
+            prv.va_size = self._shared_size(va_end - prv.va_start)  # type: ignore[union-attr]
+            augment_tree_grow_from(prv)  # type: ignore[arg-type]
             self.provider.free_object(va)
-            return 2 if nxt is not None else 1
-        if nxt is not None:
-            by_start = self.free_by_start
-            del by_start[va_end]
-            nxt.va_start = va_start
-            nxt.va_size = self._shared_size(nxt.va_end - va_start)
-            by_start[va_start] = nxt
-            augment_tree_grow_from(nxt)
+            return freed
+        if nxt.va_free:  # type: ignore[union-attr]
+            va_start = va.va_start
+            nxt.va_start = va_start  # type: ignore[union-attr]
+            nxt.va_size = self._shared_size(nxt.va_end - va_start)  # type: ignore[union-attr]
+            prv.va_next = nxt  # type: ignore[union-attr]
+            nxt.va_prev = prv  # type: ignore[union-attr]
+            va.va_prev = va.va_next = None
+            augment_tree_grow_from(nxt)  # type: ignore[arg-type]
             self.provider.free_object(va)
             return 1
-        parent, is_left = self._find_va_links(va_start, va_end)
+        parent, is_left = self._link_near(va)
         self._link_va(va, parent, is_left)
         return 0
 
@@ -415,10 +531,15 @@ class VmapSpace:
         for (s, e), (s2, _) in pairwise(blocks):
             if not e < s2:
                 raise AssertionError(f"blocks [{s:#x}, {e:#x}) and {s2:#x} touch or overlap")
-        if {va.va_start: va for va in areas} != self.free_by_start:
-            raise AssertionError("free_by_start does not match the tree")
-        if {va.va_end: va for va in areas} != self.free_by_end:
-            raise AssertionError("free_by_end does not match the tree")
+        if len(areas) != self.nr_free_blocks:
+            raise AssertionError(f"nr_free_blocks {self.nr_free_blocks}, tree {len(areas)}")
+        listed = self._check_address_list()
+        if [va for va in listed if va.va_free] != areas:
+            raise AssertionError("the free blocks of the address list are not the tree's")
+        occupied = {id(va) for va in listed if not va.va_free}
+        for va in [*self.busy.values(), *self._carved.values()]:
+            if id(va) not in occupied:
+                raise AssertionError(f"busy or carved {va!r} is not an occupied range of the address list")
         for va in areas:
             if va.subtree_max_size != compute_subtree_max_size(va):
                 raise AssertionError(f"subtree_max_size wrong at {va!r}")
@@ -433,6 +554,26 @@ class VmapSpace:
                 raise AssertionError(f"busy areas overlap at {s2:#x}")
         _check_disjoint(blocks, busy)
 
+
+    def _check_address_list(self) -> list[VmapArea]:
+        """Walk the address list from the head sentinel: back links right, the
+        ranges tiling ``[0, ULONG_MAX]`` edge to edge; return the ranges
+        between the sentinels."""
+        listed: list[VmapArea] = []
+        prev = self.list_head
+        node = prev.va_next
+        while node is not self.list_tail:
+            if node is None or node.va_prev is not prev:
+                raise AssertionError(f"address list broken after {prev!r}")
+            if node.va_start != prev.va_end or node.va_start >= node.va_end:
+                raise AssertionError(f"address list: {prev!r} then {node!r} do not tile")
+            if prev.va_free and node.va_free:
+                raise AssertionError(f"free blocks {prev!r} and {node!r} touch")
+            listed.append(node)
+            prev, node = node, node.va_next
+        if node.va_prev is not prev or node.va_start != prev.va_end:
+            raise AssertionError("address list does not end at the tail sentinel")
+        return listed
 
 def _check_disjoint(free: list[tuple[int, int]], busy: list[tuple[int, int]]) -> None:
     """Raise if any free block overlaps any busy area (both lists sorted)."""

@@ -56,9 +56,11 @@ class VmapArea(RBNode):
     instead of two per node; whoever moves an edge of a free block updates it.
     ``slab`` is the machine model's handle on the slab page holding the object
     (the kernel finds it with ``virt_to_slab``); the core never reads it.
+    ``va_prev``/``va_next``/``va_free`` place the object in the space's
+    address list of free blocks and occupied ranges (:class:`sim.kernel.vmap.VmapSpace`).
     """
 
-    __slots__ = ("fit", "slab", "subtree_max_size", "va_end", "va_size", "va_start")
+    __slots__ = ("fit", "slab", "subtree_max_size", "va_end", "va_free", "va_next", "va_prev", "va_size", "va_start")
 
     def __init__(self, va_start: int = 0, va_end: int = 0) -> None:
         # RBNode.__init__ inlined: one object is made per split and per area
@@ -72,6 +74,10 @@ class VmapArea(RBNode):
         self.subtree_max_size = 0
         self.slab = None  # the slab page the object came from, when a slab model provides it
         self.fit = 0  # for a busy area made by the machine: the fit type that placed it
+        # the space's address list (see VmapSpace): neighbours and whether free
+        self.va_prev = None
+        self.va_next = None
+        self.va_free = False
 
     def __repr__(self) -> str:
         return f"VmapArea({self.va_start:#x}, {self.va_end:#x})"
