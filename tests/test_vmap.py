@@ -235,3 +235,39 @@ def test_unknown_search_mode_is_rejected(mode):
 def test_errors_are_distinct_negative_codes():
     assert len({ENOENT, ENOMEM, EINVAL, ERANGE}) == 4
     assert max(ENOENT, ENOMEM, EINVAL, ERANGE) < 0
+
+
+def test_free_far_from_any_free_block_links_where_the_tree_descent_would():
+    # 60 packed areas: a free in the middle has no free block within LINK_WALK
+    # ranges on the address list, so the tree descent gives the link
+    from sim.kernel import vmap
+
+    s = new()
+    areas = [s.alloc_area(P, 1, VMALLOC_START, VMALLOC_END) for _ in range(60)]
+    for va in areas[30], areas[5], areas[55], areas[31 + vmap.LINK_WALK]:
+        assert s._link_near(va) == s._find_va_links(va.va_start, va.va_end)
+        assert s.free(va.va_start) == 0
+        s.invariants()
+
+
+def test_insert_busy_takes_the_place_of_the_carve_and_refuses_other_ranges():
+    s = new()
+    addr = s.alloc(2 * P, 1, VMALLOC_START, VMALLOC_END)
+    with pytest.raises(ValueError):
+        s.insert_busy(VmapArea(addr, addr + P))  # not the carved range
+    with pytest.raises(ValueError):
+        s.insert_busy(VmapArea(addr + 8 * P, addr + 9 * P))  # never carved
+    s.insert_busy(VmapArea(addr, addr + 2 * P))
+    s.invariants()
+    with pytest.raises(ValueError):
+        s.insert_busy(VmapArea(addr, addr + 2 * P))  # its descriptor is already in
+    assert s.free(addr) == 2 and s.free_blocks() == [(1, ULONG_MAX)]
+
+
+def test_a_carve_without_its_descriptor_stays_occupied():
+    s = new()
+    addr = s.alloc(P, 1, VMALLOC_START, VMALLOC_END)
+    b = s.alloc_area(P, 1, VMALLOC_START, VMALLOC_END)
+    assert s.free(b.va_start) == 1  # merges above only: the bare carve below is not free
+    assert (addr, addr + P) not in s.free_blocks()
+    s.invariants()

@@ -110,6 +110,13 @@ class VmapMachine(RuleBasedStateMachine):
         assert self.provider.allocated - self.provider.freed + self.frees == blocks - 1
 
     @invariant()
+    def address_list_finds_the_descents_link(self):
+        # the link found from the nearest free blocks is the one find_va_links finds
+        space = self.space
+        for va in space.busy.values():
+            assert space._link_near(va) == space._find_va_links(va.va_start, va.va_end)
+
+    @invariant()
     def free_and_busy_tile_the_space(self):
         total = sum(e - s for s, e in self.space.free_blocks())
         total += sum(va.va_end - va.va_start for va in self.space.busy.values())
