@@ -49,7 +49,7 @@ class SweepFile(BaseModel):
     scenario: str = Field(min_length=1, description="base scenario, relative to the sweep file")
     set: dict[str, Any] = Field(default_factory=dict, description="dotted key -> value, applied to every point")
     factors: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key -> values; full grid")
-    filter: str | None = Field(None, description="keep the points where this holds, e.g. \"not (a == 1 and b == 2)\"")
+    filter: str | None = Field(None, description='keep the points where this holds, e.g. "not (a == 1 and b == 2)"')
     replications: int | None = Field(None, ge=1, description="default: the base scenario's")
     seed: int | None = Field(None, ge=0, description="root seed; default: the base scenario's")
     strategies: list[str] | None = Field(None, min_length=1, description="default: the base scenario's")

@@ -554,7 +554,6 @@ class VmapSpace:
                 raise AssertionError(f"busy areas overlap at {s2:#x}")
         _check_disjoint(blocks, busy)
 
-
     def _check_address_list(self) -> list[VmapArea]:
         """Walk the address list from the head sentinel: back links right, the
         ranges tiling ``[0, ULONG_MAX]`` edge to edge; return the ranges
@@ -574,6 +573,7 @@ class VmapSpace:
         if node.va_prev is not prev or node.va_start != prev.va_end:
             raise AssertionError("address list does not end at the tail sentinel")
         return listed
+
 
 def _check_disjoint(free: list[tuple[int, int]], busy: list[tuple[int, int]]) -> None:
     """Raise if any free block overlaps any busy area (both lists sorted)."""
