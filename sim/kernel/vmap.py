@@ -34,6 +34,7 @@ from sim.kernel.vmap_area import (
     ERANGE,
     FIT_NAMES,
     FL_FIT_TYPE,
+    FREE_BLOCK,
     FREE_VMAP_AREA_RB_AUGMENT_CB,
     LE_FIT_TYPE,
     MODULES_END,
@@ -163,7 +164,7 @@ class VmapSpace:
             parent.rb_right = va
         augment_tree_grow_from(va)
         rb_insert_augmented(va, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
-        va.va_free = True
+        va.fit = FREE_BLOCK
         self.nr_free_blocks += 1
 
     def _shared_size(self, size: int) -> int:
@@ -180,7 +181,7 @@ class VmapSpace:
         """Remove free block ``va`` from the tree (``unlink_va``); the caller
         mends the address list."""
         rb_erase_augmented(va, self.root, FREE_VMAP_AREA_RB_AUGMENT_CB)
-        va.va_free = False
+        va.fit = NOTHING_FIT
         self.nr_free_blocks -= 1
 
     def _find_va_links(self, va_start: int, va_end: int) -> tuple[VmapArea | None, bool]:
@@ -214,7 +215,7 @@ class VmapSpace:
         """
         node = va.va_prev
         for _ in range(LINK_WALK):
-            if node.va_free:  # type: ignore[union-attr]
+            if node.fit < 0:  # type: ignore[union-attr]  # fit < 0: a free block
                 right = node.rb_right  # type: ignore[union-attr]
                 if right is None:
                     return node, False
@@ -226,7 +227,7 @@ class VmapSpace:
                 break
         node = va.va_next
         for _ in range(LINK_WALK):
-            if node.va_free:  # type: ignore[union-attr]
+            if node.fit < 0:  # type: ignore[union-attr]
                 left = node.rb_left  # type: ignore[union-attr]
                 if left is None:
                     return node, True
@@ -419,7 +420,8 @@ class VmapSpace:
         if carved is not va:
             va.va_start = carved.va_start  # the same int objects as the neighbours' edges
             va.va_end = carved.va_end
-            va.va_free = False
+            if va.fit < 0:  # a recycled object that was a free block
+                va.fit = NOTHING_FIT
             self._replace_in_list(carved, va)
         self.busy[va.va_start] = va
 
@@ -455,8 +457,8 @@ class VmapSpace:
         """
         prv = va.va_prev
         nxt = va.va_next
-        if prv.va_free:  # type: ignore[union-attr]
-            if nxt.va_free:  # type: ignore[union-attr]
+        if prv.fit < 0:  # type: ignore[union-attr]  # fit < 0: a free block
+            if nxt.fit < 0:  # type: ignore[union-attr]
                 # erase the upper block, then grow the lower one over it: the
                 # same shape and values as the kernel's order of steps
                 self._unlink_va(nxt)  # type: ignore[arg-type]
@@ -478,7 +480,7 @@ class VmapSpace:
             augment_tree_grow_from(prv)  # type: ignore[arg-type]
             self.provider.free_object(va)
             return freed
-        if nxt.va_free:  # type: ignore[union-attr]
+        if nxt.fit < 0:  # type: ignore[union-attr]
             va_start = va.va_start
             nxt.va_start = va_start  # type: ignore[union-attr]
             nxt.va_size = self._shared_size(nxt.va_end - va_start)  # type: ignore[union-attr]
