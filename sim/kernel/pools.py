@@ -130,12 +130,21 @@ class MemoryPools:
     def reclaimable(self, order: tuple[str, ...]) -> int:
         """Pages a reclaimer taking ``order`` could still isolate."""
         swap = self.swap_enabled
-        return sum(self.pool[n].pages - self.pool[n].isolated for n in order if swap or n not in ANON_POOLS)
+        pools = self.pool
+        total = 0
+        for n in order:  # a loop, not sum() over a generator: called per reclaim
+            if swap or n not in ANON_POOLS:
+                p = pools[n]
+                total += p.pages - p.isolated
+        return total
 
     def zone_reclaimable_pages(self, zone_idx: int) -> int:
         """``zone_reclaimable_pages``: file LRU pages, plus anon when swap is available."""
-        names = FILE_POOLS + ANON_POOLS if self.swap_enabled else FILE_POOLS
-        return sum(self.pool[n].by_zone[zone_idx] for n in names)
+        pools = self.pool
+        total = 0
+        for n in FILE_POOLS + ANON_POOLS if self.swap_enabled else FILE_POOLS:
+            total += pools[n].by_zone[zone_idx]
+        return total
 
     def write_pending(self, zone_idx: int) -> int:
         return self.pool["file_dirty"].by_zone[zone_idx]
