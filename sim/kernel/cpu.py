@@ -388,9 +388,15 @@ class Scheduler:
         """Set the tick at which the running task's slice ends (``sched_slice``
         checked by ``check_preempt_tick``), given the tasks now on the CPU; a
         reschedule already due stays due."""
-        nr = len(cpu.runqueue) + 1
-        slice_len = max(self.latency / nr, self.min_gran)
-        end = max(cpu.slice_start + slice_len, self.env._now)  # ticks already past saw nobody waiting
+        now = self.env._now
+        if cpu.resched_at <= now:  # already due: no later tick can move it earlier
+            return
+        slice_len = self.latency / (len(cpu.runqueue) + 1)
+        if slice_len < self.min_gran:
+            slice_len = self.min_gran
+        end = cpu.slice_start + slice_len
+        if end < now:  # ticks already past saw nobody waiting
+            end = now
         at = math.ceil(end / self.tick - 1e-9) * self.tick
         if at < cpu.resched_at:
             cpu.resched_at = at
