@@ -271,3 +271,18 @@ def test_a_carve_without_its_descriptor_stays_occupied():
     assert s.free(b.va_start) == 1  # merges above only: the bare carve below is not free
     assert (addr, addr + P) not in s.free_blocks()
     s.invariants()
+
+
+def test_merging_an_area_twice_or_one_off_the_list_is_refused():
+    s = new()
+    areas = [s.alloc_area(P, 1, VMALLOC_START, VMALLOC_END) for _ in range(3)]
+    middle = areas[1]
+    s.busy.pop(middle.va_start)
+    assert s.merge_or_add_vmap_area(middle) == 0  # packed: becomes a block of its own
+    with pytest.raises(ValueError, match="already a free block"):
+        s.merge_or_add_vmap_area(middle)
+    with pytest.raises(ValueError, match="not on this space's address list"):
+        s.merge_or_add_vmap_area(VmapArea(1 << 50, (1 << 50) + P))
+    with pytest.raises(ValueError, match="still a free block"):
+        s.insert_busy(middle)
+    s.invariants()

@@ -412,6 +412,8 @@ class VmapSpace:
         (``insert_vmap_area`` into ``vmap_area_root``).  ``va`` replaces the
         carve's placeholder in the address list; a range that was not carved,
         or whose descriptor is already in, is a caller's bug."""
+        if va.fit < 0:
+            raise ValueError(f"{va!r} is still a free block of this space")
         carved = self._carved.pop(va.va_start, None)
         if carved is None or carved.va_end != va.va_end:
             if carved is not None:
@@ -420,8 +422,6 @@ class VmapSpace:
         if carved is not va:
             va.va_start = carved.va_start  # the same int objects as the neighbours' edges
             va.va_end = carved.va_end
-            if va.fit < 0:  # a recycled object that was a free block
-                va.fit = NOTHING_FIT
             self._replace_in_list(carved, va)
         self.busy[va.va_start] = va
 
@@ -454,9 +454,14 @@ class VmapSpace:
         becomes a new free block.  Returns the objects freed: 0, 1 or 2.  ``va``
         must be a range of this space's address list (a busy area, or one freed
         lazily and not yet purged); its list neighbours are the candidates.
+        A free block (a double free) or an object off the list is a caller's
+        bug and raises ``ValueError``, as the kernel's overlap check would BUG.
         """
         prv = va.va_prev
         nxt = va.va_next
+        if prv is None or va.fit < 0:
+            state = "already a free block" if va.fit < 0 else "not on this space's address list"
+            raise ValueError(f"merging {va!r}: {state}")
         if prv.fit < 0:  # type: ignore[union-attr]  # fit < 0: a free block
             if nxt.fit < 0:  # type: ignore[union-attr]
                 # erase the upper block, then grow the lower one over it: the
@@ -520,9 +525,11 @@ class VmapSpace:
     def invariants(self) -> None:
         """Check every structural promise; raise ``AssertionError`` at the first break.
 
-        Free blocks non-empty, sorted, disjoint and never adjacent; the two maps
-        hold exactly the tree's blocks; ``subtree_max_size`` exact at every node;
-        red-black rules and parent links; no free block overlaps a busy area.
+        Free blocks non-empty, sorted, disjoint and never adjacent; the address
+        list tiles the space edge to edge and its free ranges are exactly the
+        tree's blocks, with busy and carved areas on it as occupied ranges;
+        ``subtree_max_size`` exact at every node; red-black rules and parent
+        links; no free block overlaps a busy area.
         """
         rb_check(self.root)
         areas = list(self.free_areas())
