@@ -9,7 +9,7 @@ This machine is shared and noisy, so every figure is the best of several
 timed blocks in each of two rounds over all live sizes (a slow spell of the
 host then does not land on one size only), and each rate is also given as a
 ratio to a plain port of the same algorithm (benchmarks/plain_port.py)
-measured in the same run.
+measured in the same run (core/plain is the ratio of the two bests).
 """
 
 from __future__ import annotations
