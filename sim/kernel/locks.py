@@ -43,9 +43,10 @@ class SpinLock:
             task.preempt_count += 1
         if self.holder is None:
             self.holder = task
-            self._since = sched.env.now
+            # env._now is SimPy's clock without the ``now`` property call (a hot path)
+            self._since = sched.env._now
             return
-        start = sched.env.now
+        start = sched.env._now
         event = sched.env.event()
         self.waiters.append((task, event))
         if rt:
@@ -55,18 +56,18 @@ class SpinLock:
         else:
             yield event  # spinning: the CPU stays busy with this task
         sched.metrics.add("lock_contended:" + self.name)
-        sched.metrics.add_time("lock_wait:" + self.name, sched.env.now - start)
+        sched.metrics.add_time("lock_wait:" + self.name, sched.env._now - start)
 
     def unlock(self, task: Task) -> Generator[Any, Any, None]:
         """``spin_unlock``: hand the lock to the first waiter, re-enable preemption."""
         if self.holder is not task:
             raise RuntimeError(f"{task!r} unlocks {self.name} held by {self.holder!r}")
         sched = self.sched
-        sched.metrics.add_time("lock_hold:" + self.name, sched.env.now - self._since)
+        sched.metrics.add_time("lock_hold:" + self.name, sched.env._now - self._since)
         if self.waiters:
             nxt, event = self.waiters.popleft()
             self.holder = nxt
-            self._since = sched.env.now
+            self._since = sched.env._now
             event.succeed()
         else:
             self.holder = None
@@ -91,7 +92,7 @@ class SpinLock:
         """
         sched = self.sched
         cpu = sched.cpus[task.cpu]
-        resched = bool(cpu.runqueue) and sched.env.now >= cpu.resched_at
+        resched = bool(cpu.runqueue) and sched.env._now >= cpu.resched_at
         if not resched and not (sched.model == "full" and self.is_contended()):
             return False
         yield from self.unlock(task)
@@ -126,11 +127,11 @@ class Mutex:
             return
         event = sched.env.event()
         self.waiters.append((task, event))
-        start = sched.env.now
+        start = sched.env._now
         sched._block(task)
         yield event
         yield from sched._wake(task)
-        sched.metrics.add_time("lock_wait:" + self.name, sched.env.now - start)
+        sched.metrics.add_time("lock_wait:" + self.name, sched.env._now - start)
 
     def unlock(self, task: Task) -> None:
         """``mutex_unlock``: pass ownership to the first waiter and wake it."""

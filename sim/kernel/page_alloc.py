@@ -166,7 +166,8 @@ class PageAllocator:
             if zone.boosted:
                 zone.boosted = False
                 self.reclaim.wakeup_kswapd(0, zone.idx, 0)
-        if self.env.now >= self._next_vmstat:
+        # env._now is SimPy's clock without the ``now`` property call (a hot path)
+        if self.env._now >= self._next_vmstat:
             self.vmstat_update()
         return take
 
@@ -182,10 +183,13 @@ class PageAllocator:
         check = not flags & ALLOC_NO_WATERMARKS
         while got < n:
             for zone in zones:
-                if check and not zone_watermark_fast(
-                    prof, zone, order, zone.wmark[which] + zone.boost, classzone, flags, gfp
-                ):
-                    continue
+                if check:
+                    mark = zone.wmark[which] + zone.boost
+                    # zone_watermark_fast's order-0 shortcut inline; the call only when it fails
+                    if (order or zone.vm_free <= mark + zone.lowmem_reserve[classzone]) and not zone_watermark_fast(
+                        prof, zone, order, mark, classzone, flags, gfp
+                    ):
+                        continue
                 if order == 0:
                     c = zone.pcp_count[cpu]
                     if c:  # the counter cannot change while pages come off the list
@@ -360,7 +364,7 @@ class PageAllocator:
 
     def vmstat_due(self) -> None:
         """Run the periodic ``vmstat_update`` if its interval has passed."""
-        if self.env.now >= self._next_vmstat:
+        if self.env._now >= self._next_vmstat:
             self.vmstat_update()
 
     def nr_free_pages(self) -> int:

@@ -344,14 +344,15 @@ class Reclaimer:
             return False
         self.metrics.add("pgscan_direct_throttle")
         sched, env = self.pa.scheduler, self.env
-        start = env.now
+        # env._now is SimPy's clock without the ``now`` property call (a hot path)
+        start = env._now
         deadline = start + self.params.hz * self.jiffy if not gfp & _FS else math.inf
-        while not task.killed and env.now < deadline and not self.allow_direct_reclaim():
+        while not task.killed and env._now < deadline and not self.allow_direct_reclaim():
             if self._pfmemalloc_wait is None:
                 self._pfmemalloc_wait = env.event()
-            timeout = None if deadline == math.inf else deadline - env.now
+            timeout = None if deadline == math.inf else deadline - env._now
             yield from sched.wait_event(task, self._pfmemalloc_wait, "throttle_direct_reclaim", timeout=timeout)
-        self.metrics.add_time("throttle_direct_reclaim", env.now - start)
+        self.metrics.add_time("throttle_direct_reclaim", env._now - start)
         return bool(task.killed)
 
     def try_to_free_pages(self, task: Any, gfp: int, order: int) -> Generator[Any, Any, int]:
@@ -362,7 +363,7 @@ class Reclaimer:
         env, rng, lat = self.env, self.rng, self.params.direct_reclaim_latency
         sched = self.pa.scheduler
         self.metrics.add("allocstall")
-        start = env.now
+        start = env._now
         reclaimable = self.pools.reclaimable(DIRECT_ORDER)
         take = self.pools.isolate(SWAP_CLUSTER_MAX, DIRECT_ORDER)
         knee = lat.stall_knee_high * sum(z.wmark_pages(WMARK_HIGH) for z in self.pa.zones)
@@ -378,7 +379,7 @@ class Reclaimer:
         if got:
             self.kswapd_failures = 0
             self.metrics.add("direct_reclaimed", got)
-        self.metrics.add_time("direct_reclaim", env.now - start)
+        self.metrics.add_time("direct_reclaim", env._now - start)
         if not got and self.pa.profile.reclaim_throttle:  # 5.16: VMSCAN_THROTTLE_NOPROGRESS
             yield from sched.sleep(task, self.jiffy, "reclaim_throttle")
         return got
