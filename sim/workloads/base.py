@@ -9,6 +9,7 @@ an error, not a silently ignored setting.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,3 +38,24 @@ class Workload(Protocol):
     spec: WorkloadSpec
 
     def start(self, machine: Any, rng: np.random.Generator) -> None: ...
+
+
+def poisson_arrivals(
+    env: Any, rng: np.random.Generator, start: float, rate: float, limit: int | None, launch: Callable[[int], None]
+) -> Generator[Any, Any, None]:
+    """A SimPy process: from ``start``, arrivals at exponential gaps of mean
+    ``1/rate`` (none when the rate is 0), at most ``limit`` of them (None: no
+    bound).  ``launch(n)`` handles the n-th arrival (1-based) after its gap was
+    drawn, and draws what else it needs from ``rng`` itself."""
+    if start:
+        yield env.timeout(start)
+    n = 0
+    while rate > 0 and (limit is None or n < limit):
+        yield env.timeout(rng.exponential(1.0 / rate))
+        n += 1
+        launch(n)
+
+
+def draw_lifetime(rng: np.random.Generator, mean: float) -> float:
+    """An exponential lifetime of mean ``mean`` seconds; forever when the mean is infinite."""
+    return rng.exponential(mean) if np.isfinite(mean) else np.inf

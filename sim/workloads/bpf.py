@@ -33,6 +33,7 @@ from sim.kernel.gfp import GFP_KERNEL, Gfp
 from sim.kernel.vmalloc import VmStruct
 from sim.kernel.vmap import MODULES_END, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
 from sim.units import Duration, Rate
+from sim.workloads.base import draw_lifetime, poisson_arrivals
 from sim.workloads.modules import ModuleWindowSpec, draw_module_load_offset, module_alloc
 from sim.workloads.tally import VmapTally
 
@@ -66,18 +67,13 @@ class BpfJit:
         self.tally = VmapTally(machine)
         window = MODULES_END - self.spec.modules_vaddr()
         self.bpf_jit_limit = (window >> 2) >> PAGE_SHIFT  # bpf_jit_charge_init, in pages
-        machine.env.process(self._arrivals())
+        spec = self.spec
+        machine.env.process(poisson_arrivals(machine.env, rng, spec.start, spec.rate, spec.max_loads, self._arrive))
 
-    def _arrivals(self) -> Generator[Any, Any, None]:
-        env, spec, rng = self.m.env, self.spec, self.rng
-        if spec.start:
-            yield env.timeout(spec.start)
-        loads = 0
-        while spec.rate > 0 and (spec.max_loads is None or loads < spec.max_loads):
-            yield env.timeout(rng.exponential(1.0 / spec.rate))
-            life = rng.exponential(spec.lifetime) if np.isfinite(spec.lifetime) else np.inf
-            loads += 1
-            self.m.spawn(f"bpf-load/{loads}", lambda t, s=life: self._load(t, s))
+    def _arrive(self, n: int) -> None:
+        """Arrival ``n``: a program with its life, loaded by its own task."""
+        life = draw_lifetime(self.rng, self.spec.lifetime)
+        self.m.spawn(f"bpf-load/{n}", lambda t, s=life: self._load(t, s))
 
     def _load(self, task: Any, life: float) -> Generator[Any, Any, None]:
         """``bpf_prog_load``: the program, the verifier, the JIT image."""

@@ -38,7 +38,7 @@ from sim.kernel.gfp import GFP_KERNEL
 from sim.kernel.vmalloc import VmStruct
 from sim.kernel.vmap import MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START
 from sim.units import Duration, Rate, Size
-from sim.workloads.base import WorkloadSpec
+from sim.workloads.base import WorkloadSpec, draw_lifetime, poisson_arrivals
 from sim.workloads.tally import VmapTally
 
 KASAN_SHADOW_SCALE_SHIFT = 3  # MODULE_ALIGN = PAGE_SIZE << 3 with KASAN (arch/x86/include/asm/module.h)
@@ -144,22 +144,18 @@ class ModuleLoad:
         self.rng = rng
         self.offset = draw_module_load_offset(rng)
         self.tally = VmapTally(machine)
-        machine.env.process(self._arrivals())
+        spec = self.spec
+        machine.env.process(poisson_arrivals(machine.env, rng, spec.start, spec.rate, spec.max_loads, self._arrive))
 
-    def _arrivals(self) -> Generator[Any, Any, None]:
-        """Poisson loads, each by its own insmod task; sizes drawn at arrival."""
-        env, spec, rng = self.m.env, self.spec, self.rng
-        if spec.start:
-            yield env.timeout(spec.start)
-        loads = 0
+    def _arrive(self, n: int) -> None:
+        """Arrival ``n`` of the Poisson loads: sizes and life drawn now, loaded
+        by its own insmod task."""
+        spec, rng = self.spec, self.rng
         lo, hi = np.log(spec.core_pages_min), np.log(max(spec.core_pages_max, spec.core_pages_min) + 1)
-        while spec.rate > 0 and (spec.max_loads is None or loads < spec.max_loads):
-            yield env.timeout(rng.exponential(1.0 / spec.rate))
-            core = min(int(np.exp(rng.uniform(lo, hi))), spec.core_pages_max)
-            init = int(rng.integers(0, spec.init_pages_max + 1))
-            life = rng.exponential(spec.lifetime) if np.isfinite(spec.lifetime) else np.inf
-            loads += 1
-            self.m.spawn(f"insmod/{loads}", lambda t, c=core, i=init, s=life: self._load_module(t, c, i, s))
+        core = min(int(np.exp(rng.uniform(lo, hi))), spec.core_pages_max)
+        init = int(rng.integers(0, spec.init_pages_max + 1))
+        life = draw_lifetime(rng, spec.lifetime)
+        self.m.spawn(f"insmod/{n}", lambda t, c=core, i=init, s=life: self._load_module(t, c, i, s))
 
     def _load_module(self, task: Any, core_pages: int, init_pages: int, life: float) -> Generator[Any, Any, None]:
         """``load_module`` through ``do_init_module`` (kernel/module.c v5.3)."""

@@ -34,7 +34,7 @@ from sim.kernel.locks import Mutex
 from sim.kernel.percpu_vm import PMD_SIZE, pcpu_free_vm_areas, pcpu_get_vm_areas
 from sim.kernel.vmap import PAGE_SIZE
 from sim.units import Duration, Rate, Size
-from sim.workloads.base import WorkloadSpec
+from sim.workloads.base import WorkloadSpec, draw_lifetime, poisson_arrivals
 from sim.workloads.tally import VmapTally
 
 PCPU_MIN_ALLOC_SIZE = 4  # 1 << PCPU_MIN_ALLOC_SHIFT (include/linux/percpu.h, v5.3)
@@ -203,20 +203,16 @@ class PercpuChunks:
         self.m = machine
         self.rng = rng
         self.pcpu = PercpuAllocator(machine, self.spec.layout, self.prefix)
-        machine.env.process(self._arrivals())
+        spec = self.spec
+        machine.env.process(
+            poisson_arrivals(machine.env, self.rng, spec.start, spec.rate, spec.max_chunks, self._arrive)
+        )
 
-    def _arrivals(self) -> Generator[Any, Any, None]:
-        """Poisson chunk creations, each by a task that needs one (``pcpu_alloc``
-        finding no room), each chunk destroyed by the balance work later."""
-        env, spec = self.m.env, self.spec
-        if spec.start:
-            yield env.timeout(spec.start)
-        created = 0
-        while spec.rate > 0 and (spec.max_chunks is None or created < spec.max_chunks):
-            yield env.timeout(self.rng.exponential(1.0 / spec.rate))
-            life = self.rng.exponential(spec.lifetime) if np.isfinite(spec.lifetime) else np.inf
-            created += 1
-            self.m.spawn(f"{self.prefix}-alloc/{created}", lambda t, life=life: self._chunk(t, life))
+    def _arrive(self, n: int) -> None:
+        """Arrival ``n``: a task that needs a chunk (``pcpu_alloc`` finding no
+        room); the balance work destroys the chunk after its life."""
+        life = draw_lifetime(self.rng, self.spec.lifetime)
+        self.m.spawn(f"{self.prefix}-alloc/{n}", lambda t, life=life: self._chunk(t, life))
 
     def _chunk(self, task: Any, life: float) -> Generator[Any, Any, None]:
         """Create one chunk; after ``life`` let a kworker destroy it."""
