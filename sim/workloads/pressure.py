@@ -101,18 +101,30 @@ class AnonHog:
             pa.free_pages(task.cpu, pool="anon", nr=left, owner=owner)
 
 
-class Shmem:
-    def __init__(self, spec: ShmemSpec) -> None:
+class _OneTask:
+    """A pressure generator that is a single task running ``_run`` from ``spec.start``."""
+
+    def __init__(self, spec: Any) -> None:
         self.spec = spec
 
     def start(self, machine: Any, rng: np.random.Generator) -> None:
         self.m = machine
-        machine.spawn(self.spec.label, self._run)
+        machine.spawn(self.spec.label, self._task)
+
+    def _task(self, task: Any) -> Generator[Any, Any, None]:
+        if self.spec.start:
+            yield from self.m.sched.sleep(task, self.spec.start, "start")
+        yield from self._run(task)
+
+    def _run(self, task: Any) -> Generator[Any, Any, None]:
+        raise NotImplementedError
+
+
+class Shmem(_OneTask):
+    spec: ShmemSpec
 
     def _run(self, task: Any) -> Generator[Any, Any, None]:
         pa, sched, spec = self.m.page_alloc, self.m.sched, self.spec
-        if spec.start:
-            yield from sched.sleep(task, spec.start, "start")
         want, have = spec.size // PAGE_SIZE, 0
         while have < want:
             n = min(CHUNK, want - have)
@@ -120,19 +132,12 @@ class Shmem:
             yield from sched.run(task, n / spec.fault_rate)
 
 
-class PageCacheReader:
-    def __init__(self, spec: PageCacheReaderSpec) -> None:
-        self.spec = spec
-
-    def start(self, machine: Any, rng: np.random.Generator) -> None:
-        self.m = machine
-        machine.spawn(self.spec.label, self._run)
+class PageCacheReader(_OneTask):
+    spec: PageCacheReaderSpec
 
     def _run(self, task: Any) -> Generator[Any, Any, None]:
         pa, sched, spec = self.m.page_alloc, self.m.sched, self.spec
         pool = "file_mapped_hot" if spec.mapped else "file_clean"
-        if spec.start:
-            yield from sched.sleep(task, spec.start, "start")
         pages_per_s = spec.rate / PAGE_SIZE
         while True:
             yield from pa.alloc_pages_bulk(task, GFP_HIGHUSER_MOVABLE, CHUNK, pool=pool, site="page_cache_alloc")
