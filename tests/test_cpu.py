@@ -317,6 +317,29 @@ def test_an_idle_cpu_pulls_a_movable_task_past_a_runqueue_of_pinned_ones():
     assert ran == [(pytest.approx(1e-3), 2)]  # CPU 2 went idle and took m from CPU 1
 
 
+@pytest.mark.parametrize("extra_on_1, expected", [(False, "a"), (True, "b")])
+def test_an_idle_cpu_pulls_from_the_longest_runqueue_the_lowest_cpu_on_a_tie(extra_on_1, expected):
+    env, sched, metrics = make(ncpus=3, model="none")
+    ran = []
+
+    def short(task):
+        yield from sched.run(task, 1e-3)
+
+    def waiter(task):
+        ran.append((task.name, task.cpu, env.now))
+        yield from sched.run(task, 1e-4)
+
+    sched.spawn("hog0", spinner(sched, 0.01, []), cpu=0, pinned=True)
+    sched.spawn("hog1", spinner(sched, 0.01, []), cpu=1, pinned=True)
+    sched.spawn("short", short, cpu=2, pinned=True)
+    sched.spawn("a", waiter, cpu=0)  # every CPU is busy: both wait where they were put
+    sched.spawn("b", waiter, cpu=1)
+    if extra_on_1:
+        sched.spawn("c", waiter, cpu=1)
+    env.run(until=1.05e-3)
+    assert ran == [(expected, 2, pytest.approx(1e-3))]  # CPU 2 went idle at 1 ms and pulled
+
+
 def test_a_forked_task_starts_on_its_parents_cpu_among_equally_loaded_ones():
     env, sched, metrics = make(ncpus=3, model="none")
     for i in range(3):
