@@ -33,6 +33,12 @@ def _chain(event: pd.Series) -> str:
     return " → ".join(reversed(steps)) if steps else "alloc_vmap_area"
 
 
+def _first_of(events: pd.DataFrame, kind: str) -> pd.Series | None:
+    """The first event of ``kind`` in ``events`` (in their order), or None."""
+    found = events[events["kind"] == kind]
+    return None if found.empty else found.iloc[0]
+
+
 def traced_failure_story(events: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     """One split GFP_NOWAIT failure from the run that had the most, told from its events."""
     if events.empty or "kind" not in events:
@@ -62,35 +68,29 @@ def traced_failure_story(events: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         "GFP_NOWAIT may not reclaim, so the request fails.",
     ]
     after = mine[(mine["time"] >= t0) & (mine.get("pid") == pid)] if "pid" in mine else mine[mine["time"] >= t0]
-    n = 4  # the steps above
-    warn = mine[(mine["kind"] == "warn_alloc") & (mine["time"] == t0)]
-    if not warn.empty:
-        w = warn.iloc[0]
-        n += 1
-        lines.append(f'{n}. The kernel prints "{w["message"]}, mode:{w["mode"]}({w["gfp"]})" (warn_alloc).')
-    purge = after[after["kind"] == "vmap_overflow_purge"]
-    if not purge.empty:
-        p = purge.iloc[0]
-        n += 1
-        lines.append(
-            f"{n}. alloc_vmap_area's overflow path unlocks and purges the lazily freed areas: "
+    # the steps after the four above, each told only if its event happened
+    later: list[str] = []
+    w = _first_of(mine[mine["time"] == t0], "warn_alloc")
+    if w is not None:
+        later.append(f'The kernel prints "{w["message"]}, mode:{w["mode"]}({w["gfp"]})" (warn_alloc).')
+    p = _first_of(after, "vmap_overflow_purge")
+    if p is not None:
+        later.append(
+            "alloc_vmap_area's overflow path unlocks and purges the lazily freed areas: "
             f"{int(p['purged'])} areas merged back, {float(p['seconds']) * 1e6:.0f} µs, ending at "
             f"t = {float(p['time']):.6f} s; merging frees vmap_area objects back into the cache."
         )
-    retry = after[after["kind"] == "vmap_retry"]
-    if not retry.empty:
-        r = retry.iloc[0]
-        n += 1
+    r = _first_of(after, "vmap_retry")
+    if r is not None:
         outcome = "succeeds: the fork gets its stack" if bool(r["ok"]) else "fails again"
-        lines.append(f"{n}. The retry at t = {float(r['time']):.6f} s {outcome}.")
-    ebusy = after[after["kind"] == "vmap_ebusy"]
-    if not ebusy.empty:
-        e = ebusy.iloc[0]
-        n += 1
-        lines.append(
-            f"{n}. At t = {float(e['time']):.6f} s alloc_vmap_area gives up with -EBUSY "
+        later.append(f"The retry at t = {float(r['time']):.6f} s {outcome}.")
+    e = _first_of(after, "vmap_ebusy")
+    if e is not None:
+        later.append(
+            f"At t = {float(e['time']):.6f} s alloc_vmap_area gives up with -EBUSY "
             '("vmap allocation ... failed: use vmalloc=<size> to increase size") and fork returns -ENOMEM.'
         )
+    lines += [f"{n}. {text}" for n, text in enumerate(later, start=5)]
     lines += [
         "",
         f"In this run {int(row['overflow_retry_successes'])} of {int(row['overflow_purges'])} overflow "
