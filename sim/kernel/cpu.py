@@ -451,7 +451,8 @@ class Scheduler:
         task = self._take_movable(busiest, cpu)
         if task is not None:
             return task
-        for other in sorted(self.cpus, key=lambda c: -len(c.runqueue))[1:]:  # stable: ties by CPU id
+        # the rest longest first (stable sort: ties by CPU id); the first is the busiest just tried
+        for other in sorted(self.cpus, key=lambda c: -len(c.runqueue))[1:]:
             if not other.runqueue:
                 return None
             task = self._take_movable(other, cpu)
