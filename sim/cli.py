@@ -124,26 +124,46 @@ def parse_size(text: str, option: str) -> int:
 
 @app.command()
 def machine(
-    ram: Annotated[str, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G.")],
+    ram: Annotated[str | None, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G.")] = None,
     cpus: Annotated[int, typer.Option(help="Number of CPUs.")] = 4,
     thp: Annotated[str | None, typer.Option(help="on or off (default: on from 512 MiB of RAM).")] = None,
-    kernel: Annotated[str, typer.Option(help="Kernel profile (5.2, 5.3, 5.5, 5.18, 6.3, 6.8, 6.9).")] = "5.2",
+    kernel: Annotated[str, typer.Option(help="Kernel profile (5.2, 5.3, 5.5, 5.18, 6.1, 6.3, 6.8, 6.9).")] = "5.2",
+    zoneinfo: Annotated[Path | None, typer.Option(help="A real /proc/zoneinfo: calibrate and compare.")] = None,
+    min_free_kbytes: Annotated[
+        int | None, typer.Option(help="The real /proc/sys/vm/min_free_kbytes (with --zoneinfo).")
+    ] = None,
+    dmesg: Annotated[
+        Path | None,
+        typer.Option(
+            help="The real machine's dmesg (with --zoneinfo): exact boot-time "
+            "managed pages from its 'Freeing ... memory' lines."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Print the zones the kernel would set up: managed pages, min/low/high, lowmem_reserve,
-    and min_free_kbytes (sqrt rule, THP rule), as /proc/zoneinfo would show them at boot."""
+    and min_free_kbytes (sqrt rule, THP rule), as /proc/zoneinfo would show them at boot.
+    With --zoneinfo: the model's values computed from that machine's managed pages, beside
+    the file's own, and those of the uncalibrated model."""
     from sim.kernel.profile import PROFILES, get_profile
     from sim.kernel.zones import MIB, build_zones, zone_table_dict
 
+    if kernel not in PROFILES:
+        raise InputError("--kernel", None, f"expected one of {', '.join(PROFILES)}, got {kernel!r}")
+    if thp not in (None, "on", "off"):
+        raise InputError("--thp", None, f"expected on or off, got {thp!r}")
+    if zoneinfo is not None:
+        _machine_from_zoneinfo(zoneinfo, min_free_kbytes, dmesg, kernel, thp != "off", json_out)
+        return
+    if min_free_kbytes is not None or dmesg is not None:
+        raise InputError("--min-free-kbytes" if min_free_kbytes is not None else "--dmesg", None, "needs --zoneinfo")
+    if ram is None:
+        raise InputError("--ram", None, "expected a RAM size such as 256MiB (or --zoneinfo FILE)")
     ram_bytes = parse_size(ram, "--ram")
     if ram_bytes < 32 * MIB:
         raise InputError("--ram", None, f"expected at least 32MiB, got {ram!r}")
     if cpus < 1:
         raise InputError("--cpus", None, f"expected a positive number of CPUs, got {cpus}")
-    if thp not in (None, "on", "off"):
-        raise InputError("--thp", None, f"expected on or off, got {thp!r}")
-    if kernel not in PROFILES:
-        raise InputError("--kernel", None, f"expected one of {', '.join(PROFILES)}, got {kernel!r}")
     thp_on = ram_bytes >= 512 * MIB if thp is None else thp == "on"
     table = build_zones(ram_bytes, cpus, thp_on, get_profile(kernel))
     if json_out:
@@ -152,6 +172,36 @@ def machine(
         print(json.dumps(zone_table_dict(table), indent=2))
         return
     _print_zone_table(table)
+
+
+def _machine_from_zoneinfo(path: Path, min_free_kbytes: int | None, dmesg: Path | None, kernel: str, thp: bool,
+                           json_out: bool) -> None:  # fmt: skip
+    import json
+
+    from sim.zoneinfo import check_zones, read_zoneinfo
+
+    dmesg_text = None
+    if dmesg is not None:
+        try:
+            dmesg_text = dmesg.read_text(errors="replace")
+        except OSError as err:
+            raise InputError(str(dmesg), None, f"cannot read dmesg: {err.strerror}") from None
+    result = check_zones(read_zoneinfo(path), min_free_kbytes, dmesg_text, kernel, thp)
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    cal, mfk = result["calibration"], result["min_free_kbytes"]
+    print(f"{path}: {result['cpus']} CPUs, kernel profile {kernel}; boot-time managed pages from {cal['method']}: "
+          f"{cal['freed_after_boot']} pages freed after the watermarks were set ({cal['zone']})")  # fmt: skip
+    real = "-" if mfk["real"] is None else mfk["real"]
+    print(f"min_free_kbytes: model {mfk['model']}{' (set to the real value)' if mfk['overridden'] else ''}, "
+          f"real {real}, uncalibrated model {mfk['uncalibrated']}")  # fmt: skip
+    print(f"{'zone':<7}{'value':<18}{'real':>9}{'model':>9}{'':>3}{'uncalibrated':>13}")
+    for zone in result["zones"]:
+        for key, v in zone["values"].items():
+            mark = "" if v["real"] is None else ("=" if v["equal"] else "!=")
+            cells = ["-" if v[k] is None else str(v[k]) for k in ("real", "model", "uncalibrated")]
+            print(f"{zone['zone']:<7}{key:<18}{cells[0]:>9}{cells[1]:>9}{mark:>3}{cells[2]:>13}")
 
 
 def _print_zone_table(table) -> None:
@@ -440,6 +490,60 @@ def answer(
     for name, info in summary["sweeps"].items():
         print(f"{name}: {info['runs']} runs, {info['statuses']}")
     print(f"report: {summary['report']}")
+
+
+@app.command()
+def peer(
+    target: Annotated[str, typer.Argument(help="Scenario YAML, or build-kernel.", metavar="SCENARIO|build-kernel")],
+    source: Annotated[Path | None, typer.Argument(help="build-kernel: the kernel source tree.")] = None,
+    overrides: SetOption = None,
+    kernel: Annotated[Path | None, typer.Option(help="bzImage to boot (default: the newest /boot/vmlinuz-*).")] = None,
+    modules: Annotated[Path | None, typer.Option(help="Its /lib/modules/VERSION folder (default: found).")] = None,
+    accel: Annotated[str, typer.Option(help="auto (KVM if a probe boot works), kvm or tcg.")] = "auto",
+    replications: Annotated[int, typer.Option(min=1, help="Guest boots (each takes minutes under TCG).")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Results folder (default: results/peer/<scenario name>).")] = None,
+) -> None:
+    """Run a scenario on a real Linux kernel in QEMU and write a results folder in
+    vmsim's format (runs, timeseries from /proc/zoneinfo, events from dmesg) that
+    vmsim compare and vmsim plot read.  `vmsim peer build-kernel SRC` builds the
+    2019 kernel (v5.2) from a source tree with the configuration vmsim needs."""
+    if target == "build-kernel":
+        from sim.peer.kbuild import build_kernel
+
+        if source is None:
+            raise InputError("build-kernel", None, "expected the kernel source folder: vmsim peer build-kernel SRC_DIR")
+        image = build_kernel(source, out, log=lambda line: print(line, flush=True))
+        print(f"kernel: {image}")
+        return
+    if source is not None:
+        raise InputError("peer", None, f"unexpected argument {source}: give one scenario file")
+    if accel not in ("auto", "kvm", "tcg"):
+        raise InputError("--accel", None, f"expected auto, kvm or tcg, got {accel!r}")
+    from sim.peer.session import run_peer
+
+    folder = run_peer(Path(target), parse_set_options(overrides), kernel, modules, accel, out, replications,
+                      log=lambda line: print(line, flush=True))  # fmt: skip
+    print(f"results: {folder}")
+
+
+@app.command()
+def compare(
+    model_dir: Annotated[Path, typer.Argument(help="Results folder of vmsim run (the model).")],
+    peer_dir: Annotated[Path, typer.Argument(help="Results folder of vmsim peer (the real kernel).")],
+    strategy: Annotated[str | None, typer.Option(help="The model's strategy to compare (default: its first).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write compare.md (default: PEER_DIR/compare.md).")] = None,
+) -> None:
+    """Put the model and the real kernel side by side: every measure both have, per
+    fork and per vmalloc call, with the ratio model/real; print it and write compare.md."""
+    from sim.compare import compare_folders
+
+    text = compare_folders(model_dir, peer_dir, strategy)
+    target = out or Path(peer_dir) / "compare.md"
+    from sim.results import atomic_write_bytes
+
+    atomic_write_bytes(target, text.encode())
+    print(text, end="")
+    print(f"written: {target}")
 
 
 def main() -> None:

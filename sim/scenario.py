@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -37,7 +38,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sim.errors import InputError
-from sim.kernel.cpu import PREEMPT_MODELS, SchedParams
+from sim.kernel.cpu import FORK_BALANCE, PREEMPT_MODELS, SchedParams
 from sim.kernel.machine import MachineConfig
 from sim.kernel.pools import POOLS
 from sim.kernel.profile import DEFAULT_PROFILE, PROFILES
@@ -157,6 +158,10 @@ class MachineSpec(BaseModel):
     swap: Swap = None
     preemption: Literal[PREEMPT_MODELS] = _MACHINE.preemption
     slab: Annotated[Literal[SLAB_ALLOCATORS], BeforeValidator(_upper)] = _MACHINE.slab
+    zoneinfo: str | None = Field(
+        None, description="a real /proc/zoneinfo: managed pages per zone from it (relative to the scenario file)"
+    )
+    dmesg: str | None = Field(None, description="that machine's dmesg, for the exact boot-time managed pages")
     boot_memory: Annotated[BootMemory, Section] = Field(default_factory=BootMemory)
     memory: Annotated[MemorySection, Section] = Field(default_factory=MemorySection)
     sched: Annotated[SchedSection, Section] = Field(default_factory=SchedSection)
@@ -217,11 +222,22 @@ class Scenario(BaseModel):
                 f"kernel {self.kernel} has no {m.slab}{' (SLAB was removed in 6.8)' if m.slab == 'SLAB' else ''}; "
                 f"expected one of: {', '.join(profile.slab_allocators)}",
             )
+        if not (math.isfinite(m.sched.cpu_slowdown) and m.sched.cpu_slowdown > 0):
+            _fail(("machine", "sched", "cpu_slowdown"), f"expected a positive factor, got {m.sched.cpu_slowdown}")
+        if m.sched.fork_balance not in FORK_BALANCE:
+            _fail(("machine", "sched", "fork_balance"), f"expected one of {', '.join(FORK_BALANCE)}, "
+                  f"got {m.sched.fork_balance!r}")  # fmt: skip
+        if m.zoneinfo is not None and m.memory.zones is not None:
+            _fail(("machine", "memory", "zones"), "give machine.zoneinfo or machine.memory.zones, not both")
+        if m.dmesg is not None and m.zoneinfo is None:
+            _fail(("machine", "dmesg"), "needs machine.zoneinfo")
         boot = sum(getattr(m.boot_memory, pool) for pool in POOLS)
         if boot > m.ram:
             _fail(("machine", "boot_memory"), f"{boot >> 20} MiB in use at boot is more than ram")
         try:
             build_zones(m.ram, m.cpus, _THP[m.thp] is not False, profile, self._memory_params())
+        except InputError as err:
+            _fail(("machine", "dmesg" if err.source == m.dmesg else "zoneinfo"), err.message)
         except ValueError as err:
             _fail(("machine", "memory", "zones") if m.memory.zones is not None else ("machine", "ram"), str(err))
         return self
@@ -229,7 +245,19 @@ class Scenario(BaseModel):
     def _memory_params(self) -> MemoryParams:
         swap = self.machine.swap
         pages_s = None if swap is None else swap / PAGE_SIZE
-        return to_dataclass(MemoryParams, self.machine.memory, swap_bw_pages_s=pages_s)
+        params = to_dataclass(MemoryParams, self.machine.memory, swap_bw_pages_s=pages_s)
+        if self.machine.zoneinfo is None:
+            return params
+        from sim.zoneinfo import calibrated_zones, read_zoneinfo
+
+        dmesg = None
+        if self.machine.dmesg is not None:
+            try:
+                dmesg = Path(self.machine.dmesg).read_text(errors="replace")
+            except OSError as err:
+                raise InputError(self.machine.dmesg, None, f"cannot read dmesg: {err.strerror}") from None
+        cal = calibrated_zones(read_zoneinfo(Path(self.machine.zoneinfo)), dmesg)
+        return replace(params, zones=cal.zones, freed_after_boot=cal.freed_after_boot, freed_zone=cal.freed_zone)
 
     def machine_config(self, strategy: str) -> MachineConfig:
         """The kernel-side configuration of the runs of ``strategy`` (tunables replaced, swap in pages/s)."""
@@ -305,6 +333,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     for key in [k for k in data if isinstance(k, str) and k.startswith(EXTENSION_PREFIX)]:
         del data[key]  # a place for YAML anchors, as in Docker Compose files
     data.setdefault("name", path.stem)
+    _resolve_machine_files(data, path.parent)
     set_paths: list[Loc] = []
     for text in overrides:
         try:
@@ -317,6 +346,17 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as err:
         raise _first_error(err, data, doc.root, set_paths, source) from None
+
+
+def _resolve_machine_files(data: dict[str, Any], folder: Path) -> None:
+    """machine.zoneinfo and machine.dmesg relative to the scenario file's folder."""
+    machine = data.get("machine")
+    if not isinstance(machine, dict):
+        return
+    for key in ("zoneinfo", "dmesg"):
+        value = machine.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            machine[key] = str(folder / value)
 
 
 def _first_error(err: ValidationError, data: Any, root: Any, set_paths: list[Loc], source: str) -> InputError:

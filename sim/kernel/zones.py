@@ -113,7 +113,9 @@ class MemoryParams:
     """Page allocator and reclaim parameters; defaults are pressure.md 8.3 (256 MB, 2019)."""
 
     min_free_kbytes: int | None = None  # None: sqrt rule, then the THP rule
-    zones: tuple[tuple[str, int], ...] | None = None  # explicit (name, managed pages), low to high
+    zones: tuple[tuple[str, int], ...] | None = None  # explicit (name, managed pages at boot), low to high
+    freed_after_boot: int = 0  # pages freed after the watermarks were set (initrd, init sections)
+    freed_zone: str = "DMA32"  # the zone they return to (the one holding the kernel image and initrd)
     watermark_scale_factor: int = 10
     watermark_boost_factor: int = 15000  # 0 disables boosting
     lowmem_reserve_ratio: tuple[int, int, int] = (256, 256, 32)
@@ -282,6 +284,15 @@ def zone_batchsize(managed: int) -> int:
     return (1 << (fls(batch + batch // 2) - 1)) - 1
 
 
+def zone_highsize(low: int, batch: int, ncpus: int, profile: KernelProfile) -> int:
+    """The per-CPU list's high mark.  Before 5.14, 6 x batch (``pageset_set_batch``);
+    from 5.14 (b92ca18e8ca5, ``zone_highsize``) the zone's low watermark split over
+    the node's CPUs, at least 4 x batch, when ``profile.pcp_high_from_low``."""
+    if profile.pcp_high_from_low:
+        return max(low // ncpus, batch << 2)
+    return 6 * batch
+
+
 def calculate_normal_threshold(managed: int, ncpus: int) -> int:
     """Per-CPU vmstat fold threshold (``calculate_normal_threshold``, mm/vmstat.c 5.3)."""
     return min(125, 2 * fls(ncpus) * (1 + fls(managed >> (27 - PAGE_SHIFT))))
@@ -308,6 +319,9 @@ def build_zones(
     managed = [m for _, m in layout]
     if any(m <= 0 for m in managed):
         raise ValueError(f"zone sizes must be positive: {layout}")
+    late = [params.freed_after_boot if ZONE_NAMES[i] == params.freed_zone else 0 for i in idxs]
+    if params.freed_after_boot and not any(late):
+        raise ValueError(f"freed_zone {params.freed_zone} is not a populated zone: {layout}")
     sqrt_kb = init_per_zone_wmark_min(sum(managed))
     min_kb = sqrt_kb
     thp_enabled = thp and sum(managed) >= (512 * MIB) >> PAGE_SHIFT  # hugepage_init
@@ -321,9 +335,9 @@ def build_zones(
     marks = setup_per_zone_wmarks(min_kb, managed, scale)
     reserves = setup_per_zone_lowmem_reserve(managed, idxs, params.lowmem_reserve_ratio)
     zones = []
-    for idx, m, (wmin, low, high), reserve in zip(idxs, managed, marks, reserves):
+    for idx, m, extra, (wmin, low, high), reserve in zip(idxs, managed, late, marks, reserves):
         batch = zone_batchsize(m) if params.pcp_batch is None else params.pcp_batch
-        pcp_high = 6 * batch if params.pcp_high is None else params.pcp_high
+        pcp_high = zone_highsize(low, batch, ncpus, profile) if params.pcp_high is None else params.pcp_high
         boost_cap = high * params.watermark_boost_factor // 10000
         normal = calculate_normal_threshold(m, ncpus)
         drift_mark = high + ncpus * normal if ncpus * normal > low - wmin else 0
@@ -331,7 +345,7 @@ def build_zones(
             ZoneInfo(
                 idx=idx,
                 name=ZONE_NAMES[idx],
-                managed=m,
+                managed=m + extra,
                 min=wmin,
                 low=low,
                 high=high,
