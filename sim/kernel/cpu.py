@@ -46,6 +46,7 @@ import simpy
 from sim.metrics import Metrics
 
 PREEMPT_MODELS = ("none", "voluntary", "full", "rt")
+FORK_BALANCE = ("least_loaded", "idle_or_local")  # SchedParams.fork_balance
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ class SchedParams:
     wakeup_granularity: float = 1e-3
     p_migrate_on_wake: float = 0.3
     p_migrate_on_preempt: float = 0.25
+    # Every CPU cost (``run``, kswapd's reclaim work) is multiplied by this: a guest
+    # under QEMU's TCG runs ~10-50x slower than the hardware the costs were estimated
+    # on.  Calibrated per machine from the guest's unpressured fork rate (docs/validation.md).
+    cpu_slowdown: float = 1.0
+    # Where a forked child starts.  "least_loaded": the CPU with the fewest tasks (the
+    # parent's on a tie).  "idle_or_local": an idle CPU if there is one, else the
+    # parent's, which is what find_idlest_group's load comparison (PELT averages and
+    # imbalance_pct 117, kernel/sched/fair.c 5.3 to 6.1) gives when every CPU is busy
+    # with similar load; measured against a 6.1 guest's stack cache hit rate
+    # (docs/validation.md).
+    fork_balance: str = "least_loaded"
 
 
 class Task:
@@ -158,6 +170,12 @@ class Scheduler:
         self.min_gran = self.params.min_granularity * factor
         self.wakeup_gran = self.params.wakeup_granularity * factor
         self.tick = 1.0 / self.params.hz
+        if not self.params.cpu_slowdown > 0:
+            raise ValueError("cpu_slowdown must be positive")
+        self.slowdown = self.params.cpu_slowdown
+        if self.params.fork_balance not in FORK_BALANCE:
+            raise ValueError(f"fork_balance must be one of {FORK_BALANCE}, not {self.params.fork_balance!r}")
+        self.fork_local = self.params.fork_balance == "idle_or_local"
         self._next_pid = 1
 
     # -- tasks ---------------------------------------------------------------
@@ -186,6 +204,8 @@ class Scheduler:
                 load = len(cpus[c].runqueue) + (cpus[c].curr is not None)
                 if load < best_load:
                     cpu, best_load = c, load
+            if best_load and near is not None and self.fork_local:
+                cpu = near  # no idle CPU: the child stays with its parent
         if not 0 <= cpu < self.ncpus:
             raise ValueError(f"cpu {cpu} out of range")
         task = Task(self._next_pid, name, cpu, pinned, kthread, rt)
@@ -223,8 +243,8 @@ class Scheduler:
         frequent call then creates no generator and adds no frame to the chain
         that every resumption of the task passes through."""
         if not self.preemptible:
-            return (self.env.timeout(seconds),)
-        return self._run_preemptible(task, seconds)
+            return (self.env.timeout(seconds * self.slowdown),)
+        return self._run_preemptible(task, seconds * self.slowdown)
 
     def _run_preemptible(self, task: Task, seconds: float) -> Generator[Any, Any, None]:
         yield self.env.timeout(seconds)

@@ -1,6 +1,6 @@
 """Kernel profiles: the rules that changed between the kernels vmsim models.
 
-A scenario names a profile ("5.2", "5.3", "5.5", "5.18", "6.3", "6.8", "6.9");
+A scenario names a profile ("5.2", "5.3", "5.5", "5.18", "6.1", "6.3", "6.8", "6.9");
 each component reads the switches it needs from it instead of hard-coding a
 version.  Sources: ../shared/research/pressure.md sections 1.5, 2.3, 4.1, 4.5
 and kernel.md sections 2-3 (commit ids in the field comments).
@@ -29,6 +29,13 @@ class KernelProfile:
     nowait_implies_nowarn: bool = False  # ~6.8: GFP_NOWAIT includes __GFP_NOWARN
     reclaim_throttle: bool = False  # 5.16: reclaim_throttle() replaces congestion_wait()
     pcp_high_reclaim_limit: bool = False  # 5.14: pcp high cut to 4 x batch while kswapd reclaims (pressure.md 2.3)
+    # 5.14 (b92ca18e8ca5, zone_highsize): pcp high = max(low watermark / CPUs, 4 x batch), not 6 x batch.
+    # Set for 6.1 only so far; 5.18 and later have it too (kept off there until their results are re-run).
+    pcp_high_from_low: bool = False
+    # 5.18 (e540bf3162e8): a thread stack that finds this CPU's cache full waits an RCU
+    # grace period and tries the cache again on the callback's CPU before vfree.
+    # Set for 6.1 only so far, like pcp_high_from_low.
+    stack_free_rcu: bool = False
     # slab
     slab_allocators: tuple[str, ...] = ("SLUB", "SLAB")  # SLAB removed in 6.8
 
@@ -63,6 +70,13 @@ _v518 = _register(
         pcp_high_reclaim_limit=True,
     )
 )
+# Debian 12's 6.1 stable kernel (6.1.0-57-amd64 is 6.1.192), the kernel `vmsim peer` boots by default:
+# 5.18's rules plus zone_highsize, and the 6.3 ALLOC_NON_BLOCK/ALLOC_MIN_RESERVE rework that 6.1.y
+# backported while keeping __GFP_ATOMIC (stable 6.1.119 and 6.1.158 have it; 6.1.55 does not).
+# Not modelled: the asynchronous lazy purge (690467c81b1a, 5.18), SLUB's per-CPU partial slab count
+# (b47291ef02b0, 5.16), ALLOC_NOFRAGMENT, the tiny-zone guard of boost_watermark, and the one-time WARN
+# on a failed split (1b23ff80b399, 6.0).
+_v61 = _register(replace(_v518, name="6.1", alloc_non_block=True, pcp_high_from_low=True, stack_free_rcu=True))
 _v63 = _register(
     replace(
         _v518,

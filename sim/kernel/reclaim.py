@@ -137,6 +137,11 @@ class Reclaimer:
             ev.succeed()
             self.metrics.add("kswapd_wake")
 
+    def _slowdown(self) -> float:
+        """The scheduler's CPU-cost factor (``SchedParams.cpu_slowdown``)."""
+        sched = self.pa.scheduler
+        return 1.0 if sched is None else sched.slowdown
+
     def kswapd_cpu_share(self) -> float:
         share = self.params.kswapd_cpu_share
         if share is not None:
@@ -263,7 +268,7 @@ class Reclaimer:
             if not take:
                 break
             cost = sum(k / self.rate[name] for name, k in take)
-            yield self.env.timeout(cost / self.kswapd_cpu_share())
+            yield self.env.timeout(cost * self._slowdown() / self.kswapd_cpu_share())
             freed = self.putback_reclaimed(self.kswapd_cpu, take)
             self.metrics.add("kswapd_reclaimed", freed)
             got += freed

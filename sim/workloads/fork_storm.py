@@ -20,7 +20,9 @@ One fork, after kernel/fork.c v5.3:
 * the parent waits for its children, reaps them (task_struct and slab pages),
   and forks again.  A failed fork is counted and the worker backs off briefly,
   as stress-ng treats ENOMEM as benign.  Workers are OOM-killable
-  (oom_score_adj 1000) and stress-ng restarts a killed worker.
+  (oom_score_adj 1000).  By default a killed worker starts again after
+  ``restart_delay``; stress-ng 0.15 (stress-fork.c) does not restart a fork
+  instance, which ``restart: false`` models.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ class ForkStormSpec(WorkloadSpec):
     worker_rss: Size = Field(1 << 20, description="anon memory of each worker process")
     stack_cache: int = Field(2, ge=0, description="NR_CACHED_STACKS per CPU")
     oom_score_adj: int = Field(1000, ge=-1000, le=1000)
-    restart_delay: Duration = Field(0.01, description="stress-ng restarts a killed worker after this")
+    restart: bool = Field(True, description="start a killed worker again (stress-ng 0.15 does not: false)")
+    restart_delay: Duration = Field(0.01, description="a killed worker starts again after this")
     enomem_backoff: Duration = Field(1e-3, description="pause after a failed fork")
+    rcu_grace: Duration = Field(8e-3, description="RCU grace period before a stack's 2nd try at the cache; estimate")
 
 
 class ForkStorm:
@@ -76,7 +80,7 @@ class ForkStorm:
     # -- stress-ng's process tree -----------------------------------------------
 
     def _supervise(self, index: int) -> Generator[Any, Any, None]:
-        """stress-ng's parent: start worker ``index`` and restart it when killed."""
+        """stress-ng's parent: start worker ``index`` and, if ``restart``, start it again when killed."""
         env = self.m.env
         if self.spec.start:
             yield env.timeout(self.spec.start)
@@ -86,6 +90,8 @@ class ForkStorm:
             owner.tasks.append(task)
             task.owner = owner
             yield task.process
+            if not self.spec.restart:
+                return
             self.m.metrics.add("fork_worker_restarts")
             yield env.timeout(self.spec.restart_delay)
 
@@ -182,16 +188,35 @@ class ForkStorm:
 
     def _free_thread_stack(self, cpu: int, stack: Any) -> None:
         """``free_thread_stack``: park the stack in a free slot of ``cpu``'s cache
-        (``this_cpu_cmpxchg``), else ``vfree_atomic`` it."""
-        m = self.m
-        cache = m.sched.cpus[cpu].percpu[STACK_CACHE]
+        (``this_cpu_cmpxchg``), else ``vfree_atomic`` it (v5.3).  From 5.18
+        (``profile.stack_free_rcu``, e540bf3162e8) a stack that finds the cache
+        full is handed to ``call_rcu`` instead: after a grace period
+        ``thread_stack_free_rcu`` tries the same CPU's cache again, then frees it."""
+        if self._try_cache(cpu, stack):
+            return
+        if self.m.profile.stack_free_rcu:
+            self.m.metrics.add("stacks_rcu_deferred")
+            ev = self.m.env.timeout(self.spec.rcu_grace)
+            ev.callbacks.append(lambda _ev: self._thread_stack_free_rcu(cpu, stack))
+            return
+        self.m.metrics.add("stacks_vfreed")
+        self.m.vmalloc.vfree_atomic(cpu, stack)
+
+    def _thread_stack_free_rcu(self, cpu: int, stack: Any) -> None:
+        """The RCU callback (softirq on the CPU that queued it): the cache once more, else vfree."""
+        if not self._try_cache(cpu, stack):
+            self.m.metrics.add("stacks_vfreed")
+            self.m.vmalloc.vfree_atomic(cpu, stack)
+
+    def _try_cache(self, cpu: int, stack: Any) -> bool:
+        """``try_release_thread_stack_to_cache``: a free slot of ``cpu``'s cache takes the stack."""
+        cache = self.m.sched.cpus[cpu].percpu[STACK_CACHE]
         for i, vm in enumerate(cache):
             if vm is None:
                 cache[i] = stack
-                m.metrics.add("stacks_cached")
-                return
-        m.metrics.add("stacks_vfreed")
-        m.vmalloc.vfree_atomic(cpu, stack)
+                self.m.metrics.add("stacks_cached")
+                return True
+        return False
 
 
 def _release(pa: Any, cpu: int, pool: str, n: int, owner: MemoryOwner | None) -> None:

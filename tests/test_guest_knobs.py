@@ -1,0 +1,66 @@
+"""The model's knobs that make it the same machine as a guest: CPU slowdown, where a
+forked child starts, 5.18's RCU second chance for thread stacks, fork workers that
+stress-ng does not restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from sim.engine import run_once
+from sim.kernel.cpu import SchedParams, Scheduler
+from sim.scenario import load_scenario
+from tests.conftest import ROOT
+
+PEER = ROOT / "scenarios" / "peer" / "fork-storm-256mb.yaml"
+
+
+def _run(*sets: str) -> dict:
+    scenario = load_scenario(PEER, ["duration=0.4s", "replications=1", "machine.sched.cpu_slowdown=1", *sets])
+    return run_once(scenario, "preload-gfp", 0, 61)
+
+
+def test_cpu_slowdown_stretches_cpu_time():
+    env = simpy.Environment()
+    sched = Scheduler(env, 1, np.random.default_rng(0), params=SchedParams(cpu_slowdown=3.0))
+    task = sched.spawn("t", lambda t: (yield from sched.run(t, 0.5)))
+    env.run()
+    assert env.now == pytest.approx(1.5) and task.state == "dead"
+
+
+def test_a_slower_machine_forks_in_proportion_less():
+    fast = _run("machine.sched.cpu_slowdown=1").row["forks"]
+    slow = _run("machine.sched.cpu_slowdown=10").row["forks"]
+    assert 6 < fast / slow < 14
+
+
+def test_children_stay_with_their_parent_unless_a_cpu_is_idle():
+    spread = _run("machine.sched.fork_balance=least_loaded").counters
+    local = _run("machine.sched.fork_balance=idle_or_local").counters
+    miss = lambda c: c["stack_vmallocs"] / (c["stack_vmallocs"] + c["stack_cache_hits"])  # noqa: E731
+    assert miss(local) < 0.8 * miss(spread)
+
+
+def test_61_stacks_take_a_second_chance_at_the_cache_after_rcu():
+    c = _run().counters
+    assert c["stacks_rcu_deferred"] > 0 and c["stacks_vfreed"] < c["stacks_rcu_deferred"]
+    sets = ["duration=0.4s", "kernel=5.18", "machine.sched.cpu_slowdown=1"]
+    old = run_once(load_scenario(PEER, sets), "preload-gfp", 0, 61).counters
+    assert old["stacks_rcu_deferred"] == 0 and old["stacks_vfreed"] > 0
+
+
+def test_fork_workers_killed_by_the_oom_killer_stay_dead_without_restart():
+    sets = ["workloads.1.size=150MiB", "duration=1s"]
+    with_restart = _run(*sets, "workloads.0.restart=true")
+    without = _run(*sets)
+    assert with_restart.row["oom_kills"] > 0 and with_restart.counters["fork_worker_restarts"] > 0
+    assert without.counters["fork_worker_restarts"] == 0
+
+
+@pytest.mark.parametrize(("key", "value"), [("cpu_slowdown", "0"), ("fork_balance", "nearest")])
+def test_bad_guest_knobs_are_refused_when_the_scenario_loads(key, value):
+    from sim.errors import InputError
+
+    with pytest.raises(InputError, match=f"machine.sched.{key}"):
+        load_scenario(PEER, [f"machine.sched.{key}={value}"])
