@@ -21,6 +21,7 @@ import pandas as pd
 from sim.errors import InputError
 
 TOLERANCE = 0.25  # the issue's bound for a per-fork or per-call measure
+MODEL_COUNTERS = ("watermark_boost",)  # counters.parquet names a ratio reads (absent: 0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ RATIOS = (
     Ratio("NOWAIT page allocation failures per 1000 forks", "nowait_page_failures", "forks", 1e3),
     Ratio("direct reclaims per 1000 forks", "direct_reclaims", "forks", 1e3),
     Ratio("OOM kills per 1000 forks", "oom_kills", "forks", 1e3),
+    Ratio("watermark boosts per 1000 forks", "watermark_boost", "forks", 1e3),
     Ratio("fork ENOMEM per 1000 forks", "fork_enomem", "forks", 1e3),
     Ratio("vmalloc failures per 10^6 calls", "vmalloc_failures", "vmalloc_calls", 1e6),
 )
@@ -78,10 +80,28 @@ def load_side(folder: Path, strategy: str | None, real: bool) -> Side:
         if runs.empty:
             raise InputError(str(folder), None, "no guest run ended ok")
         label = f"real ({runs['kernel'].iloc[0]})"
+    runs = _with_counters(folder, runs, model_counters=() if real else MODEL_COUNTERS)
     ts_path = folder / "timeseries.parquet"
     samples = pd.read_parquet(ts_path) if ts_path.exists() else pd.DataFrame(columns=["run_id", "time"])
     samples = samples[samples["run_id"].isin(runs["run_id"])]
     return Side(folder, runs, samples, label)
+
+
+def _with_counters(folder: Path, runs: pd.DataFrame, model_counters: tuple[str, ...]) -> pd.DataFrame:
+    """``runs`` with the counters that a ratio needs and runs.parquet lacks, from
+    counters.parquet.  A model run lists only the counters that moved, so one of
+    ``model_counters`` that a run lacks is 0 there; a guest's missing counter stays
+    missing (it was not measured)."""
+    wanted = {r.numerator for r in RATIOS} | {r.denominator for r in RATIOS}
+    path = folder / "counters.parquet"
+    counters = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["run_id", "name", "value"])
+    counters = counters[counters["name"].isin(wanted - set(runs.columns))]
+    if not counters.empty:
+        wide = counters.pivot_table(index="run_id", columns="name", values="value", aggfunc="sum").reset_index()
+        runs = runs.merge(wide, on="run_id", how="left")
+    for name in model_counters:
+        runs[name] = runs[name].fillna(0) if name in runs else 0
+    return runs
 
 
 def pooled(runs: pd.DataFrame, ratio: Ratio) -> float | None:

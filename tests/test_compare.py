@@ -71,3 +71,17 @@ def test_peer_refuses_a_model_only_workload_before_looking_for_qemu(monkeypatch,
     assert code == 2 and "workloads.1.kind: bpf_jit has no counterpart" in err and err.count("\n") == 1
     code, _, err = vmsim(monkeypatch, capsys, "peer", "build-kernel")
     assert code == 2 and "source folder" in err
+
+
+def test_model_counters_absent_from_a_run_count_as_zero_but_a_guests_stay_missing(tmp_path):
+    from sim.compare import load_side
+    from sim.results import write_table
+
+    model, real = tmp_path / "model", tmp_path / "real"
+    rows = [{"run_id": "a", "forks": 100}, {"run_id": "b", "forks": 100}]
+    _folder(model, "nowait", "5.2", rows, [])
+    write_table(model / "counters.parquet", [{"run_id": "a", "name": "watermark_boost", "value": 3.0}])
+    _folder(real, "real", "5.2.1", [{"run_id": "r", "forks": 100}], [])
+    boosts = Ratio("b", "watermark_boost", "forks", 1e3)
+    assert pooled(load_side(model, None, real=False).runs, boosts) == pytest.approx(15.0)  # 3 in 200 forks
+    assert pooled(load_side(real, None, real=True).runs, boosts) is None

@@ -31,7 +31,10 @@ Counters (ftrace, no ring buffer: hist triggers only):
 * ``kmem_cache_alloc`` (and ``kmem_cache_alloc_node`` where it exists) from
   inside ``alloc_vmap_area`` (a call-site address range from /proc/kallsyms)
   keyed by gfp, and again for NULL results: busy descriptors, preload fills
-  and GFP_NOWAIT split objects, and which of them failed.
+  and GFP_NOWAIT split objects, and which of them failed;
+* ``mm_page_alloc_extfrag``: every fallback of ``__rmqueue_fallback`` keyed by
+  migratetypes and the order taken; one below pageblock order is a call of
+  ``boost_watermark`` (``steal_suitable_fallback``): the watermark boosts.
 """
 
 from __future__ import annotations
@@ -154,6 +157,8 @@ echo 'hist:keys=ret:vals=hitcount if ret < 0 && ret >= -4095' > $T/events/vmsim/
 echo "hist:keys=flags:vals=hitcount if $W" > $T/events/vmsim/fork/trigger
 echo "hist:keys=ret:vals=hitcount if ret < 0 && $W" > $T/events/vmsim/fork_ret/trigger
 echo 'hist:keys=gfp,order:vals=hitcount' > $T/events/vmsim/warn/trigger
+E=$T/events/kmem/mm_page_alloc_extfrag
+[ -d $E ] && echo 'hist:keys=alloc_migratetype,fallback_migratetype,fallback_order:vals=hitcount' > $E/trigger
 for ev in kmem_cache_alloc kmem_cache_alloc_node; do
   [ -d $T/events/kmem/$ev ] || continue
   [ -n "$AVA_HI" ] || continue
@@ -164,7 +169,8 @@ done
 """
 
 HISTS = (
-    "for h in $T/events/vmsim/*/hist $T/events/kmem/kmem_cache_alloc/hist $T/events/kmem/kmem_cache_alloc_node/hist;"
+    "for h in $T/events/vmsim/*/hist $T/events/kmem/kmem_cache_alloc/hist $T/events/kmem/kmem_cache_alloc_node/hist"
+    " $T/events/kmem/mm_page_alloc_extfrag/hist;"
     ' do [ -e "$h" ] && { echo "@@hist $h"; cat "$h"; }; done; echo "@@kprobe_profile"; cat $T/kprobe_profile'
 )
 

@@ -23,6 +23,7 @@ from sim.kernel.gfp import Gfp
 from sim.results import RUN_COLUMNS
 
 ERRNO_ENOMEM, ERRNO_EBUSY = 12, 16
+PAGEBLOCK_ORDER = 9  # x86_64: a fallback below it calls boost_watermark (steal_suitable_fallback)
 _HIST_ENTRY = re.compile(r"^\{ (.*) \} hitcount:\s+(\d+)")
 _HIST_FIELD = re.compile(r"([\w.]+):\s+(.*?)(?=, [\w.]+:|$)")
 _DMESG = re.compile(r"^\[\s*(\d+\.\d+)\] (.*)$")
@@ -176,7 +177,7 @@ def counter_values(out: GuestOutput) -> dict[str, int | None]:
         ("vmalloc_calls", "vmalloc_calls_fork", "vmalloc_failures", "vmap_ebusy", "forks", "fork_calls",
          "fork_errors", "fork_enomem", "nowait_page_failures", "nowait_page_failures_silent",
          "page_alloc_failures", "split_nowait_attempts", "split_nowait_failures", "vmap_area_allocs_reclaim",
-         "preload_fills", "direct_reclaims", "oom_kills", "processes")
+         "preload_fills", "direct_reclaims", "oom_kills", "processes", "fallback_steals", "watermark_boost")
     )  # fmt: skip
     direct = int(Gfp.DIRECT_RECLAIM)
     nowarn = int(Gfp.NOWARN)
@@ -206,6 +207,9 @@ def counter_values(out: GuestOutput) -> dict[str, int | None]:
         c["split_nowait_failures"] = sum(h.hits(lambda k: not k["gfp_flags"] & direct) for h in fails)
         if c["vmalloc_calls"] is not None:
             c["preload_fills"] = max(c["vmap_area_allocs_reclaim"] - c["vmalloc_calls"], 0)
+    if extfrag := _pick(hists, "mm_page_alloc_extfrag"):
+        c["fallback_steals"] = extfrag[0].hits()
+        c["watermark_boost"] = extfrag[0].hits(lambda k: k["fallback_order"] < PAGEBLOCK_ORDER)
     if start and end:
         stalls = [k for k in end if k.startswith("allocstall_")]
         c["direct_reclaims"] = sum(end[k] - start.get(k, 0) for k in stalls)
