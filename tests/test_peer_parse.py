@@ -122,3 +122,15 @@ def test_a_guest_that_died_midway_is_an_error_row_with_the_last_section():
 
     status, error = _status(out, {"returncode": 0})
     assert status == "error" and "measure_end" in error
+
+
+def test_kernel_log_records_read_twice_are_kept_once_and_lost_ones_counted():
+    text = "\n".join(
+        ["@@K 6,10,1000000,-;first", "@@K 6,11,2000000,-;second", "@@K 6,10,1000000,-;first",
+         "@@K 6,11,2000000,-;second", "@@K 6,14,3000000,-;after a gap"]
+    )  # fmt: skip
+    out = parse_guest(text)
+    assert out.sections["dmesg"].splitlines() == [
+        "[    1.000000] first", "[    2.000000] second", "[    3.000000] after a gap"
+    ]  # fmt: skip
+    assert out.kmsg_lost == 2

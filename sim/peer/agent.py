@@ -192,7 +192,9 @@ def render(plan: GuestPlan) -> str:
         "mount -t proc proc /proc; mount -t sysfs sysfs /sys",
         "mount -t tmpfs -o size=64m tmpfs /tmp; mkdir -p /dev/shm; mount -t tmpfs tmpfs /dev/shm",
         f"exec 3> {DATA_PORT}",
-        f'cat /dev/kmsg | while read -r line; do echo "@@K $line"; done > {KMSG_PORT} 2>/dev/null &',
+        # cat ends with EPIPE when records it had not read were overwritten; start again
+        # (from the oldest record: the host drops repeats by sequence number)
+        f"(while :; do cat /dev/kmsg; sleep 0.2; done) 2>/dev/null | sed 's/^/@@K /' > {KMSG_PORT} &",
         "echo -1000 > /proc/self/oom_score_adj",
         "cd /tmp",
         "echo '@@vmsim start'  >&3",

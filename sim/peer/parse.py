@@ -57,6 +57,7 @@ class GuestOutput:
     started: bool = False
     done: bool = False
     garbled: int = 0  # sample lines that did not parse
+    kmsg_lost: int = 0  # kernel log records overwritten before the agent read them
     errors: list[str] = field(default_factory=list)
 
 
@@ -65,6 +66,7 @@ def parse_guest(text: str) -> GuestOutput:
     that died midway (the sections it finished are kept)."""
     out = GuestOutput()
     kmsg: list[str] = []
+    seen: set[int | None] = set()
     current: str | None = None
     body: list[str] = []
     for raw in text.splitlines():
@@ -73,7 +75,10 @@ def parse_guest(text: str) -> GuestOutput:
             _sample(line, out)
             continue
         if line.startswith("@@K "):
-            kmsg.append(_kmsg_line(line[4:]))
+            seq = _kmsg_seq(line)
+            if seq is None or seq not in seen:
+                seen.add(seq)
+                kmsg.append(_kmsg_line(line[4:]))
             continue
         if line.startswith("@@vmsim begin "):
             current, body = line.split(maxsplit=2)[2], []
@@ -94,7 +99,15 @@ def parse_guest(text: str) -> GuestOutput:
             body.append(line)
     if kmsg:
         out.sections["dmesg"] = "\n".join(kmsg)
+        numbers = sorted(s for s in seen if s is not None)
+        out.kmsg_lost = (numbers[-1] - numbers[0] + 1 - len(numbers)) if numbers else 0
     return out
+
+
+def _kmsg_seq(line: str) -> int | None:
+    """The sequence number of a ``@@K prio,seq,usec,flags;text`` record (None for a continuation)."""
+    head = line[4:].partition(";")[0].split(",")
+    return int(head[1]) if len(head) >= 3 and head[1].isdigit() else None
 
 
 def _sample(line: str, out: GuestOutput) -> None:
@@ -340,6 +353,8 @@ def runs_row(
         row["min_free_pages"] = min(s["free"] for s in samples if "free" in s)
         row["seconds_below_min"] = _seconds_below_min(samples)
     row["sleep_in_atomic_bugs"] = sum(e["kind"] == "bug_sleeping_in_atomic" for e in events)
+    row["guest_kmsg_lost"] = out.kmsg_lost  # events.parquet misses what the log lost
+    row["guest_samples_garbled"] = out.garbled
     for key, value in c.items():
         if key not in row:
             row[f"guest_{key}"] = value
