@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import InputError
+from sim.plots_data import wilson_interval
 
 TOLERANCE = 0.25  # the issue's bound for a per-fork or per-call measure
 MODEL_COUNTERS = ("watermark_boost",)  # counters.parquet names a ratio reads (absent: 0)
@@ -32,20 +33,21 @@ class Ratio:
     numerator: str
     denominator: str
     scale: float = 1.0
+    proportion: bool = False  # at most one per denominator: shown with a 95% Wilson interval
 
 
 RATIOS = (
     Ratio("forks per second", "forks", "sim_seconds"),
-    Ratio("vmalloc calls per fork (stack cache misses)", "vmalloc_calls", "forks"),
+    Ratio("vmalloc calls per fork (stack cache misses)", "vmalloc_calls", "forks", proportion=True),
     Ratio("preload fills per vmalloc call", "preload_fills", "vmalloc_calls"),
     Ratio("NOWAIT split attempts per 1000 forks", "split_nowait_attempts", "forks", 1e3),
-    Ratio("NOWAIT split failures per 10^6 vmalloc calls", "split_nowait_failures", "vmalloc_calls", 1e6),
+    Ratio("NOWAIT split failures per 10^6 vmalloc calls", "split_nowait_failures", "vmalloc_calls", 1e6, True),
     Ratio("NOWAIT page allocation failures per 1000 forks", "nowait_page_failures", "forks", 1e3),
     Ratio("direct reclaims per 1000 forks", "direct_reclaims", "forks", 1e3),
     Ratio("OOM kills per 1000 forks", "oom_kills", "forks", 1e3),
     Ratio("watermark boosts per 1000 forks", "watermark_boost", "forks", 1e3),
     Ratio("fork ENOMEM per 1000 forks", "fork_enomem", "forks", 1e3),
-    Ratio("vmalloc failures per 10^6 calls", "vmalloc_failures", "vmalloc_calls", 1e6),
+    Ratio("vmalloc failures per 10^6 calls", "vmalloc_failures", "vmalloc_calls", 1e6, True),
 )
 
 
@@ -104,14 +106,29 @@ def _with_counters(folder: Path, runs: pd.DataFrame, model_counters: tuple[str, 
     return runs
 
 
-def pooled(runs: pd.DataFrame, ratio: Ratio) -> float | None:
-    """The pooled ratio, or None if either column is missing or empty."""
+def totals(runs: pd.DataFrame, ratio: Ratio) -> tuple[float, float] | None:
+    """(numerator, denominator) summed over the runs that have both, or None."""
     if ratio.numerator not in runs or ratio.denominator not in runs:
         return None
     pair = runs[[ratio.numerator, ratio.denominator]].apply(pd.to_numeric, errors="coerce").dropna()
     if pair.empty or pair[ratio.denominator].sum() <= 0:
         return None
-    return float(pair[ratio.numerator].sum() / pair[ratio.denominator].sum() * ratio.scale)
+    return float(pair[ratio.numerator].sum()), float(pair[ratio.denominator].sum())
+
+
+def pooled(runs: pd.DataFrame, ratio: Ratio) -> float | None:
+    """The pooled ratio, or None if either column is missing or empty."""
+    sums = totals(runs, ratio)
+    return None if sums is None else sums[0] / sums[1] * ratio.scale
+
+
+def interval(runs: pd.DataFrame, ratio: Ratio) -> tuple[float, float] | None:
+    """The 95% Wilson interval of a proportion ratio (pooled counts), scaled."""
+    sums = totals(runs, ratio)
+    if sums is None or not ratio.proportion or sums[0] > sums[1]:
+        return None
+    lo, hi = wilson_interval(*sums)
+    return lo * ratio.scale, hi * ratio.scale
 
 
 def steady(samples: pd.DataFrame) -> pd.DataFrame:
@@ -149,12 +166,22 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def comparison_rows(model: Side, real: Side) -> list[tuple[str, float | None, float | None]]:
-    """(measure, model value, real value) for every measure."""
-    rows = [(r.label, pooled(model.runs, r), pooled(real.runs, r)) for r in RATIOS]
+Row = tuple[str, float | None, float | None, tuple[float, float] | None, tuple[float, float] | None]
+
+
+def comparison_rows(model: Side, real: Side) -> list[Row]:
+    """(measure, model value, real value, model interval, real interval) for every measure."""
+    rows: list[Row] = [
+        (r.label, pooled(model.runs, r), pooled(real.runs, r), interval(model.runs, r), interval(real.runs, r))
+        for r in RATIOS
+    ]
     zm, zr = zone_measures(model.samples), zone_measures(real.samples)
-    rows += [(name, zm[name], zr[name]) for name in zm]
+    rows += [(name, zm[name], zr[name], None, None) for name in zm]
     return rows
+
+
+def _cell(value: float | None, band: tuple[float, float] | None) -> str:
+    return _fmt(value) + (f" [{_fmt(band[0])}, {_fmt(band[1])}]" if band is not None and value is not None else "")
 
 
 def render(model: Side, real: Side) -> str:
@@ -168,18 +195,19 @@ def render(model: Side, real: Side) -> str:
         f"{model.runs['sim_seconds'].sum():.1f} simulated s",
         f"- real: {real.folder} — {real.label}, {len(real.runs)} runs, {real.runs['sim_seconds'].sum():.1f} s measured"
         + (f", {guest.get('accel')} ({guest.get('accel_reason')})" if guest else ""),
-        f"- ratios pooled over runs; zone statistics over the last three quarters of each run; "
+        f"- ratios pooled over runs, [95% Wilson interval] where a ratio is a proportion; zone statistics "
+        f"over the last three quarters of each run; "
         f"'>25%' marks a per-fork or per-call measure more than {TOLERANCE:.0%} apart",
         "",
         "| measure | model | real | model/real | |",
         "|---|---:|---:|---:|---|",
     ]
-    for label, m, r in comparison_rows(model, real):
+    for label, m, r, m_band, r_band in comparison_rows(model, real):
         ratio = m / r if m is not None and r not in (None, 0) else None
         flag = ">25%" if ratio is not None and abs(ratio - 1) > TOLERANCE else ""
         if ratio is None and m is not None and r == 0 and m > 0:
             flag = "real is 0"
-        lines.append(f"| {label} | {_fmt(m)} | {_fmt(r)} | {_fmt(ratio)} | {flag} |")
+        lines.append(f"| {label} | {_cell(m, m_band)} | {_cell(r, r_band)} | {_fmt(ratio)} | {flag} |")
     return "\n".join(lines) + "\n"
 
 

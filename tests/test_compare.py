@@ -42,7 +42,7 @@ def test_compare_writes_a_table_with_ratios_and_flags_a_gap(tmp_path, monkeypatc
                                               "preload_fills": 103}], [])  # fmt: skip
     text = compare_folders(model, real)
     line = next(x for x in text.splitlines() if x.startswith("| vmalloc calls per fork"))
-    assert "| 0.4 | 0.1 | 4 | >25% |" in line
+    assert "| 0.4 [0.37, 0.431] | 0.1 [0.0829, 0.12] | 4 | >25% |" in line  # Wilson intervals of 400 and 100 in 1000
     assert "| OOM kills per 1000 forks | 0 | - | - |" in text  # the guest gave no figure: "-", not 0
     code, out, err = vmsim(monkeypatch, capsys, "compare", str(model), str(real))
     assert code == 0, err
