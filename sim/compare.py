@@ -159,7 +159,7 @@ def zone_measures(samples: pd.DataFrame) -> dict[str, float | None]:
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if value == 0:
+    if abs(value) < 1e-9:  # a Wilson bound at zero events is 0 up to rounding
         return "0"
     if abs(value) >= 100:
         return f"{value:,.0f}"

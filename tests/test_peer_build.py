@@ -148,3 +148,17 @@ def test_reference_config_of_the_recipe_matches_the_research_config_where_presen
     if not config.exists():
         pytest.skip("../shared/research/real-kernel/v52.config is not beside this checkout")
     assert missing_options(config.read_text()) == []
+
+
+def test_more_boots_into_a_folder_add_replications_and_other_work_is_refused(tmp_path):
+    from sim.peer.session import _first_new_replication
+    from sim.results import write_json
+
+    meta = {"guest_kernel": "/boot/vmlinuz-x", "cmdline": "console=ttyS0", "plan": {"duration_s": 30}}
+    assert _first_new_replication(tmp_path, meta) == 0
+    (tmp_path / "guest" / "r000").mkdir(parents=True)
+    (tmp_path / "guest" / "r003").mkdir()
+    write_json(tmp_path / "manifest.json", {"guest": meta})
+    assert _first_new_replication(tmp_path, meta) == 4
+    with pytest.raises(InputError, match="other work or another kernel"):
+        _first_new_replication(tmp_path, {**meta, "plan": {"duration_s": 60}})

@@ -38,7 +38,8 @@ def run_peer(
     replications: int,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Run ``scenario_file`` in ``replications`` guest boots and write the folder."""
+    """Run ``scenario_file`` in ``replications`` guest boots and write the folder; boots
+    already in the folder (same scenario, same kernel) are kept and counted."""
     from sim.scenario import load_scenario, resolved_dict
 
     scenario = load_scenario(scenario_file, overrides)
@@ -71,7 +72,8 @@ def run_peer(
         "initrd": str(initrd),
         "root_disk": str(disk),
     }
-    for r in range(replications):
+    first = _first_new_replication(target, meta)
+    for r in range(first, first + replications):
         work = target / "guest" / f"r{r:03d}"
         work.mkdir(parents=True, exist_ok=True)
         run = boot(guest, initrd, disk, translation.machine, chosen, timeout, work)
@@ -82,6 +84,23 @@ def run_peer(
     rebuild(target, scenario_dict=resolved_dict(scenario), scenario_hash=scenario.scenario_hash(),
             name=scenario.name, meta=meta)  # fmt: skip
     return target
+
+
+def _first_new_replication(target: Path, meta: dict[str, Any]) -> int:
+    """The number of the first new boot: a folder that holds boots of the same guest work
+    (kernel, command line, agent plan) gets more, so nothing written is lost; a folder of
+    other work is refused.  Model-only parameters may differ: the guest never sees them."""
+    import json
+
+    done = sorted(target.glob("guest/r[0-9][0-9][0-9]"))
+    if not done:
+        return 0
+    manifest = target / "manifest.json"
+    old = json.loads(manifest.read_text()) if manifest.exists() else {}
+    guest = old.get("guest", {})
+    if any(guest.get(key) != meta[key] for key in ("guest_kernel", "cmdline", "plan")):
+        raise InputError(str(target), None, "holds guest runs of other work or another kernel: choose another --out")
+    return int(done[-1].name[1:]) + 1
 
 
 def _needs_test_vmalloc(translation: Translation) -> bool:
