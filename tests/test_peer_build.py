@@ -162,3 +162,29 @@ def test_more_boots_into_a_folder_add_replications_and_other_work_is_refused(tmp
     assert _first_new_replication(tmp_path, meta) == 4
     with pytest.raises(InputError, match="other work or another kernel"):
         _first_new_replication(tmp_path, {**meta, "plan": {"duration_s": 60}})
+
+
+def test_the_sampler_turns_proc_files_into_sample_lines_without_forking(tmp_path):
+    """The agent's sampler, run by busybox sh on captured /proc files, prints the lines the
+    parser reads (the zones with managed pages, the boost apart, the chosen vmstat counters)."""
+    from sim.peer.agent import SAMPLER
+    from sim.peer.parse import parse_guest
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox not installed")
+    zoneinfo = ROOT / "scenarios" / "peer" / "guest-6.1-256mb" / "zoneinfo.txt"
+    (tmp_path / "uptime").write_text("12.50 40.00\n")
+    (tmp_path / "vmstat").write_text("nr_free_pages 41000\nnr_shmem 2\nnr_shmem_hugepages 0\noom_kill 3\npgfault 9\n")
+    script = SAMPLER + "sample_once\n"
+    env = {"UPTIME": str(tmp_path / "uptime"), "ZONEINFO": str(zoneinfo), "VMSTAT": str(tmp_path / "vmstat")}
+    done = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, env=env, check=True)
+    out = parse_guest(done.stdout)
+    assert out.garbled == 0
+    from sim.zoneinfo import parse_zoneinfo
+
+    real = [(z.name, z.free, z.managed) for z in parse_zoneinfo(zoneinfo.read_text())]
+    assert [(z, v[0], v[5]) for _, z, v in out.zone_samples] == real
+    ((t, values),) = out.vmstat_samples
+    assert t == 12.5 and values == {"nr_free_pages": 41000, "nr_shmem": 2, "oom_kill": 3}
+    assert not any(word in SAMPLER for word in ("awk", "sleep", "cat ", "grep"))  # builtins only

@@ -107,25 +107,38 @@ def _spawn(cmd: GuestCommand, background: bool) -> str:
     return f"sh -c {inner} > {log} 2>&1" + (" &" if background else "")
 
 
-# one awk per sample over both files: zone lines (@@S) and chosen vmstat counters (@@V)
+# The sampler forks nothing: under heavy reclaim a fork (a kernel stack, page tables)
+# can stall for tens of seconds, and a sampler that forks awk and sleep stalls with it.
+# Shell builtins only: read for the files, read -t on a FIFO that never speaks for the pause.
 SAMPLER = r"""
+sample_once() {
+  read t rest < "${UPTIME:-/proc/uptime}"
+  z=; f=-1; b=-
+  while read -r k v rest; do
+    case "$k" in
+      Node) z=${rest##* }; f=-1; b=- ;;
+      pages) [ "$v" = free ] && f=$rest ;;
+      boost) b=$v ;;
+      min) mi=$v ;;
+      low) lo=$v ;;
+      high) hi=$v ;;
+      managed) [ "$f" -ge 0 ] && echo "@@S $t $z $f $b $mi $lo $hi $v" ;;
+    esac
+  done < "${ZONEINFO:-/proc/zoneinfo}"
+  line="@@V $t"
+  while read -r k v; do
+    case "$k" in
+      nr_free_pages|allocstall_*|pgscan_*|pgsteal_*|oom_kill|pageoutrun|pswpout|compact_stall) line="$line $k $v" ;;
+      nr_anon_pages|nr_shmem|nr_file_pages|nr_slab_unreclaimable|nr_kernel_stack|nr_page_table_pages) line="$line $k $v" ;;
+    esac
+  done < "${VMSTAT:-/proc/vmstat}"
+  echo "$line"
+}
 sample() {
+  [ -p /run/tick ] || mkfifo /run/tick
   while :; do
-    read t rest < /proc/uptime
-    awk -v t="$t" '
-      FNR == 1 { file++ }
-      file == 1 && /^Node/ { z = $4; f = -1; b = "-" }
-      file == 1 && /^  pages free/ { f = $3 }
-      file == 1 && /^ +boost / { b = $2 }
-      file == 1 && /^ +min / { mi = $2 }
-      file == 1 && /^ +low / { lo = $2 }
-      file == 1 && /^ +high / { hi = $2 }
-      file == 1 && /^ +managed / && f >= 0 { printf "@@S %s %s %s %s %s %s %s %s\n", t, z, f, b, mi, lo, hi, $2 }
-      file == 2 && /^(nr_free_pages|allocstall_|pgscan_|pgsteal_|oom_kill|pageoutrun|pswpout)/ { v = v " " $1 " " $2 }
-      file == 2 && /^(nr_anon_pages|nr_shmem |nr_file_pages|nr_slab_unrecl|nr_kernel_stack)/ { v = v " " $1 " " $2 }
-      file == 2 && /^(nr_page_table_pages|compact_stall)/ { v = v " " $1 " " $2 }
-      END { printf "@@V %s%s\n", t, v }' /proc/zoneinfo /proc/vmstat
-    sleep "$1"
+    sample_once
+    read -t "$1" _ <> /run/tick
   done
 }
 """
