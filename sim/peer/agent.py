@@ -128,7 +128,8 @@ sample_once() {
   line="@@V $t"
   while read -r k v; do
     case "$k" in
-      nr_free_pages|allocstall_*|pgscan_*|pgsteal_*|oom_kill|pageoutrun|pswpout|compact_stall) line="$line $k $v" ;;
+      nr_free_pages|allocstall_*|pgscan_*|pgsteal_*|oom_kill|pageoutrun|pswpout) line="$line $k $v" ;;
+      compact_stall|nr_slab_reclaimable) line="$line $k $v" ;;
       nr_anon_pages|nr_shmem|nr_file_pages|nr_slab_unreclaimable|nr_kernel_stack|nr_page_table_pages) line="$line $k $v" ;;
     esac
   done < "${VMSTAT:-/proc/vmstat}"
