@@ -129,8 +129,8 @@ sample_once() {
   while read -r k v; do
     case "$k" in
       nr_free_pages|allocstall_*|pgscan_*|pgsteal_*|oom_kill|pageoutrun|pswpout) line="$line $k $v" ;;
-      compact_stall|nr_slab_reclaimable) line="$line $k $v" ;;
-      nr_anon_pages|nr_shmem|nr_file_pages|nr_slab_unreclaimable|nr_kernel_stack|nr_page_table_pages) line="$line $k $v" ;;
+      compact_stall|nr_slab_reclaimable|nr_slab_unreclaimable) line="$line $k $v" ;;
+      nr_anon_pages|nr_shmem|nr_file_pages|nr_kernel_stack|nr_page_table_pages) line="$line $k $v" ;;
     esac
   done < "${VMSTAT:-/proc/vmstat}"
   echo "$line"
