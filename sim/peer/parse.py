@@ -268,6 +268,7 @@ def timeseries_rows(out: GuestOutput, run_id: str) -> list[dict[str, Any]]:
         "pgsteal_kswapd": "kswapd_reclaimed", "nr_anon_pages": "anon", "nr_shmem": "shmem",
         "nr_slab_unreclaimable": "slab_unreclaimable", "nr_page_table_pages": "pagetables",
         "nr_free_pages": "nr_free_pages", "oom_kill": "oom_kills", "pgscan_direct": "pgscan_direct",
+        "nr_slab_reclaimable": "slab_reclaimable",
     }  # fmt: skip
     for t, values in out.vmstat_samples:
         if t not in rows:
