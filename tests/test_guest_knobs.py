@@ -51,7 +51,9 @@ def test_61_stacks_take_a_second_chance_at_the_cache_after_rcu():
 
 
 def test_fork_workers_killed_by_the_oom_killer_stay_dead_without_restart():
-    sets = ["workloads.1.size=150MiB", "duration=1s"]
+    # no page cache: nothing for reclaim to refault, so the hog drives the machine into OOM kills
+    sets = ["workloads.1.size=180MiB", "duration=1s", "machine.boot_memory.file_mapped_hot=0",
+            "machine.boot_memory.file_clean=0"]  # fmt: skip
     with_restart = _run(*sets, "workloads.0.restart=true")
     without = _run(*sets)
     assert with_restart.row["oom_kills"] > 0 and with_restart.counters["fork_worker_restarts"] > 0

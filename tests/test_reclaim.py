@@ -17,6 +17,7 @@ class Busy:
     """A stand-in scheduler that only answers nr_running (for kswapd's CPU share)."""
 
     ncpus = 4
+    slowdown = 1.0
 
     def __init__(self, nr: int) -> None:
         self.nr = nr

@@ -299,7 +299,7 @@ def test_validate_cli_reports_a_bad_set_in_one_line_and_exits_2():
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"{DATA}: --set machine.cpu: unknown key 'cpu' in machine (did you mean 'cpus'?); allowed: cpus, ram, thp, "
-        "swap, preemption, slab, boot_memory, memory, sched, vmalloc"
+        "swap, preemption, slab, zoneinfo, dmesg, boot_memory, memory, sched, vmalloc"
     ]
 
 
