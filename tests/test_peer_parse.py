@@ -134,3 +134,13 @@ def test_kernel_log_records_read_twice_are_kept_once_and_lost_ones_counted():
         "[    1.000000] first", "[    2.000000] second", "[    3.000000] after a gap"
     ]  # fmt: skip
     assert out.kmsg_lost == 2
+
+
+def test_the_swap_the_guest_set_up_is_recorded():
+    text = read_ports(V61) + (
+        "\n@@vmsim begin swap\nSetting up swapspace version 1\nFilename Type Size Used Priority\n"
+        "/dev/zram0                              partition	262140		0		-2\n@@vmsim end swap\n"
+    )
+    row = runs_row(parse_guest(text), {"run_id": "r"}, [], [])
+    assert row["guest_swap_kib"] == 262140
+    assert "guest_swap_kib" not in runs_row(guest(V61), {"run_id": "r"}, [], [])

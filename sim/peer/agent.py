@@ -219,9 +219,8 @@ def render(plan: GuestPlan) -> str:
                                   "cat /proc/meminfo; echo @@zoneinfo; cat /proc/zoneinfo; echo @@vmstat; "
                                   "cat /proc/vmstat"))  # fmt: skip
     if plan.zram_bytes:
-        lines += [
-            f"echo {plan.zram_bytes} > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0",
-        ]
+        setup = f"echo {plan.zram_bytes} > /sys/block/zram0/disksize && mkswap /dev/zram0 && swapon /dev/zram0"
+        lines.append(_section("swap", f"{setup}; cat /proc/swaps"))
     if plan.page_cache_mib:
         lines.append(f"dd if=/data/filler of=/dev/null bs=1M count={plan.page_cache_mib} 2>/dev/null")
     if plan.shmem_mib:

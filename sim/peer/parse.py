@@ -355,6 +355,9 @@ def runs_row(
         row["seconds_below_min"] = _seconds_below_min(samples)
     row["sleep_in_atomic_bugs"] = sum(e["kind"] == "bug_sleeping_in_atomic" for e in events)
     row["guest_kmsg_lost"] = out.kmsg_lost  # events.parquet misses what the log lost
+    if "swap" in out.sections:  # /proc/swaps after the agent set up zram: 0 means swapon failed
+        swaps = [line.split() for line in out.sections["swap"].splitlines() if line.startswith("/dev/")]
+        row["guest_swap_kib"] = sum(int(f[2]) for f in swaps if len(f) > 2 and f[2].isdigit())
     row["guest_samples_garbled"] = out.garbled
     for key, value in c.items():
         if key not in row:
