@@ -34,7 +34,9 @@ Counters (ftrace, no ring buffer: hist triggers only):
   and GFP_NOWAIT split objects, and which of them failed;
 * ``mm_page_alloc_extfrag``: every fallback of ``__rmqueue_fallback`` keyed by
   migratetypes and the order taken; one below pageblock order is a call of
-  ``boost_watermark`` (``steal_suitable_fallback``): the watermark boosts.
+  ``boost_watermark`` (``steal_suitable_fallback``): the watermark boosts;
+* ``sched_wakeup_new`` of the fork workers' children keyed by the parent's CPU and
+  the child's: where ``wake_up_new_task`` puts a child.
 """
 
 from __future__ import annotations
@@ -171,6 +173,8 @@ echo 'hist:keys=ret:vals=hitcount if ret < 0 && ret >= -4095' > $T/events/vmsim/
 echo "hist:keys=flags:vals=hitcount if $W" > $T/events/vmsim/fork/trigger
 echo "hist:keys=ret:vals=hitcount if ret < 0 && $W" > $T/events/vmsim/fork_ret/trigger
 echo 'hist:keys=gfp,order:vals=hitcount' > $T/events/vmsim/warn/trigger
+N=$T/events/sched/sched_wakeup_new
+[ -d $N ] && echo "hist:keys=common_cpu,target_cpu:vals=hitcount if $W" > $N/trigger
 E=$T/events/kmem/mm_page_alloc_extfrag
 [ -d $E ] && echo 'hist:keys=alloc_migratetype,fallback_migratetype,fallback_order:vals=hitcount' > $E/trigger
 for ev in kmem_cache_alloc kmem_cache_alloc_node; do
@@ -184,7 +188,7 @@ done
 
 HISTS = (
     "for h in $T/events/vmsim/*/hist $T/events/kmem/kmem_cache_alloc/hist $T/events/kmem/kmem_cache_alloc_node/hist"
-    " $T/events/kmem/mm_page_alloc_extfrag/hist;"
+    " $T/events/kmem/mm_page_alloc_extfrag/hist $T/events/sched/sched_wakeup_new/hist;"
     ' do [ -e "$h" ] && { echo "@@hist $h"; cat "$h"; }; done; echo "@@kprobe_profile"; cat $T/kprobe_profile'
 )
 

@@ -190,7 +190,8 @@ def counter_values(out: GuestOutput) -> dict[str, int | None]:
         ("vmalloc_calls", "vmalloc_calls_fork", "vmalloc_failures", "vmap_ebusy", "forks", "fork_calls",
          "fork_errors", "fork_enomem", "nowait_page_failures", "nowait_page_failures_silent",
          "page_alloc_failures", "split_nowait_attempts", "split_nowait_failures", "vmap_area_allocs_reclaim",
-         "preload_fills", "direct_reclaims", "oom_kills", "processes", "fallback_steals", "watermark_boost")
+         "preload_fills", "direct_reclaims", "oom_kills", "processes", "fallback_steals", "watermark_boost",
+         "children_local", "children_remote")
     )  # fmt: skip
     direct = int(Gfp.DIRECT_RECLAIM)
     nowarn = int(Gfp.NOWARN)
@@ -223,6 +224,9 @@ def counter_values(out: GuestOutput) -> dict[str, int | None]:
     if extfrag := _pick(hists, "mm_page_alloc_extfrag"):
         c["fallback_steals"] = extfrag[0].hits()
         c["watermark_boost"] = extfrag[0].hits(lambda k: k["fallback_order"] < PAGEBLOCK_ORDER)
+    if placed := _pick(hists, "sched_wakeup_new"):
+        c["children_local"] = placed[0].hits(lambda k: k["common_cpu"] == k["target_cpu"])
+        c["children_remote"] = placed[0].hits(lambda k: k["common_cpu"] != k["target_cpu"])
     if start and end:
         stalls = [k for k in end if k.startswith("allocstall_")]
         c["direct_reclaims"] = sum(end[k] - start.get(k, 0) for k in stalls)
