@@ -46,7 +46,8 @@ def timeline_figure(series: pd.DataFrame, events: pd.DataFrame, run_id: str) -> 
     mid.set_ylabel("kswapd reclaim\n(pages/s)")
     mid.grid(True, alpha=0.3)
     _draw_event_rows(low, top, events)
-    low.set_xlabel("simulated time (s)")
+    real = run_id.split("/")[1:2] == ["peer"]  # vmsim peer's runs: SCENARIO/peer/KERNEL/rNNN
+    low.set_xlabel("time in the guest (s)" if real else "simulated time (s)")
     if len(t):
         low.set_xlim(0, max(float(t[-1]), float(events["time"].max()) if not events.empty else 0.0))
     counts = events["kind"].value_counts() if not events.empty else pd.Series(dtype=int)
