@@ -229,6 +229,8 @@ class Scenario(BaseModel):
                   f"got {m.sched.fork_balance!r}")  # fmt: skip
         if m.zoneinfo is not None and m.memory.zones is not None:
             _fail(("machine", "memory", "zones"), "give machine.zoneinfo or machine.memory.zones, not both")
+        if m.zoneinfo is not None:
+            self._check_against_zoneinfo()
         if m.dmesg is not None and m.zoneinfo is None:
             _fail(("machine", "dmesg"), "needs machine.zoneinfo")
         boot = sum(getattr(m.boot_memory, pool) for pool in POOLS)
@@ -241,6 +243,22 @@ class Scenario(BaseModel):
         except ValueError as err:
             _fail(("machine", "memory", "zones") if m.memory.zones is not None else ("machine", "ram"), str(err))
         return self
+
+    def _check_against_zoneinfo(self) -> None:
+        """machine.ram and machine.cpus must describe the machine the zoneinfo file came from."""
+        from sim.zoneinfo import machine_ram, read_zoneinfo
+
+        m = self.machine
+        try:
+            records = read_zoneinfo(Path(m.zoneinfo))
+        except InputError as err:
+            _fail(("machine", "zoneinfo"), err.message)
+        ram = machine_ram(records)
+        if abs(ram - m.ram) > 0.03 * m.ram:
+            _fail(("machine", "ram"), f"{m.ram >> 20} MiB, but machine.zoneinfo holds {ram >> 20} MiB of zones")
+        cpus = max((z.cpus for z in records), default=0)
+        if cpus and cpus != m.cpus:
+            _fail(("machine", "cpus"), f"{m.cpus}, but machine.zoneinfo lists per-CPU pages of {cpus} CPUs")
 
     def _memory_params(self) -> MemoryParams:
         swap = self.machine.swap
@@ -293,8 +311,19 @@ class Scenario(BaseModel):
         data = resolved_dict(self)
         for key in ("name", "description"):
             data.pop(key, None)
+        for key in ("zoneinfo", "dmesg"):  # what a file holds decides the run, not where it lies
+            if data["machine"].get(key) is not None:
+                data["machine"][key] = _file_digest(data["machine"][key])
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    """sha256 of a file's bytes (the path itself if it cannot be read)."""
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return path
 
 
 def _jsonable(value: Any) -> Any:
@@ -333,7 +362,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     for key in [k for k in data if isinstance(k, str) and k.startswith(EXTENSION_PREFIX)]:
         del data[key]  # a place for YAML anchors, as in Docker Compose files
     data.setdefault("name", path.stem)
-    _resolve_machine_files(data, path.parent)
+    resolve_machine_files(data, path.parent)
     set_paths: list[Loc] = []
     for text in overrides:
         try:
@@ -348,7 +377,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
         raise _first_error(err, data, doc.root, set_paths, source) from None
 
 
-def _resolve_machine_files(data: dict[str, Any], folder: Path) -> None:
+def resolve_machine_files(data: dict[str, Any], folder: Path) -> None:
     """machine.zoneinfo and machine.dmesg relative to the scenario file's folder."""
     machine = data.get("machine")
     if not isinstance(machine, dict):

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sim.errors import InputError
-from sim.scenario import EXTENSION_PREFIX, Scenario, load_scenario
+from sim.scenario import EXTENSION_PREFIX, Scenario, load_scenario, resolve_machine_files
 from sim.scenario_paths import PathError, apply_override, describe_error, dotted, show_value
 from sim.sweepfilter import FilterError, keeps, parse_filter
 from sim.yamlpos import RAW_TEXT_PATHS, Loc, line_of, read_yaml
@@ -199,6 +199,7 @@ def _base_data(path: Path) -> dict[str, Any]:
     for key in [k for k in data if isinstance(k, str) and k.startswith(EXTENSION_PREFIX)]:
         del data[key]
     data.setdefault("name", path.stem)
+    resolve_machine_files(data, path.parent)
     return data
 
 

@@ -92,6 +92,9 @@ def parse_zoneinfo(text: str, source: str = "zoneinfo") -> list[ZoneRecord]:
             raise InputError(source, lineno, f"expected a number in {line.strip()!r}") from None
     if not zones:
         raise InputError(source, None, "expected /proc/zoneinfo text ('Node 0, zone DMA32' lines); found none")
+    names = [z.name for z in zones]
+    if len(set(names)) != len(names):
+        raise InputError(source, None, "a zone appears twice (a NUMA machine?): vmsim models one node")
     for z in zones:  # min/low/high include the boost (min_wmark_pages, 5.0+): keep the base marks
         z.min, z.low, z.high = z.min - z.boost, z.low - z.boost, z.high - z.boost
     return zones
@@ -119,6 +122,13 @@ class Calibration:
     freed_after_boot: int  # pages, returned to the zone that held them (see calibrated_zones)
     freed_zone: str
     method: str  # "dmesg" or "protection"
+
+
+def machine_ram(records: list[ZoneRecord]) -> int:
+    """Bytes of RAM the zones hold (present pages of DMA, DMA32 and Normal)."""
+    from sim.kernel.zones import PAGE_SHIFT
+
+    return sum(z.present for z in records if z.name in MODEL_ZONES) << PAGE_SHIFT
 
 
 def populated(records: list[ZoneRecord]) -> list[ZoneRecord]:
@@ -162,20 +172,23 @@ def check_zones(
     vmstat threshold) ``model``, ``real`` and ``equal``; and the same for a model
     that is not calibrated (its managed-pages law for the same RAM)."""
     from sim.kernel.profile import get_profile
-    from sim.kernel.zones import PAGE_SHIFT, MemoryParams, build_zones
+    from sim.kernel.zones import MemoryParams, build_zones
 
     cal = calibrated_zones(records, dmesg)
     zones = populated(records)
     ncpus = max(zones[0].cpus, 1)
-    ram = sum(z.present for z in records if z.name in MODEL_ZONES) << PAGE_SHIFT
+    ram = machine_ram(records)
     profile = get_profile(profile_name)
     params = MemoryParams(zones=cal.zones, freed_after_boot=cal.freed_after_boot, freed_zone=cal.freed_zone)
-    table = build_zones(ram, ncpus, thp, profile, params)
-    overridden = False
-    if min_free_kbytes is not None and min_free_kbytes != table.min_free_kbytes:
-        overridden = True  # set by a user or a distribution: the kernel's marks follow it
-        table = build_zones(ram, ncpus, thp, profile, replace(params, min_free_kbytes=min_free_kbytes))
-    plain = build_zones(ram, ncpus, thp, profile)
+    try:
+        table = build_zones(ram, ncpus, thp, profile, params)
+        overridden = False
+        if min_free_kbytes is not None and min_free_kbytes != table.min_free_kbytes:
+            overridden = True  # set by a user or a distribution: the kernel's marks follow it
+            table = build_zones(ram, ncpus, thp, profile, replace(params, min_free_kbytes=min_free_kbytes))
+        plain = build_zones(ram, ncpus, thp, profile)
+    except ValueError as err:
+        raise InputError("zoneinfo", None, f"cannot model these zones: {err}") from None
     return {
         "profile": profile_name,
         "cpus": ncpus,

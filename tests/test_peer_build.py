@@ -154,7 +154,7 @@ def test_more_boots_into_a_folder_add_replications_and_other_work_is_refused(tmp
     from sim.peer.session import _first_new_replication
     from sim.results import write_json
 
-    meta = {"guest_kernel": "/boot/vmlinuz-x", "cmdline": "console=ttyS0", "plan": {"duration_s": 30}}
+    meta = {"guest_kernel": "/boot/vmlinuz-x", "cmdline": "console=ttyS0", "plan": {"duration_s": 30}, "accel": "tcg"}
     assert _first_new_replication(tmp_path, meta) == 0
     (tmp_path / "guest" / "r000").mkdir(parents=True)
     (tmp_path / "guest" / "r003").mkdir()

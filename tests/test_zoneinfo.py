@@ -128,3 +128,52 @@ def test_freed_after_boot_adds_to_managed_but_not_to_the_marks():
     b = build_zones(256 << 20, 4, False, get_profile("6.1"), late)
     assert b.zones[1].managed == a.zones[1].managed + 2427
     assert (b.zones[1].min, b.zones[1].high, b.min_free_kbytes) == (a.zones[1].min, a.zones[1].high, a.min_free_kbytes)
+
+
+def test_a_sweep_over_a_calibrated_scenario_finds_its_files_from_any_folder(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "sw.yaml"
+    base = ROOT / "scenarios" / "peer" / "fork-storm-256mb.yaml"
+    factors = "factors:\n  workloads.1.size: [1MiB, 96MiB]\nreplications: 1\nset:\n  duration: 0.2s\n"
+    sweep.write_text(f"name: sw\nscenario: {base}\n" + factors)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = vmsim(monkeypatch, capsys, "sweep", str(sweep), "--executor", "serial", "--out", "o")
+    assert code == 0, err
+    assert "2 runs: 2 ok" in out
+
+
+def test_scenario_hash_follows_the_zoneinfo_files_contents_not_their_path(tmp_path):
+    import shutil
+
+    copy = tmp_path / "peer"
+    shutil.copytree(ROOT / "scenarios" / "peer", copy)
+    a = load_scenario(ROOT / "scenarios" / "peer" / "fork-storm-256mb.yaml").scenario_hash()
+    b = load_scenario(copy / "fork-storm-256mb.yaml").scenario_hash()
+    assert a == b
+    zi = copy / "guest-6.1-256mb" / "zoneinfo.txt"
+    zi.write_text(zi.read_text().replace("managed  3840", "managed  3841"))
+    assert load_scenario(copy / "fork-storm-256mb.yaml").scenario_hash() != a
+
+
+def test_ram_and_cpus_must_describe_the_zoneinfo_machine():
+    path = ROOT / "scenarios" / "peer" / "fork-storm-256mb.yaml"
+    with pytest.raises(InputError, match=r"machine\.ram: 4096 MiB, but machine\.zoneinfo holds 255 MiB"):
+        load_scenario(path, ["machine.ram=4GiB"])
+    with pytest.raises(InputError, match=r"machine\.cpus: 8, but machine\.zoneinfo lists per-CPU pages of 4 CPUs"):
+        load_scenario(path, ["machine.cpus=8"])
+
+
+def test_a_numa_zoneinfo_is_refused_in_one_line(tmp_path):
+    text = (GUEST61 / "zoneinfo.txt").read_text()
+    path = tmp_path / "numa.txt"
+    path.write_text(text + text.replace("Node 0,", "Node 1,"))
+    with pytest.raises(InputError, match="vmsim models one node"):
+        read_zoneinfo(path)
+
+
+def test_a_tunable_set_after_boot_uses_the_managed_pages_of_that_time():
+    boot = (("DMA", 3840), ("DMA32", 45730))
+    late = MemoryParams(zones=boot, freed_after_boot=2428, min_free_kbytes=4096)
+    final = MemoryParams(zones=(("DMA", 3840), ("DMA32", 45730 + 2428)), min_free_kbytes=4096)
+    a = build_zones(256 << 20, 4, False, get_profile("6.1"), late)
+    b = build_zones(256 << 20, 4, False, get_profile("6.1"), final)
+    assert [(z.min, z.low, z.high) for z in a.zones] == [(z.min, z.low, z.high) for z in b.zones]

@@ -63,9 +63,10 @@ class SchedParams:
     wakeup_granularity: float = 1e-3
     p_migrate_on_wake: float = 0.3
     p_migrate_on_preempt: float = 0.25
-    # Every CPU cost (``run``, kswapd's reclaim work) is multiplied by this: a guest
-    # under QEMU's TCG runs ~10-50x slower than the hardware the costs were estimated
-    # on.  Calibrated per machine from the guest's unpressured fork rate (docs/validation.md).
+    # Every CPU cost (``run``, kswapd's reclaim work, the pace of refaults) is multiplied
+    # by this: a guest under QEMU's TCG runs 29-71x slower than the hardware the costs
+    # were estimated on.  Calibrated per machine from the guest's unpressured fork rate
+    # (docs/validation.md).
     cpu_slowdown: float = 1.0
     # Where a forked child starts.  "least_loaded": the CPU with the fewest tasks (the
     # parent's on a tie).  "idle_or_local": an idle CPU if there is one, else the

@@ -319,8 +319,10 @@ class Reclaimer:
             k -= n
 
     def _schedule_refault(self, n: int) -> None:
+        """Hot file pages reclaimed now are touched again after ``refault_delay_ms``: the
+        workload's own pace, so it stretches with the CPU (``cpu_slowdown``) too."""
         lo, hi = self.params.refault_delay_ms
-        ev = self.env.timeout(self.rng.uniform(lo, hi) / 1000.0)
+        ev = self.env.timeout(self.rng.uniform(lo, hi) / 1000.0 * self._slowdown())
         ev.callbacks.append(lambda _ev: self._refault(n))
 
     def _refault(self, n: int) -> None:

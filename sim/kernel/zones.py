@@ -330,10 +330,15 @@ def build_zones(
         high = [h for _, _, h in setup_per_zone_wmarks(min_kb, managed, scale)]
         free_buffer = sum(max(m - h, 0) for m, h in zip(managed, high))
         min_kb = max(min_kb, set_recommended_min_free_kbytes(len(managed), free_buffer))
+    # a tunable written after boot (sysctl) recomputes from the managed pages of that time,
+    # which include what was freed after the boot-time computation
+    final = [m + extra for m, extra in zip(managed, late)]
+    sysctl_marks = params.min_free_kbytes is not None or scale != MemoryParams.watermark_scale_factor
     if params.min_free_kbytes is not None:
         min_kb = params.min_free_kbytes
-    marks = setup_per_zone_wmarks(min_kb, managed, scale)
-    reserves = setup_per_zone_lowmem_reserve(managed, idxs, params.lowmem_reserve_ratio)
+    marks = setup_per_zone_wmarks(min_kb, final if sysctl_marks else managed, scale)
+    sysctl_reserve = params.lowmem_reserve_ratio != MemoryParams.lowmem_reserve_ratio
+    reserves = setup_per_zone_lowmem_reserve(final if sysctl_reserve else managed, idxs, params.lowmem_reserve_ratio)
     zones = []
     for idx, m, extra, (wmin, low, high), reserve in zip(idxs, managed, late, marks, reserves):
         batch = zone_batchsize(m) if params.pcp_batch is None else params.pcp_batch

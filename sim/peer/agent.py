@@ -15,19 +15,22 @@ writer each, so that lines never interleave): framed sections on ttyS1::
 on ttyS2 one line per sample, ``@@S <uptime> <zone> <free> <boost> <min> <low>
 <high> <managed>`` and ``@@V <uptime> name value ...``, and on ttyS3 every kernel log
 record as ``@@K <prio>,<seq>,<usec>,<flags>;<text>`` (streamed from /dev/kmsg
-from the start of stage 2, so no record is lost to the ring buffer's size in
-an OOM storm, and the ring buffer keeps its default size, which costs RAM).
+from the start of stage 2, so that a reader keeping pace loses nothing to the ring
+buffer, which keeps its default size: a larger one costs the guest RAM.  An OOM
+storm can still outrun it; the host counts the lost records, ``guest_kmsg_lost``).
 The kernel's own console stays on ttyS0.
 
 Counters (ftrace, no ring buffer: hist triggers only):
 
-* ``vmsim/ava``: a kprobe on ``alloc_vmap_area`` keyed by task name and size,
-  and its return probe keyed by error value: vmalloc calls and failures;
-* ``vmsim/fork``: a return probe on ``kernel_clone`` (``_do_fork`` before 5.10)
-  keyed by task name, split into successes and errors;
-* ``vmsim/warn``: a kprobe on ``warn_alloc`` keyed by gfp and order: every page
-  allocation that failed in the slow path, __GFP_NOWARN ones included (they
-  return inside warn_alloc, after the probe);
+* ``vmsim/ava``: a kprobe on ``alloc_vmap_area`` keyed by size (all callers, and
+  again for the stress-ng fork workers only), and its return probe keyed by error
+  value: vmalloc calls and failures;
+* ``vmsim/fork``: a kprobe on ``kernel_clone`` (``_do_fork`` before 5.10) keyed by
+  clone flags, and its return probe keyed by error, both for the fork workers only;
+* ``vmsim/warn``: a kprobe on ``warn_alloc`` keyed by gfp and its fourth argument
+  (the order for the page allocator's calls): every page allocation that failed in
+  the slow path, __GFP_NOWARN ones included (they return inside warn_alloc, after
+  the probe);
 * ``kmem_cache_alloc`` (and ``kmem_cache_alloc_node`` where it exists) from
   inside ``alloc_vmap_area`` (a call-site address range from /proc/kallsyms)
   keyed by gfp, and again for NULL results: busy descriptors, preload fills
@@ -174,7 +177,7 @@ echo "hist:keys=flags:vals=hitcount if $W" > $T/events/vmsim/fork/trigger
 echo "hist:keys=ret:vals=hitcount if ret < 0 && $W" > $T/events/vmsim/fork_ret/trigger
 echo 'hist:keys=gfp,order:vals=hitcount' > $T/events/vmsim/warn/trigger
 N=$T/events/sched/sched_wakeup_new
-[ -d $N ] && echo "hist:keys=common_cpu,target_cpu:vals=hitcount if $W" > $N/trigger
+[ -d $N ] && echo "hist:keys=cpu,target_cpu:vals=hitcount if $W" > $N/trigger  # cpu: 4.17+
 E=$T/events/kmem/mm_page_alloc_extfrag
 [ -d $E ] && echo 'hist:keys=alloc_migratetype,fallback_migratetype,fallback_order:vals=hitcount' > $E/trigger
 for ev in kmem_cache_alloc kmem_cache_alloc_node; do
@@ -189,7 +192,8 @@ done
 HISTS = (
     "for h in $T/events/vmsim/*/hist $T/events/kmem/kmem_cache_alloc/hist $T/events/kmem/kmem_cache_alloc_node/hist"
     " $T/events/kmem/mm_page_alloc_extfrag/hist $T/events/sched/sched_wakeup_new/hist;"
-    ' do [ -e "$h" ] && { echo "@@hist $h"; cat "$h"; }; done; echo "@@kprobe_profile"; cat $T/kprobe_profile'
+    ' do [ -e "$h" ] && { echo "@@hist $h"; while read -r l; do echo "$l"; done < "$h"; }; done;'
+    ' echo "@@kprobe_profile"; while read -r l; do echo "$l"; done < $T/kprobe_profile'
 )
 
 WAIT_MEASURED = """i=0
@@ -210,18 +214,18 @@ def render(plan: GuestPlan) -> str:
         "mount -t proc proc /proc; mount -t sysfs sysfs /sys",
         "mount -t tmpfs -o size=64m tmpfs /tmp; mkdir -p /dev/shm; mount -t tmpfs tmpfs /dev/shm",
         f"exec 3> {DATA_PORT}",
+        "echo -1000 > /proc/self/oom_score_adj",  # the agent and what it starts itself: never OOM victims
         # cat ends with EPIPE when records it had not read were overwritten; start again
         # (from the oldest record: the host drops repeats by sequence number)
         f"(while :; do cat /dev/kmsg; sleep 0.2; done) 2>/dev/null | sed 's/^/@@K /' > {KMSG_PORT} &",
-        "echo -1000 > /proc/self/oom_score_adj",
         "cd /tmp",
         "echo '@@vmsim start'  >&3",
     ]
-    for key, value in plan.sysctls:
-        lines.append(f"echo {shlex.quote(value)} > /proc/sys/{key.replace('.', '/')}")
     lines.append(_section("boot", "uname -r; echo min_free_kbytes $(cat /proc/sys/vm/min_free_kbytes); "
                                   "cat /proc/meminfo; echo @@zoneinfo; cat /proc/zoneinfo; echo @@vmstat; "
                                   "cat /proc/vmstat"))  # fmt: skip
+    for key, value in plan.sysctls:  # after the boot snapshot, which is the calibration's input
+        lines.append(f"echo {shlex.quote(value)} > /proc/sys/{key.replace('.', '/')}")
     if plan.zram_bytes:
         setup = f"echo {plan.zram_bytes} > /sys/block/zram0/disksize && mkswap /dev/zram0 && swapon /dev/zram0"
         lines.append(_section("swap", f"{setup}; cat /proc/swaps"))

@@ -133,7 +133,11 @@ def _module_bytes(path: Path) -> bytes:
 
         return lzma.decompress(path.read_bytes())
     if path.suffix == ".zst":
-        out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True)
+        if shutil.which("zstd") is None:
+            raise InputError(str(path), None, "a zstd-compressed module: install zstd (apt-get install zstd)")
+        out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=False)
+        if out.returncode != 0:
+            raise InputError(str(path), None, f"zstd could not decompress it: {out.stderr.decode().strip()}")
         return out.stdout
     return path.read_bytes()
 
@@ -179,10 +183,13 @@ def root_disk(filler_mib: int) -> Path:
         used = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and f.name != "filler")
         size_mib = (used >> 20) + filler_mib + 32
         tmp_img = target.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run(
+        made = subprocess.run(
             [mke2fs, "-q", "-F", "-t", "ext2", "-d", str(root), "-L", "vmsim", str(tmp_img), f"{size_mib}M"],
-            check=True,
+            check=False,
             capture_output=True,
         )
+        if made.returncode != 0:
+            tmp_img.unlink(missing_ok=True)
+            raise InputError("peer", None, f"mke2fs could not build the root disk: {made.stderr.decode().strip()}")
         os.replace(tmp_img, target)
     return target

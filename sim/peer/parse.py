@@ -224,9 +224,10 @@ def counter_values(out: GuestOutput) -> dict[str, int | None]:
     if extfrag := _pick(hists, "mm_page_alloc_extfrag"):
         c["fallback_steals"] = extfrag[0].hits()
         c["watermark_boost"] = extfrag[0].hits(lambda k: k["fallback_order"] < PAGEBLOCK_ORDER)
-    if placed := _pick(hists, "sched_wakeup_new"):
-        c["children_local"] = placed[0].hits(lambda k: k["common_cpu"] == k["target_cpu"])
-        c["children_remote"] = placed[0].hits(lambda k: k["common_cpu"] != k["target_cpu"])
+    if placed := _pick(hists, "sched_wakeup_new"):  # the parent's CPU is "cpu" (4.17+) or "common_cpu"
+        here = lambda k: k.get("cpu", k.get("common_cpu"))  # noqa: E731
+        c["children_local"] = placed[0].hits(lambda k: here(k) == k["target_cpu"])
+        c["children_remote"] = placed[0].hits(lambda k: here(k) != k["target_cpu"])
     if start and end:
         stalls = [k for k in end if k.startswith("allocstall_")]
         c["direct_reclaims"] = sum(end[k] - start.get(k, 0) for k in stalls)

@@ -88,17 +88,15 @@ def run_peer(
 
 def _first_new_replication(target: Path, meta: dict[str, Any]) -> int:
     """The number of the first new boot: a folder that holds boots of the same guest work
-    (kernel, command line, agent plan) gets more, so nothing written is lost; a folder of
+    (kernel, command line, agent plan, accelerator) gets more, so nothing written is lost; a folder of
     other work is refused.  Model-only parameters may differ: the guest never sees them."""
-    import json
 
     done = sorted(target.glob("guest/r[0-9][0-9][0-9]"))
     if not done:
         return 0
-    manifest = target / "manifest.json"
-    old = json.loads(manifest.read_text()) if manifest.exists() else {}
+    old = _read_manifest(target)
     guest = old.get("guest", {})
-    if any(guest.get(key) != meta[key] for key in ("guest_kernel", "cmdline", "plan")):
+    if any(guest.get(key) != meta[key] for key in ("guest_kernel", "cmdline", "plan", "accel")):
         raise InputError(str(target), None, "holds guest runs of other work or another kernel: choose another --out")
     return int(done[-1].name[1:]) + 1
 
@@ -138,8 +136,7 @@ def rebuild(
     import json
 
     folder = Path(folder)
-    manifest_path = folder / "manifest.json"
-    old = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    old = _read_manifest(folder)
     scenario_dict = scenario_dict or old.get("scenario", {})
     name = name or scenario_dict.get("name", folder.name)
     argv = sys.argv if meta else old.get("argv", sys.argv)
@@ -179,6 +176,22 @@ def rebuild(
     }
     write_run_folder(folder, manifest, rows, events, samples, list(RUN_COLUMNS), counters)
     return {"runs": len(rows), "events": len(events), "timeseries": len(samples)}
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The folder's manifest.json, {} if there is none; a corrupt one is an InputError."""
+    import json
+
+    path = folder / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(str(path), None, f"not a vmsim manifest ({err}): move it or choose another --out") from None
+    if not isinstance(data, dict):
+        raise InputError(str(path), None, "not a vmsim manifest: move the folder or choose another --out")
+    return data
 
 
 def write_boot_files(out: Any, work: Path) -> None:

@@ -29,7 +29,7 @@ from sim.peer.agent import GuestCommand, GuestPlan
 from sim.scenario_params import to_dataclass
 
 MIB = 1 << 20
-MIN_SAMPLE_INTERVAL_S = 1.0  # the agent forks two awk per sample; slower guests need fewer
+MIN_SAMPLE_INTERVAL_S = 1.0  # a shell-builtin sampler reads ~300 lines of /proc per sample; TCG is slow
 STRESS_NG = "/usr/bin/stress-ng"
 # model-only kinds and why no guest program stands for them
 NO_COUNTERPART = {
