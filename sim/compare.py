@@ -199,8 +199,11 @@ def render(model: Side, real: Side) -> str:
     lines = [
         f"# {model.folder.name}: model against real kernel",
         "",
-        *([f"**Different scenarios: the model ran {names[0]}, the guest {names[1]}.**", ""]
-          if names[0] != names[1] else []),
+        *(
+            [f"**Different scenarios: the model ran {names[0]}, the guest {names[1]}.**", ""]
+            if names[0] != names[1]
+            else []
+        ),
         f"- model: {model.folder} — {model.label}, {len(model.runs)} runs, "
         f"{model.runs['sim_seconds'].sum():.1f} simulated s",
         f"- real: {real.folder} — {real.label}, {len(real.runs)} runs, {real.runs['sim_seconds'].sum():.1f} s measured"

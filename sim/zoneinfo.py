@@ -166,7 +166,7 @@ def calibrated_zones(records: list[ZoneRecord], dmesg: str | None = None) -> Cal
 
 def check_zones(
     records: list[ZoneRecord], min_free_kbytes: int | None, dmesg: str | None, profile_name: str, thp: bool = True
-) -> dict:
+) -> dict[str, Any]:
     """The model's zone table from the file's managed pages, beside the file's own
     values: per zone (managed, min, low, high, lowmem_reserve, pcp batch and high,
     vmstat threshold) ``model``, ``real`` and ``equal``; and the same for a model
@@ -209,7 +209,7 @@ def check_zones(
     }
 
 
-def _zone_rows(real: ZoneRecord, table: Any, plain: Any) -> dict:
+def _zone_rows(real: ZoneRecord, table: Any, plain: Any) -> dict[str, Any]:
     """One zone's values, model (calibrated and not) against the file."""
 
     def of(t: Any) -> Any:

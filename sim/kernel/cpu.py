@@ -64,7 +64,7 @@ class SchedParams:
     p_migrate_on_wake: float = 0.3
     p_migrate_on_preempt: float = 0.25
     # Every CPU cost (``run``, kswapd's reclaim work, the pace of refaults) is multiplied
-    # by this: a guest under QEMU's TCG runs 29-71x slower than the hardware the costs
+    # by this: a guest under QEMU's TCG runs 58-71x slower than the hardware the costs
     # were estimated on.  Calibrated per machine from the guest's unpressured fork rate
     # (docs/validation.md).
     cpu_slowdown: float = 1.0

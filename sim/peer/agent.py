@@ -102,10 +102,12 @@ exec switch_root /root /bin/busybox sh /run/agent stage2
 
 
 def _section(name: str, command: str) -> str:
+    """``command``'s output framed as section ``name`` on the data port."""
     return f"{{ echo '@@vmsim begin {name}'; {command}; echo '@@vmsim end {name}'; }} >&3 2>&1"
 
 
 def _spawn(cmd: GuestCommand, background: bool) -> str:
+    """The shell line that starts a workload with its oom_score_adj, output to /tmp/NAME.out."""
     adj = "" if cmd.oom_score_adj is None else f"echo {cmd.oom_score_adj} > /proc/self/oom_score_adj; "
     inner = shlex.quote(f"{adj}exec {cmd.command}")
     log = f"/tmp/{cmd.name}.out"

@@ -48,6 +48,7 @@ TOOLS = ("make", "gcc", "flex", "bison", "bc")
 
 
 def _run(cmd: list[str], log: Callable[[str], None], logfile: Path) -> None:
+    """Run one build step, its output appended to ``logfile``; a failure is an InputError."""
     log("$ " + " ".join(cmd))
     with open(logfile, "a") as fh:
         done = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
@@ -102,6 +103,7 @@ def build_kernel(source: Path, out: Path | None = None, log: Callable[[str], Non
 
 
 def _version(source: Path) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL from the tree's Makefile."""
     values = {}
     for line in (source / "Makefile").read_text().splitlines()[:8]:
         if "=" in line:

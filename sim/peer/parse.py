@@ -146,6 +146,7 @@ def parse_kv(text: str) -> dict[str, int]:
 
 
 def _value(text: str) -> Any:
+    """A hist key's value: an int (decimal or 0x) where it is one, else the text."""
     text = text.strip()
     try:
         return int(text, 0)
@@ -173,10 +174,12 @@ def parse_hists(text: str) -> list[Histogram]:
 
 
 def _signed(value: int) -> int:
+    """A hist key printed as an unsigned 64-bit number, as the s64 it was."""
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _pick(hists: list[Histogram], event: str, filtered: bool | None = None, has: str = "") -> list[Histogram]:
+    """The histograms of ``event`` (with or without a filter, with ``has`` in the trigger)."""
     return [h for h in hists if h.event == event and (filtered is None or h.filtered == filtered) and has in h.trigger]
 
 

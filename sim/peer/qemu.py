@@ -5,7 +5,7 @@ files; the host reads them after the guest powers off.  KVM is used when a
 probe boot with ``-enable-kvm`` reaches the agent within a short timeout (it
 does not on machines whose CPU lacks virtualisation, or where KVM guests hang
 at boot); otherwise TCG, QEMU's emulator, which is correct but slow (here a 6.1
-guest forks 71x, a 5.2 guest 29x slower than the model's CPU costs assume).
+guest forks 71x, a 5.2 guest 58x slower than the model's CPU costs assume).
 """
 
 from __future__ import annotations

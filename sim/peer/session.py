@@ -20,7 +20,7 @@ from typing import Any
 from sim.errors import InputError
 from sim.peer.agent import render
 from sim.peer.image import cache_dir, find_kernel, initramfs, root_disk
-from sim.peer.parse import dmesg_events, measure_window, parse_guest, runs_row, timeseries_rows
+from sim.peer.parse import GuestOutput, dmesg_events, measure_window, parse_guest, runs_row, timeseries_rows
 from sim.peer.qemu import boot, choose_accel, compress_logs, qemu_binary, read_ports
 from sim.peer.translate import Translation, find_test_vmalloc, translate
 from sim.results import RUN_COLUMNS, atomic_write_bytes, git_commit, write_json, write_run_folder
@@ -102,10 +102,12 @@ def _first_new_replication(target: Path, meta: dict[str, Any]) -> int:
 
 
 def _needs_test_vmalloc(translation: Translation) -> bool:
+    """Whether a measured workload loads the guest's test_vmalloc module."""
     return any("test_vmalloc.ko" in c.command for c in translation.plan.measured)
 
 
 def _cached(data: bytes, stem: str, suffix: str) -> Path:
+    """``data`` in the cache folder under its content hash (written once)."""
     path = cache_dir() / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
     if not path.exists():
         atomic_write_bytes(path, data)
@@ -113,6 +115,7 @@ def _cached(data: bytes, stem: str, suffix: str) -> Path:
 
 
 def _plan_dict(t: Translation) -> dict[str, Any]:
+    """The guest plan as plain data for the manifest (and the same-work check)."""
     p = t.plan
     return {
         "duration_s": p.duration_s,
@@ -194,7 +197,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return data
 
 
-def write_boot_files(out: Any, work: Path) -> None:
+def write_boot_files(out: GuestOutput, work: Path) -> None:
     """The guest's boot state as files that ``vmsim machine --zoneinfo`` and a scenario's
     ``machine.zoneinfo``/``machine.dmesg`` read: zoneinfo.txt, meminfo.txt,
     min_free_kbytes.txt (before any workload ran) and dmesg.txt (the whole log)."""
@@ -212,7 +215,8 @@ def write_boot_files(out: Any, work: Path) -> None:
         atomic_write_bytes(work / "dmesg.txt", (out.sections["dmesg"] + "\n").encode())
 
 
-def _status(out: Any, boot_info: dict[str, Any]) -> tuple[str, str]:
+def _status(out: GuestOutput, boot_info: dict[str, Any]) -> tuple[str, str]:
+    """A boot's run status: ok when the agent finished, else why not."""
     if out.done:
         return "ok", ""
     if out.errors:

@@ -150,6 +150,7 @@ def _sysctls(memory: Any, notes: list[str]) -> list[tuple[str, str]]:
 
 
 def _fork_storm(spec: Any, i: int, duration: float, notes: list[str]) -> GuestCommand:
+    """``stress-ng --fork`` for a fork_storm spec, measured for the scenario's duration."""
     timeout = max(1, math.ceil(duration))
     args = f"--fork {spec.workers} --fork-max {spec.fork_max} --timeout {timeout}s --metrics-brief"
     adj = None
@@ -165,6 +166,7 @@ def _fork_storm(spec: Any, i: int, duration: float, notes: list[str]) -> GuestCo
 
 
 def _anon_hog(spec: Any, i: int, source: str, notes: list[str]) -> GuestCommand:
+    """``stress-ng --vm --vm-keep`` for an anon_hog spec, at the spec's oom_score_adj."""
     if math.isfinite(spec.hold):
         raise InputError(
             source, f"workloads.{i}.hold", "a hog that exits after a hold time has no stress-ng counterpart"
