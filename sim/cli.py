@@ -535,7 +535,7 @@ def compare(
 ) -> None:
     """Put the model and the real kernel side by side: every measure both have, per
     fork and per vmalloc call, with the ratio model/real; print it and write compare.md."""
-    from sim.compare import compare_folders
+    from sim.comparison import compare_folders
 
     text = compare_folders(model_dir, peer_dir, strategy)
     target = out or Path(peer_dir) / "compare.md"

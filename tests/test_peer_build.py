@@ -15,7 +15,7 @@ from sim.peer.agent import GuestCommand, GuestPlan, render
 from sim.peer.cpio import Entry, gzip_newc, read_newc, write_newc
 from sim.peer.image import find_kernel, module_order
 from sim.peer.kbuild import REQUIRED, config_edits, missing_options
-from sim.peer.translate import translate
+from sim.peer.translation import translate
 from sim.scenario import load_scenario
 from tests.conftest import ROOT
 
@@ -168,7 +168,7 @@ def test_the_sampler_turns_proc_files_into_sample_lines_without_forking(tmp_path
     """The agent's sampler, run by busybox sh on captured /proc files, prints the lines the
     parser reads (the zones with managed pages, the boost apart, the chosen vmstat counters)."""
     from sim.peer.agent import SAMPLER
-    from sim.peer.parse import parse_guest
+    from sim.peer.capture import parse_guest
 
     busybox = shutil.which("busybox")
     if busybox is None:

@@ -66,7 +66,7 @@ class GuestCommand:
 
 @dataclass(frozen=True)
 class GuestPlan:
-    """Everything the agent does, in order (built by :mod:`sim.peer.translate`)."""
+    """Everything the agent does, in order (built by :mod:`sim.peer.translation`)."""
 
     scenario: str
     duration_s: int

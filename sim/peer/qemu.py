@@ -24,7 +24,7 @@ from pathlib import Path
 from sim.errors import InputError
 from sim.peer.agent import PORT_FILES
 from sim.peer.image import GuestKernel, cache_dir, initramfs
-from sim.peer.translate import GuestMachine
+from sim.peer.translation import GuestMachine
 from sim.results import atomic_write_bytes, write_json
 
 QEMU = "qemu-system-x86_64"

@@ -19,10 +19,10 @@ from typing import Any
 
 from sim.errors import InputError
 from sim.peer.agent import render
+from sim.peer.capture import GuestOutput, dmesg_events, measure_window, parse_guest, runs_row, timeseries_rows
 from sim.peer.image import cache_dir, find_kernel, initramfs, root_disk
-from sim.peer.parse import GuestOutput, dmesg_events, measure_window, parse_guest, runs_row, timeseries_rows
 from sim.peer.qemu import boot, choose_accel, compress_logs, qemu_binary, read_ports
-from sim.peer.translate import Translation, find_test_vmalloc, translate
+from sim.peer.translation import Translation, find_test_vmalloc, translate
 from sim.results import RUN_COLUMNS, atomic_write_bytes, git_commit, write_json, write_run_folder
 
 STRATEGY = "real"  # the strategy column of a guest's rows: the kernel's own code

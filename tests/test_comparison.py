@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sim.compare import Ratio, compare_folders, pooled, zone_measures
+from sim.comparison import Ratio, compare_folders, pooled, zone_measures
 from sim.results import RUN_COLUMNS, write_run_folder
 from tests.conftest import ROOT, vmsim
 
@@ -74,7 +74,7 @@ def test_peer_refuses_a_model_only_workload_before_looking_for_qemu(monkeypatch,
 
 
 def test_model_counters_absent_from_a_run_count_as_zero_but_a_guests_stay_missing(tmp_path):
-    from sim.compare import load_side
+    from sim.comparison import load_side
     from sim.results import write_table
 
     model, real = tmp_path / "model", tmp_path / "real"

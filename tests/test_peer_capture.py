@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.peer.parse import (
+from sim.peer.capture import (
     counter_values,
     dmesg_events,
     measure_window,
