@@ -314,8 +314,37 @@ class Scenario(BaseModel):
         for key in ("zoneinfo", "dmesg"):  # what a file holds decides the run, not where it lies
             if data["machine"].get(key) is not None:
                 data["machine"][key] = _file_digest(data["machine"][key])
+        _drop_later_defaults(data)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+# Keys added after sweeps were first written, with the defaults that leave a run as it was:
+# left out of the hash at their defaults, so that a sweep started before them still resumes.
+LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("machine", "zoneinfo"): None,
+    ("machine", "dmesg"): None,
+    ("machine", "memory", "freed_after_boot"): 0,
+    ("machine", "memory", "freed_zone"): "DMA32",
+    ("machine", "sched", "cpu_slowdown"): 1.0,
+    ("machine", "sched", "fork_balance"): "least_loaded",
+}
+LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {"fork_storm": {"restart": True, "rcu_grace": 8e-3}}
+
+
+def _drop_later_defaults(data: dict[str, Any]) -> None:
+    """Remove LATER_DEFAULTS (and the workloads' ones) from ``data`` where they hold their default."""
+    for path, default in LATER_DEFAULTS.items():
+        *parents, key = path
+        node = data
+        for part in parents:
+            node = node.get(part, {})
+        if key in node and node[key] == default:
+            del node[key]
+    for workload in data.get("workloads", []):
+        for key, default in LATER_WORKLOAD_DEFAULTS.get(workload.get("kind"), {}).items():
+            if workload.get(key) == default:
+                del workload[key]
 
 
 def _file_digest(path: str) -> str:
