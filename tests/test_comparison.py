@@ -85,3 +85,12 @@ def test_model_counters_absent_from_a_run_count_as_zero_but_a_guests_stay_missin
     boosts = Ratio("b", "watermark_boost", "forks", 1e3)
     assert pooled(load_side(model, None, real=False).runs, boosts) == pytest.approx(15.0)  # 3 in 200 forks
     assert pooled(load_side(real, None, real=True).runs, boosts) is None
+
+
+def test_compare_says_when_the_two_folders_ran_different_scenarios(tmp_path):
+    model, real = tmp_path / "model", tmp_path / "real"
+    _folder(model, "nowait", "5.2", [{"run_id": "m", "scenario": "a", "forks": 10, "sim_seconds": 1}], [])
+    _folder(real, "real", "5.2.1", [{"run_id": "r", "scenario": "b", "forks": 10, "sim_seconds": 1}], [])
+    assert "**Different scenarios: the model ran a, the guest b.**" in compare_folders(model, real)
+    _folder(real, "real", "5.2.1", [{"run_id": "r", "scenario": "a", "forks": 10, "sim_seconds": 1}], [])
+    assert "Different scenarios" not in compare_folders(model, real)
