@@ -198,6 +198,14 @@ HISTS = (
     ' echo "@@kprobe_profile"; while read -r l; do echo "$l"; done < $T/kprobe_profile'
 )
 
+# uptime, fork count and vmstat with builtins only: the end snapshot runs while every other
+# process is stopped, and a forked cat would add its own fork and stack to the counters
+SNAPSHOT = (
+    'read -r l < /proc/uptime; echo "$l"; '
+    'while read -r k v rest; do [ "$k" = processes ] && echo "$k $v"; done < /proc/stat; '
+    'while read -r l; do echo "$l"; done < /proc/vmstat'
+)
+
 WAIT_MEASURED = """i=0
 while [ $i -lt 60 ]; do
   alive=; for p in $MEASURED; do kill -0 $p 2>/dev/null && alive=1; done
@@ -243,7 +251,7 @@ def render(plan: GuestPlan) -> str:
         lines.append(_spawn(cmd, background=True))
     lines.append(f"sleep {plan.settle_s}")
     lines.append(ARM)
-    lines.append(_section("measure_start", "cat /proc/uptime; grep ^processes /proc/stat; cat /proc/vmstat"))
+    lines.append(_section("measure_start", SNAPSHOT))
     lines.append("MEASURED=")
     for cmd in plan.measured:
         lines.append(_spawn(cmd, background=True))
@@ -252,7 +260,7 @@ def render(plan: GuestPlan) -> str:
     # a snapshot: every other process stopped while the counters are read, so that the
     # hist files (read one after another) and vmstat agree to the same instant
     lines.append("kill -STOP -1")
-    lines.append(_section("measure_end", "cat /proc/uptime; grep ^processes /proc/stat; cat /proc/vmstat"))
+    lines.append(_section("measure_end", SNAPSHOT))
     lines.append(_section("hist", HISTS))
     lines.append("kill -CONT -1")
     lines.append("kill $SAMPLER 2>/dev/null")
