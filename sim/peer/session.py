@@ -39,7 +39,7 @@ def run_peer(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run ``scenario_file`` in ``replications`` guest boots and write the folder; boots
-    already in the folder (same scenario, same kernel) are kept and counted."""
+    already in the folder (the same guest work on the same kernel) are kept and counted."""
     from sim.scenario import load_scenario, resolved_dict
 
     scenario = load_scenario(scenario_file, overrides)
