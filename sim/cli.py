@@ -178,14 +178,9 @@ def _machine_from_zoneinfo(path: Path, min_free_kbytes: int | None, dmesg: Path 
                            json_out: bool) -> None:  # fmt: skip
     import json
 
-    from sim.zoneinfo import check_zones, read_zoneinfo
+    from sim.zoneinfo import check_zones, read_dmesg, read_zoneinfo
 
-    dmesg_text = None
-    if dmesg is not None:
-        try:
-            dmesg_text = dmesg.read_text(errors="replace")
-        except OSError as err:
-            raise InputError(str(dmesg), None, f"cannot read dmesg: {err.strerror}") from None
+    dmesg_text = None if dmesg is None else read_dmesg(dmesg)
     result = check_zones(read_zoneinfo(path), min_free_kbytes, dmesg_text, kernel, thp)
     if json_out:
         print(json.dumps(result, indent=2))

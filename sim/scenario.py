@@ -266,14 +266,9 @@ class Scenario(BaseModel):
         params = to_dataclass(MemoryParams, self.machine.memory, swap_bw_pages_s=pages_s)
         if self.machine.zoneinfo is None:
             return params
-        from sim.zoneinfo import calibrated_zones, read_zoneinfo
+        from sim.zoneinfo import calibrated_zones, read_dmesg, read_zoneinfo
 
-        dmesg = None
-        if self.machine.dmesg is not None:
-            try:
-                dmesg = Path(self.machine.dmesg).read_text(errors="replace")
-            except OSError as err:
-                raise InputError(self.machine.dmesg, None, f"cannot read dmesg: {err.strerror}") from None
+        dmesg = None if self.machine.dmesg is None else read_dmesg(Path(self.machine.dmesg))
         cal = calibrated_zones(read_zoneinfo(Path(self.machine.zoneinfo)), dmesg)
         return replace(params, zones=cal.zones, freed_after_boot=cal.freed_after_boot, freed_zone=cal.freed_zone)
 

@@ -109,6 +109,14 @@ def read_zoneinfo(path: Path) -> list[ZoneRecord]:
     return parse_zoneinfo(text, str(path))
 
 
+def read_dmesg(path: Path) -> str:
+    """A saved kernel log's text; a missing or unreadable file is an InputError."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError as err:
+        raise InputError(str(path), None, f"cannot read dmesg: {err.strerror}") from None
+
+
 def late_freed_kib(dmesg: str) -> int:
     """KiB that dmesg says the kernel freed after the watermarks were set up."""
     return sum(int(m.group(1)) for m in _LATE_FREE.finditer(dmesg))
