@@ -11,19 +11,21 @@ with its status, not lost.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sim import __version__
 from sim.errors import InputError
 from sim.peer.agent import render
 from sim.peer.capture import GuestOutput, dmesg_events, measure_window, parse_guest, runs_row, timeseries_rows
 from sim.peer.image import cache_dir, find_kernel, initramfs, root_disk
 from sim.peer.qemu import boot, choose_accel, compress_logs, qemu_binary, read_ports
 from sim.peer.translation import Translation, find_test_vmalloc, translate
-from sim.results import RUN_COLUMNS, atomic_write_bytes, git_commit, write_json, write_run_folder
+from sim.results import RUN_COLUMNS, atomic_write_bytes, build_manifest, write_json, write_run_folder
 
 STRATEGY = "real"  # the strategy column of a guest's rows: the kernel's own code
 
@@ -136,8 +138,6 @@ def rebuild(
 ) -> dict[str, int]:  # fmt: skip
     """(Re)write the folder's tables from the captures under ``guest/``; the manifest
     keeps what it had unless new values are given.  Returns row counts."""
-    import json
-
     folder = Path(folder)
     old = _read_manifest(folder)
     scenario_dict = scenario_dict or old.get("scenario", {})
@@ -165,26 +165,16 @@ def rebuild(
         samples += series
         counters += [{"run_id": run_id, "name": k[len("guest_"):], "value": float(v)}
                      for k, v in row.items() if k.startswith("guest_") and v is not None]  # fmt: skip
-    manifest = {
-        "vmsim_version": _version(),
-        "git_commit": git_commit(),
-        "argv": argv,
-        "kind": "peer",
-        "scenario": scenario_dict,
-        "scenario_hash": scenario_hash or old.get("scenario_hash"),
-        "root_seed": None,
-        "seeds": {},
-        "guest": meta,
-        "runs": {row["run_id"]: {"status": row["status"], "error": row["error"]} for row in rows},
-    }
+    manifest = build_manifest(
+        scenario_dict, scenario_hash or old.get("scenario_hash"), None, rows, argv, {}, __version__
+    )  # a guest has no seeds: root_seed None
+    manifest |= {"kind": "peer", "guest": meta}
     write_run_folder(folder, manifest, rows, events, samples, list(RUN_COLUMNS), counters)
     return {"runs": len(rows), "events": len(events), "timeseries": len(samples)}
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
     """The folder's manifest.json, {} if there is none; a corrupt one is an InputError."""
-    import json
-
     path = folder / "manifest.json"
     if not path.exists():
         return {}
@@ -193,7 +183,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise InputError(str(path), None, f"not a vmsim manifest ({err}): move it or choose another --out") from None
     if not isinstance(data, dict):
-        raise InputError(str(path), None, "not a vmsim manifest: move the folder or choose another --out")
+        raise InputError(str(path), None, "not a vmsim manifest: move it or choose another --out")
     return data
 
 
@@ -227,9 +217,3 @@ def _status(out: GuestOutput, boot_info: dict[str, Any]) -> tuple[str, str]:
         return "error", "the agent never started (see console.log)"
     last = next(reversed(out.sections), "start")
     return "error", f"guest stopped after section {re.sub(r'[^a-z_]', '', last)}"
-
-
-def _version() -> str:
-    from sim import __version__
-
-    return __version__
