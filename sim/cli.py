@@ -6,12 +6,13 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 
 from sim.errors import InputError
+from sim.limits import MAX_RUNS
 from sim.kernel.vmap import SEARCH_MODES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate the Linux vmalloc allocator.")
@@ -93,7 +94,7 @@ def fit_mix(
     live: Annotated[int, typer.Option(min=1, help="Live areas in the steady state.")] = 2000,
     steps: Annotated[int, typer.Option(min=1, help="Free/alloc steps after the fill.")] = 20000,
     search: Annotated[str, typer.Option(help="v5.3 or v5.18.", callback=_search_option)] = "v5.3",
-    seed: Annotated[int, typer.Option(help="Seed of the random frees.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the random frees.")] = 1,
 ) -> None:
     """Run a built-in churn workload on the allocator core and print its fit-type mix."""
     from sim.workloads.churn import CHURN_KINDS, run_churn
@@ -109,22 +110,9 @@ def fit_mix(
     print(f"{'all':<4} {total:>8} {'':>8}  failed: {result.failures}")
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str, option: str) -> int:
-    """Bytes in ``256MiB``, ``1GiB``, ``4G``, ``512M``, ``65536K`` (binary units, as ``mem=``)."""
-    import re
-
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib|b)?|b)?\s*", text, re.IGNORECASE)
-    if match is None:
-        raise InputError(option, None, f"expected a size such as 256MiB, 1GiB or 4G, got {text!r}")
-    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
-
-
 @app.command()
 def machine(
-    ram: Annotated[str | None, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G.")] = None,
+    ram: Annotated[str | None, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G (binary); MB and GB are decimal.")] = None,
     cpus: Annotated[int, typer.Option(help="Number of CPUs.")] = 4,
     thp: Annotated[str | None, typer.Option(help="on or off (default: on from 512 MiB of RAM).")] = None,
     kernel: Annotated[str, typer.Option(help="Kernel profile (5.2, 5.3, 5.5, 5.18, 6.1, 6.3, 6.8, 6.9).")] = "5.2",
@@ -159,11 +147,8 @@ def machine(
         raise InputError("--min-free-kbytes" if min_free_kbytes is not None else "--dmesg", None, "needs --zoneinfo")
     if ram is None:
         raise InputError("--ram", None, "expected a RAM size such as 256MiB (or --zoneinfo FILE)")
-    ram_bytes = parse_size(ram, "--ram")
-    if ram_bytes < 32 * MIB:
-        raise InputError("--ram", None, f"expected at least 32MiB, got {ram!r}")
-    if cpus < 1:
-        raise InputError("--cpus", None, f"expected a positive number of CPUs, got {cpus}")
+    spec = _machine_spec(ram, cpus)
+    ram_bytes, cpus = spec.ram, spec.cpus
     thp_on = ram_bytes >= 512 * MIB if thp is None else thp == "on"
     table = build_zones(ram_bytes, cpus, thp_on, get_profile(kernel))
     if json_out:
@@ -172,6 +157,20 @@ def machine(
         print(json.dumps(zone_table_dict(table), indent=2))
         return
     _print_zone_table(table)
+
+
+def _machine_spec(ram: str, cpus: int) -> Any:
+    """--ram and --cpus checked as a scenario's machine.ram and machine.cpus are (same units, same bounds)."""
+    from pydantic import ValidationError
+
+    from sim.scenario import MachineSpec
+    from sim.scenario_paths import describe_error
+
+    try:
+        return MachineSpec.model_validate({"ram": ram, "cpus": cpus})
+    except ValidationError as err:
+        loc, message = describe_error(err.errors()[0], {}, MachineSpec)
+        raise InputError(f"--{loc[0]}", None, message) from None
 
 
 def _machine_from_zoneinfo(path: Path, min_free_kbytes: int | None, dmesg: Path | None, kernel: str, thp: bool,
@@ -210,12 +209,14 @@ def _print_zone_table(table) -> None:
         rule = f"THP rule; the sqrt rule gives {table.sqrt_min_free_kbytes}"
     print(f"min_free_kbytes {table.min_free_kbytes} ({rule})")
     print(f"managed {table.managed} pages ({table.managed * 4 // 1024} MiB)")
-    header = f"{'zone':<7}{'managed':>9}{'min':>7}{'low':>7}{'high':>7}{'max boost':>10}{'pcp batch/high':>15}"
-    print(header + "  lowmem_reserve[" + ", ".join(names) + "]")
-    for z in table.zones:
-        reserve = ", ".join(str(z.lowmem_reserve[o.idx]) for o in table.zones)
-        pcp = f"{z.pcp_batch}/{z.pcp_high}"
-        print(f"{z.name:<7}{z.managed:>9}{z.min:>7}{z.low:>7}{z.high:>7}{z.max_boost:>10}{pcp:>15}  ({reserve})")
+    rows = [(z.name, z.managed, z.min, z.low, z.high, z.max_boost, f"{z.pcp_batch}/{z.pcp_high}",
+             ", ".join(str(z.lowmem_reserve[o.idx]) for o in table.zones)) for z in table.zones]  # fmt: skip
+    titles = ("zone", "managed", "min", "low", "high", "max boost", "pcp batch/high")
+    widths = [max(len(str(row[i])) for row in [titles, *rows]) + (0 if i == 0 else 2) for i in range(len(titles))]
+    line = "{:<%d}" % widths[0] + "".join("{:>%d}" % w for w in widths[1:])
+    print(line.format(*titles) + "  lowmem_reserve[" + ", ".join(names) + "]")
+    for row in rows:
+        print(line.format(*row[:-1]) + f"  ({row[-1]})")
 
 
 SetOption = Annotated[
@@ -237,29 +238,46 @@ def parse_set_options(values: list[str] | None) -> list[str]:
         try:
             parse_override(text)
         except ValueError as err:
-            raise InputError(f"--set {text}", None, str(err)) from None
+            raise InputError(f"--set {text.partition('=')[0].strip()[:60]}", None, str(err)) from None
     return list(values or [])
+
+
+MaxRunsOption = Annotated[
+    int,
+    typer.Option("--max-runs", min=1, help="Refuse to plan more runs than this (strategies x replications x points)."),
+]
 
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
+    files: Annotated[list[Path], typer.Argument(help="Scenario or sweep YAML files.")],
     overrides: SetOption = None,
+    max_runs: MaxRunsOption = MAX_RUNS,
 ) -> None:
-    """Check scenario files: one line each, "FILE: ok (N runs ...)" or the first error as
-    FILE:LINE: key.path: message (on standard error).  Exit 2 if any file is bad."""
+    """Check scenario and sweep files: one line each, "FILE: ok (N runs ...)" or the first
+    error as FILE:LINE: key.path: message (on standard error).  Exit 2 if any file is bad."""
     from sim.scenario import load_scenario
+    from sim.sweepfile import is_sweep_data, load_sweep
+    from sim.yamlpos import read_yaml
 
     sets = parse_set_options(overrides)
     bad = 0
     for path in files:
         try:
-            scenario = load_scenario(path, sets)
+            if is_sweep_data(read_yaml(path).data):
+                if sets:
+                    raise InputError(str(path), None, "a sweep file: --set applies to scenario files only")
+                plan = load_sweep(path, max_runs=max_runs)
+                print(f"{path}: ok (sweep: {len(plan.points)} points x {len(plan.strategies)} strategies x "
+                      f"{plan.replications} replications = {len(plan.points) * len(plan.strategies) * plan.replications}"
+                      " runs)")  # fmt: skip
+                continue
+            scenario = load_scenario(path, sets, max_runs=max_runs)
         except InputError as err:
             print(err, file=sys.stderr)
             bad += 1
             continue
-        runs, nstrat, nrep = len(scenario.runs()), len(scenario.strategies), scenario.replications
+        runs, nstrat, nrep = scenario.run_count(), len(scenario.strategies), scenario.replications
         print(
             f"{path}: ok ({runs} run{'s' * (runs != 1)}: {nstrat} strateg{'ies' if nstrat != 1 else 'y'}"
             f" x {nrep} replication{'s' * (nrep != 1)})"
@@ -305,7 +323,7 @@ SUMMARY_COLUMNS = (
 @app.command()
 def run(
     scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML.")],
-    seed: Annotated[int | None, typer.Option(help="Root seed (default: the scenario's).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed (default: the scenario's).")] = None,
     overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<scenario name>).")] = None,
 ) -> None:
@@ -468,14 +486,17 @@ def answer(
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default results/answer or results/answer-quick).")
     ] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Worker processes (default: CPU count).")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Worker processes (default: CPU count).")] = None,
     executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
 ) -> None:
     """Run the answer suite (scenarios/answer/), draw its figures and write report.md:
     which workloads suffer NE_FIT split failures without the preload, when, how, and
     what the preloads cost."""
     from sim.answer import run_answer
+    from sim.executors import EXECUTORS
 
+    if executor not in EXECUTORS:
+        raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     target = out or Path("results") / ("answer-quick" if quick else "answer")
 
     def progress(name: str, done: int, failed: int, total: int) -> None:
@@ -541,13 +562,62 @@ def compare(
     print(f"written: {target}")
 
 
-def main() -> None:
-    """Console entry point: bad input becomes one line on stderr and exit 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point.  Bad input (an InputError, a bad option, a file that cannot be
+    read or written) becomes one line on stderr and exit 2; Ctrl-C exits 130 with one line;
+    anything else is a bug in vmsim: its traceback, and a request to report it."""
+    usage_error, click_exception = _click_errors()
     try:
-        app()
+        code = app(args=argv, standalone_mode=False, prog_name="vmsim")
     except InputError as err:
-        print(f"vmsim: {err}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(err), 2)
+    except usage_error as err:
+        if type(err).__name__ == "NoArgsIsHelpError" and err.ctx is not None:
+            print(err.ctx.get_help(), file=sys.stderr)
+            sys.exit(2)
+        _fail(_usage_line(err), 2)
+    except click_exception as err:
+        _fail(err.format_message(), err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): nothing left to say
+        sys.exit(1)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        _fail(f"{where}{err.strerror or err}", 2)
+    except MemoryError:
+        _fail("out of memory (a smaller scenario, fewer runs or fewer workers -j may fit)", 1)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        _fail("this is a bug in vmsim, not a problem with your input: please report it with the command line "
+              "and the traceback above", 1)  # fmt: skip
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"vmsim: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _click_errors() -> tuple[type[Exception], type[Exception]]:
+    """Click's UsageError and ClickException, found through typer.BadParameter's bases (typer
+    may vendor its own click, so ``import click`` can name other classes)."""
+    bases = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+    return bases["UsageError"], bases["ClickException"]
+
+
+def _usage_line(err: Any) -> str:
+    """A click usage error as one line: ``sweep: --jobs: Input should be greater than or equal to 1``."""
+    command = err.ctx.command_path if err.ctx else "vmsim"
+    message = err.format_message()
+    if isinstance(err, typer.BadParameter) and err.param is not None and type(err).__name__ == "BadParameter":
+        param = err.param
+        name = param.opts[0] if getattr(param, "opts", None) and param.param_type_name == "option" else param.name
+        message = f"{name}: {err.message.replace('Input should be', 'expected')}"
+    return f"{command.removeprefix('vmsim').strip() or 'vmsim'}: {message}"
 
 
 if __name__ == "__main__":

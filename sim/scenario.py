@@ -45,9 +45,18 @@ from sim.kernel.profile import DEFAULT_PROFILE, PROFILES
 from sim.kernel.strategies import STRATEGIES
 from sim.kernel.vmalloc import VmallocParams
 from sim.kernel.zones import PAGE_SIZE, MemoryParams, build_zones
+from sim.limits import MAX_CPUS, MAX_RAM, MAX_RUNS, MAX_SAMPLES, runs_limit_message
 from sim.scenario_params import MemorySection, SchedSection, Section, VmallocSection, to_dataclass
-from sim.scenario_paths import PathError, apply_override, describe_error, dotted, parse_override, show_value
-from sim.units import Duration, Size, format_size, parse_rate
+from sim.scenario_paths import (
+    PathError,
+    apply_override,
+    describe_error,
+    dotted,
+    explained_errors,
+    parse_override,
+    show_value,
+)
+from sim.units import Duration, Size, format_duration, format_size, parse_rate
 from sim.workloads.registry import WORKLOADS
 from sim.yamlpos import Loc, line_of, read_yaml
 
@@ -169,10 +178,25 @@ class MachineSpec(BaseModel):
 
     @field_validator("ram")
     @classmethod
-    def _ram_at_least_32mib(cls, value: int) -> int:
+    def _ram_in_range(cls, value: int) -> int:
         if value < MIN_RAM:
             raise ValueError(f"expected at least 32MiB of RAM, got {format_size(value)}")
+        if value > MAX_RAM:
+            raise ValueError(f"expected at most 64TiB of RAM (x86-64 with 4-level page tables), got {_huge(value)}")
         return value
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_at_most_nr_cpus(cls, value: int) -> int:
+        if value > MAX_CPUS:
+            raise ValueError(f"expected at most {MAX_CPUS} CPUs (x86-64's largest NR_CPUS), got {_huge(value)}")
+        return value
+
+
+def _huge(value: int) -> str:
+    """A number in a message, shortened when it has more digits than a reader can count."""
+    text = format_size(value) if value % 1024 == 0 and value < 1 << 60 else str(value)
+    return text if len(text) <= 20 else f"{value:.3g}"
 
 
 def _fail(loc: Loc, message: str) -> None:
@@ -208,9 +232,21 @@ class Scenario(BaseModel):
             raise ValueError(f"expected a finite duration{' above 0' if info.field_name == 'duration' else ''}")
         return value
 
+    def samples_per_run(self) -> int:
+        """Time-series samples one run takes (0 with sampling off)."""
+        return 0 if self.sample_interval <= 0 else math.floor(self.duration / self.sample_interval + 1e-9)
+
+    def run_count(self) -> int:
+        """Runs of this scenario (strategies x replications), without listing them."""
+        return len(self.strategies) * self.replications
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
         """What one field cannot check alone: duplicates, the profile's slab allocators, boot memory."""
+        if self.samples_per_run() > MAX_SAMPLES:
+            finest = format_duration(self.duration / MAX_SAMPLES, round_up=True)
+            _fail(("sample_interval",), f"{self.samples_per_run():,} samples in {format_duration(self.duration)}; "
+                  f"at most {MAX_SAMPLES:,} per run: use {finest} or more (0 turns sampling off)")  # fmt: skip
         for i, name in enumerate(self.strategies):
             if name in self.strategies[:i]:
                 _fail(("strategies", i), f"{name!r} is listed twice")
@@ -369,8 +405,9 @@ def resolved_dict(scenario: Scenario) -> dict[str, Any]:
     return _jsonable(scenario.model_dump(mode="json"))
 
 
-def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
-    """Read, override (``key.path=value`` strings) and validate the scenario in ``path``.
+def load_scenario(path: str | Path, overrides: Sequence[str] = (), max_runs: int = MAX_RUNS) -> Scenario:
+    """Read, override (``key.path=value`` strings) and validate the scenario in ``path``;
+    more than ``max_runs`` runs (strategies x replications) is refused.
 
     Top-level keys that start with ``x-`` are dropped first (a place for YAML
     anchors that workloads share).  The first problem becomes an InputError: ``FILE:LINE: key.path: message``,
@@ -396,9 +433,16 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
             raise InputError(source, None, f"--set {text.partition('=')[0].strip()}: {err}") from None
         set_paths.append(loc)
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise _first_error(err, data, doc.root, set_paths, source) from None
+    if scenario.run_count() > max_runs:
+        what = f"{len(scenario.strategies)} strategies x {scenario.replications:,} replications"
+        message = f"replications: {runs_limit_message(what, scenario.run_count(), max_runs)}"
+        if ("replications",) in set_paths:
+            raise InputError(source, None, f"--set {message}")
+        raise InputError(source, line_of(doc.root, ("replications",)), message)
+    return scenario
 
 
 def resolve_machine_files(data: dict[str, Any], folder: Path) -> None:
@@ -415,7 +459,7 @@ def resolve_machine_files(data: dict[str, Any], folder: Path) -> None:
 def _first_error(err: ValidationError, data: Any, root: Any, set_paths: list[Loc], source: str) -> InputError:
     """The error that comes first: one under a --set override, else the one nearest the top of the file."""
     ranked = []
-    for order, error in enumerate(err.errors()):
+    for order, error in enumerate(explained_errors(err.errors())):
         loc, message = describe_error(error, data, Scenario)
         if any(loc[: len(p)] == p for p in set_paths):
             ranked.append(((-1, order), InputError(source, None, f"--set {dotted(loc)}: {message}")))

@@ -202,6 +202,22 @@ _TYPE_WORDS = {
 }
 
 
+def explained_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``errors`` without a "required key missing" that a misspelled key beside it explains
+    (``duraton:`` given, ``duration`` missing): the unknown key's message names both."""
+    extra = [e["loc"] for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
+
+    def misspelled(error: dict[str, Any]) -> bool:
+        loc = error["loc"]
+        if error["type"] != "missing" or not loc or not isinstance(loc[-1], str):
+            return False
+        near = [str(e[-1]) for e in extra if tuple(e[:-1]) == tuple(loc[:-1])]
+        return bool(difflib.get_close_matches(loc[-1], near, n=1, cutoff=0.6))
+
+    kept = [e for e in errors if not misspelled(e)]
+    return kept or errors
+
+
 def describe_error(error: dict[str, Any], data: Any, root: type[BaseModel]) -> tuple[Loc, str]:
     """(key path, message) for one entry of ``ValidationError.errors()``."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sim.errors import InputError
+from sim.limits import MAX_RUNS, runs_limit_message
 from sim.scenario import EXTENSION_PREFIX, Scenario, load_scenario, resolve_machine_files
-from sim.scenario_paths import PathError, apply_override, describe_error, dotted, show_value
+from sim.scenario_paths import PathError, apply_override, describe_error, dotted, explained_errors, show_value
 from sim.sweepfilter import FilterError, keeps, parse_filter
 from sim.yamlpos import RAW_TEXT_PATHS, Loc, line_of, read_yaml
 
@@ -124,8 +126,15 @@ def point_data(base_data: dict[str, Any], overrides: list[tuple[Loc, Any]]) -> d
     return data
 
 
-def load_sweep(path: str | Path) -> SweepPlan:
-    """Read and validate the sweep file at ``path`` and every point of its grid."""
+def is_sweep_data(data: Any) -> bool:
+    """Whether a YAML document is a sweep file rather than a scenario: it names a base
+    ``scenario`` or has ``factors``, and no ``workloads``."""
+    return isinstance(data, dict) and ("scenario" in data or "factors" in data) and "workloads" not in data
+
+
+def load_sweep(path: str | Path, max_runs: int = MAX_RUNS) -> SweepPlan:
+    """Read and validate the sweep file at ``path`` and every point of its grid; a grid
+    of more than ``max_runs`` runs is refused before any point is built."""
     path = Path(path)
     source = str(path)
     doc = read_yaml(path)
@@ -139,7 +148,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
     try:
         spec = SweepFile.model_validate(data)
     except ValidationError as err:
-        error = err.errors()[0]
+        error = explained_errors(err.errors())[0]
         loc, message = describe_error(error, data, SweepFile)
         raise InputError(source, line_of(doc.root, loc), f"{dotted(loc)}: {message}") from None
     at = _Locator(source, doc.root)
@@ -160,6 +169,11 @@ def load_sweep(path: str | Path) -> SweepPlan:
     blame = [(where, loc) for where, loc, _ in fixed]
     base = _validate(base_data, blame, at, ("set",) if spec.set else ("scenario",), "")
     factors = {key: list(values) for key, values in spec.factors.items()}
+    grid = math.prod(len(values) for values in factors.values())
+    runs = grid * len(base.strategies) * base.replications
+    if runs > max_runs:
+        what = f"{grid:,} grid points x {len(base.strategies)} strategies x {base.replications} replications"
+        at.fail(("factors",) if factors else ("replications",), runs_limit_message(what, runs, max_runs))
     points = _grid(spec, factors, base_data, at)
     return SweepPlan(
         source=source,
@@ -230,7 +244,7 @@ def _validate(
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        loc, message = describe_error(err.errors()[0], data, Scenario)
+        loc, message = describe_error(explained_errors(err.errors())[0], data, Scenario)
         for blamed, over in overrides:
             if loc[: len(over)] == over:
                 if blamed[0] == "factors":  # name the factor's value, as written

@@ -18,6 +18,10 @@ bare word that starts with a digit is read as YAML reads it (``64`` is a
 number, ``256MiB`` and ``20s`` are text).  ``==`` compares values as the sweep
 file writes them; ``<``, ``<=``, ``>``, ``>=`` compare numbers, or sizes
 ("256MiB") or durations ("20s") by their value.
+
+A chain of ``and`` or ``or`` is one node with a list of operands (evaluated in
+a loop), and nesting is bounded by :data:`MAX_NESTING`, so that no filter,
+however long, can exhaust the stack of the recursive parser or evaluator.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import yaml
 
 from sim.units import parse_duration, parse_size
 
-Node = tuple[Any, ...]  # ("factor", key) | ("lit", value) | ("list", [nodes]) | ("not", n) | (op, a, b)
+Node = tuple[Any, ...]  # ("factor", key) | ("lit", value) | ("list", [nodes]) | ("not", n)
+# | ("and"|"or", [nodes]) | (op, a, b)
+MAX_NESTING = 50  # parentheses, brackets and "not"s inside one another
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'[^']*'|\"[^\"]*\")|(?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)"
@@ -69,6 +75,14 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.pos = 0
         self.factors = list(factors)
+        self.depth = 0
+
+    def nest(self) -> None:
+        """One level deeper (a parenthesis, a bracket or a ``not``); FilterError past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            col = self.peek(-1)[2]
+            raise FilterError(f"nested more than {MAX_NESTING} levels deep at column {col}")
 
     def peek(self, offset: int = 0) -> tuple[str, str, int]:
         return self.tokens[min(self.pos + offset, len(self.tokens) - 1)]
@@ -95,21 +109,27 @@ class _Parser:
         return node
 
     def or_(self) -> Node:
-        node = self.and_()
+        nodes = [self.and_()]
         while self.take("or"):
-            node = ("or", node, self.and_())
-        return node
+            nodes.append(self.and_())
+        return nodes[0] if len(nodes) == 1 else ("or", nodes)
 
     def and_(self) -> Node:
-        node = self.not_()
+        nodes = [self.not_()]
         while self.take("and"):
-            node = ("and", node, self.not_())
-        return node
+            nodes.append(self.not_())
+        return nodes[0] if len(nodes) == 1 else ("and", nodes)
 
     def not_(self) -> Node:
-        if self.take("not"):
-            return ("not", self.not_())
-        return self.cmp()
+        nots = 0
+        while self.take("not"):
+            nots += 1
+            self.nest()
+        node = self.cmp()
+        self.depth -= nots
+        for _ in range(nots):
+            node = ("not", node)
+        return node
 
     def cmp(self) -> Node:
         left = self.atom()
@@ -129,15 +149,19 @@ class _Parser:
         if kind == "str":
             return ("lit", text[1:-1])
         if text == "(":
+            self.nest()
             node = self.or_()
             self.expect(")")
+            self.depth -= 1
             return node
         if text == "[":
+            self.nest()
             items: list[Node] = []
             while not self.take("]"):
                 if items:
                     self.expect(",")
                 items.append(self.atom())
+            self.depth -= 1
             return ("list", items)
         if kind == "word" and text in _KEYWORDS:
             return ("lit", _KEYWORDS[text])
@@ -203,9 +227,9 @@ def _truth(node: Node, values: Mapping[str, Any]) -> bool:
     """Whether ``node`` holds for one grid point's factor ``values``."""
     kind = node[0]
     if kind == "and":
-        return _truth(node[1], values) and _truth(node[2], values)
+        return all(_truth(item, values) for item in node[1])
     if kind == "or":
-        return _truth(node[1], values) or _truth(node[2], values)
+        return any(_truth(item, values) for item in node[1])
     if kind == "not":
         return not _truth(node[1], values)
     if kind in ("==", "!=", "in", "not in") or kind in _ORDER:

@@ -3,12 +3,16 @@
 Sizes are bytes, durations seconds, rates per second.  A plain number is taken
 in the base unit (bytes, seconds).  Binary prefixes (KiB, MiB, GiB, TiB) and
 the kernel's shorthand (K, M, G, T, as in ``vmalloc=<size>``) are powers of
-1024; decimal ones (kB, MB, GB) are powers of 1000.  ``Size``, ``Duration``
+1024; decimal ones (kB, MB, GB, TB) are powers of 1000.  A lowercase ``b``
+after a prefix (``Mb``, ``kb``) or alone is refused: it reads as bits.
+Numbers too large for a float (``1e400``) are refused, not turned into
+infinity.  ``Size``, ``Duration``
 and ``Rate`` are annotated types for pydantic models.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -51,7 +55,10 @@ def _split(value: str, kind: str) -> tuple[float, str]:
     match = _NUMBER.match(value)
     if not match:
         raise ValueError(f"expected a {kind} such as {_EXAMPLES[kind]}, got {value!r}")
-    return float(match.group(1)), match.group(2)
+    number = float(match.group(1))
+    if number == float("inf"):
+        raise ValueError(f"{value!r} is too large a number")
+    return number, match.group(2)
 
 
 _EXAMPLES = {"size": "'256MiB' or '4KiB'", "duration": "'10ms' or '60s'", "rate": "'50MiB/s' or '2000/s'"}
@@ -70,6 +77,10 @@ def parse_size(value: object) -> int:
     if not isinstance(value, str):
         raise ValueError(f"expected a size such as {_EXAMPLES['size']}, got {value!r}")
     number, unit = _split(value, "size")
+    if unit.endswith("b") and unit[:-1].lower() in ("", "k", "m", "g", "t"):
+        decimal = {"k": "kB", "m": "MB", "g": "GB", "t": "TB"}.get(unit[:-1].lower(), "B")
+        raise ValueError(f"size unit {unit!r} in {value!r} reads as bits; write {decimal} for bytes"
+                         f"{' (powers of 1000) or ' + unit[:-1].upper() + 'iB (powers of 1024)' if unit[:-1] else ''}")
     scale = _SIZE_UNITS.get(unit.lower())
     if scale is None:
         raise ValueError(f"unknown size unit {unit!r} in {value!r}; use B, KiB, MiB, GiB, TiB, kB, MB, GB or pages")
@@ -118,6 +129,20 @@ def parse_rate(value: object) -> float:
     amount = amount.strip()
     count = float(amount) if _NUMBER.match(amount) and not _NUMBER.match(amount).group(2) else parse_size(amount)
     return count / seconds
+
+
+def format_duration(seconds: float, round_up: bool = False) -> str:
+    """``seconds`` in the largest of s, ms, us, ns that keeps it at 1 or more, to 3 significant
+    digits (rounded up with ``round_up``, so that a bound it states still holds); reads back
+    through :func:`parse_duration`."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale or unit == "ns":
+            value = seconds / scale
+            if round_up and value > 0:
+                step = 10 ** (math.floor(math.log10(value)) - 2)
+                value = math.ceil(round(value / step, 6)) * step
+            return f"{value:g}{unit}" if unit == "s" else f"{value:.3g}{unit}"
+    raise AssertionError("unreachable")
 
 
 def format_size(nbytes: int) -> str:

@@ -9,6 +9,16 @@ pydantic error location) to the deepest node that exists.  Two things plain
 is an error instead of a silent "last one wins", and the values at
 :data:`RAW_TEXT_PATHS` keep their source text (``kernel: 5.20`` stays "5.20"
 instead of becoming the float 5.2 and passing as profile "5.2").
+
+A scenario is a few KiB of a few hundred values, so reading is bounded, each
+bound a one-line error at the line where it is crossed: the file's size
+(:data:`MAX_BYTES`, checked before parsing, so ``/dev/zero`` is refused at
+once), nesting depth (:data:`MAX_DEPTH`, checked while composing, before
+PyYAML's recursive composer could overflow the stack), the number of aliases
+(:data:`MAX_ALIASES`) and the number of values after alias expansion
+(:data:`MAX_VALUES`; a "billion laughs" document expands to 10^9), and an
+alias that refers to its own node.  Control characters, which YAML forbids,
+name their line instead of raising PyYAML's reader error.
 """
 
 from __future__ import annotations
@@ -25,6 +35,10 @@ from sim.errors import InputError
 # Key paths whose plain (unquoted) scalar is kept as written: version-like names.
 RAW_TEXT_PATHS: frozenset[tuple[str, ...]] = frozenset({("kernel",)})
 _NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+MAX_BYTES = 1 << 20  # a scenario or sweep file is a few KiB
+MAX_DEPTH = 64  # a scenario nests 5 levels deep
+MAX_ALIASES = 1_000
+MAX_VALUES = 100_000  # nodes after alias expansion
 
 Loc = tuple[str | int, ...]
 
@@ -41,7 +55,11 @@ def read_yaml(path: Path) -> YamlDoc:
     """The YAML document in ``path``; a missing, unreadable or malformed file is an InputError."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise InputError(source, None, f"larger than {MAX_BYTES >> 20} MiB; a scenario or sweep file is a few KiB")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InputError(source, None, "no such file") from None
     except IsADirectoryError:
@@ -54,14 +72,20 @@ def read_yaml(path: Path) -> YamlDoc:
 
 
 def parse_yaml(text: str, source: str, raw_paths: frozenset[Loc] = RAW_TEXT_PATHS) -> YamlDoc:
-    """Compose, check for duplicate keys, then construct; syntax errors name their line."""
-    loader = yaml.SafeLoader(text)
+    """Compose (bounded), check for duplicate keys, then construct; syntax errors name their line."""
+    loader = None
     try:
+        loader = _BoundedLoader(text)
         root = loader.get_single_node()
         if root is None:
             return YamlDoc(None, None)
+        _check_expansion(root, source)
         _check_duplicate_keys(root, (), source)
         data = loader.construct_document(root)
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        raise InputError(source, line, f"YAML syntax: control character {err.character:#04x} "
+                         "(YAML text allows tab, line feed and carriage return only)") from None  # fmt: skip
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         context = err.context or ""
@@ -72,10 +96,67 @@ def parse_yaml(text: str, source: str, raw_paths: frozenset[Loc] = RAW_TEXT_PATH
     except yaml.YAMLError as err:
         raise InputError(source, None, f"YAML syntax: {err}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     for path in raw_paths:
         data = _keep_raw_text(data, root, path)
     return YamlDoc(data, root)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the composer bounded in depth and in aliases."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_ALIASES} aliases", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_expansion(root: Node, source: str) -> None:
+    """Refuse a node that contains itself (``&a [*a]``) or a document whose aliases expand
+    to more than MAX_VALUES values; iterative, as the node graph may be deep or cyclic."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[key] > MAX_VALUES:
+                raise InputError(source, node.start_mark.line + 1, f"YAML aliases expand to more than "
+                                 f"{MAX_VALUES:,} values (an alias bomb?)")  # fmt: skip
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise InputError(source, node.start_mark.line + 1, "YAML alias refers to a node that contains it")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in size)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
 
 
 def parse_value(text: str, path: Loc = ()) -> Any:
@@ -85,7 +166,8 @@ def parse_value(text: str, path: Loc = ()) -> Any:
     try:
         doc = parse_yaml(text, "--set", frozenset({()}) if path in RAW_TEXT_PATHS else frozenset())
     except InputError as err:
-        raise ValueError(f"cannot read the value {text!r} as YAML ({err.message})") from None
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ValueError(f"cannot read the value {shown!r} as YAML ({err.message})") from None
     return doc.data
 
 

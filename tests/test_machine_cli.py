@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import parse_size
-from sim.errors import InputError
+from sim.units import parse_size
 from tests.conftest import vmsim
 
 
@@ -56,7 +55,7 @@ def test_json_output_has_every_zone_and_its_lowmem_reserve(monkeypatch, capsys):
      ("1.5GiB", 3 << 29), ("1048576", 1 << 20)],
 )  # fmt: skip
 def test_sizes_take_binary_units(text, value):
-    assert parse_size(text, "--ram") == value
+    assert parse_size(text) == value
 
 
 @pytest.mark.parametrize(
@@ -66,7 +65,10 @@ def test_sizes_take_binary_units(text, value):
         (["--ram", "16MiB"], "vmsim: --ram: expected at least 32MiB"),
         (["--ram", "1G", "--thp", "maybe"], "vmsim: --thp: expected on or off"),
         (["--ram", "1G", "--kernel", "4.19"], "vmsim: --kernel: expected one of 5.2"),
-        (["--ram", "1G", "--cpus", "0"], "vmsim: --cpus: expected a positive number"),
+        (["--ram", "1G", "--cpus", "0"], "vmsim: --cpus: should be greater than or equal to 1"),
+        (["--ram", "1G", "--cpus", "100000"], "vmsim: --cpus: expected at most 8192 CPUs"),
+        (["--ram", "99999999TiB"], "vmsim: --ram: expected at most 64TiB"),
+        (["--ram", "256Mb"], "vmsim: --ram: size unit 'Mb' in '256Mb' reads as bits"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
@@ -85,5 +87,5 @@ def test_the_installed_entry_point_runs_the_command():
     assert res.returncode == 0, res.stderr
     normal = rows(res.stdout)["Normal"]
     assert normal[2:5] == ["3258", "6548", "9838"]
-    with pytest.raises(InputError):
-        parse_size("12 parsecs", "--ram")
+    with pytest.raises(ValueError):
+        parse_size("12 parsecs")

@@ -36,6 +36,7 @@ from pydantic import Field
 from sim.kernel.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_THREAD_STACK
 from sim.kernel.oom import MemoryOwner
 from sim.kernel.vmap import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.limits import MAX_TASKS
 from sim.units import Duration, Size
 from sim.workloads.base import WorkloadSpec
 
@@ -48,8 +49,8 @@ class ForkStormSpec(WorkloadSpec):
     """Parameters of ``stress-ng --fork N`` (defaults: estimates in pressure.md 8.1 item 12)."""
 
     kind: Literal["fork_storm"] = "fork_storm"
-    workers: int = Field(16, ge=1, description="stress-ng --fork N")
-    fork_max: int = Field(1, ge=1, description="children forked per iteration (--fork-max)")
+    workers: int = Field(16, ge=1, le=MAX_TASKS, description="stress-ng --fork N (at most PID_MAX_LIMIT)")
+    fork_max: int = Field(1, ge=1, le=MAX_TASKS, description="children forked per iteration (--fork-max)")
     fork_cpu: Duration = Field(100e-6, description="parent CPU time in fork() besides the stack")
     child_cpu: Duration = Field(50e-6, description="the child's CPU time until it has exited")
     pagetable_pages: int = Field(14, ge=0, description="page tables of a child, PTI pgd included")
