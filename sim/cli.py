@@ -12,8 +12,8 @@ import numpy as np
 import typer
 
 from sim.errors import InputError
-from sim.limits import MAX_RUNS
 from sim.kernel.vmap import SEARCH_MODES
+from sim.limits import MAX_RUNS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate the Linux vmalloc allocator.")
 
@@ -112,7 +112,9 @@ def fit_mix(
 
 @app.command()
 def machine(
-    ram: Annotated[str | None, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G (binary); MB and GB are decimal.")] = None,
+    ram: Annotated[
+        str | None, typer.Option(help="RAM size, e.g. 256MiB, 1GiB, 4G (binary); MB and GB are decimal.")
+    ] = None,
     cpus: Annotated[int, typer.Option(help="Number of CPUs.")] = 4,
     thp: Annotated[str | None, typer.Option(help="on or off (default: on from 512 MiB of RAM).")] = None,
     kernel: Annotated[str, typer.Option(help="Kernel profile (5.2, 5.3, 5.5, 5.18, 6.1, 6.3, 6.8, 6.9).")] = "5.2",
@@ -213,7 +215,7 @@ def _print_zone_table(table) -> None:
              ", ".join(str(z.lowmem_reserve[o.idx]) for o in table.zones)) for z in table.zones]  # fmt: skip
     titles = ("zone", "managed", "min", "low", "high", "max boost", "pcp batch/high")
     widths = [max(len(str(row[i])) for row in [titles, *rows]) + (0 if i == 0 else 2) for i in range(len(titles))]
-    line = "{:<%d}" % widths[0] + "".join("{:>%d}" % w for w in widths[1:])
+    line = f"{{:<{widths[0]}}}" + "".join(f"{{:>{w}}}" for w in widths[1:])
     print(line.format(*titles) + "  lowmem_reserve[" + ", ".join(names) + "]")
     for row in rows:
         print(line.format(*row[:-1]) + f"  ({row[-1]})")
@@ -268,9 +270,9 @@ def validate(
                 if sets:
                     raise InputError(str(path), None, "a sweep file: --set applies to scenario files only")
                 plan = load_sweep(path, max_runs=max_runs)
+                runs = len(plan.points) * len(plan.strategies) * plan.replications
                 print(f"{path}: ok (sweep: {len(plan.points)} points x {len(plan.strategies)} strategies x "
-                      f"{plan.replications} replications = {len(plan.points) * len(plan.strategies) * plan.replications}"
-                      " runs)")  # fmt: skip
+                      f"{plan.replications} replications = {runs} runs)")  # fmt: skip
                 continue
             scenario = load_scenario(path, sets, max_runs=max_runs)
         except InputError as err:
@@ -486,7 +488,9 @@ def answer(
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default results/answer or results/answer-quick).")
     ] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Worker processes (default: CPU count).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", min=1, help="Worker processes (default: CPU count).")
+    ] = None,
     executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
 ) -> None:
     """Run the answer suite (scenarios/answer/), draw its figures and write report.md:

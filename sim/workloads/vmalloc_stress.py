@@ -82,7 +82,9 @@ class VmallocTestSpec(WorkloadSpec):
     sequential_test_order: bool = Field(False, description="do not shuffle the case order (module default)")
     single_cpu_test: bool = Field(False, description="one kthread on the first online CPU (module default)")
     # later kernels' nr_threads, and Rezki's "20 unbind threads" of the v5.5 preload measurement
-    nr_threads: int = Field(0, ge=0, le=MAX_TASKS, description="0: one pinned kthread per CPU (v5.3); N: N unbound kthreads")
+    nr_threads: int = Field(
+        0, ge=0, le=MAX_TASKS, description="0: one pinned kthread per CPU (v5.3); N: N unbound kthreads"
+    )
     long_busy_list_length: int = Field(15000, ge=1, description="areas kept by long_busy_list_alloc_test (source)")
     # None: fls(num_online_cpus()) * (32 MiB / PAGE_SIZE), as the source computes it
     full_fit_junk_length: int | None = Field(None, ge=1, description="pairs of full_fit_alloc_test")
