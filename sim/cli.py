@@ -244,6 +244,9 @@ def parse_set_options(values: list[str] | None) -> list[str]:
     return list(values or [])
 
 
+YesOption = Annotated[
+    bool, typer.Option("--yes", help="Run even if the estimated computing time is above the bound (8 h).")
+]
 MaxRunsOption = Annotated[
     int,
     typer.Option("--max-runs", min=1, help="Refuse to plan more runs than this (strategies x replications x points)."),
@@ -328,6 +331,8 @@ def run(
     seed: Annotated[int | None, typer.Option(min=0, help="Root seed (default: the scenario's).")] = None,
     overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<scenario name>).")] = None,
+    max_runs: MaxRunsOption = MAX_RUNS,
+    yes: YesOption = False,
 ) -> None:
     """Run a scenario once per strategy and replication; write the results folder
     (manifest.json, runs.parquet, events.parquet, timeseries.parquet) and print a
@@ -338,12 +343,13 @@ def run(
     from sim.scenario import load_scenario, resolved_dict
 
     sets = parse_set_options(overrides)
-    scenario = load_scenario(scenario_file, sets)
+    scenario = load_scenario(scenario_file, sets, max_runs=max_runs)
     root_seed = scenario.seed if seed is None else seed
     params = {text.split("=", 1)[0]: text.split("=", 1)[1] for text in sets}
     target = out or Path("results") / scenario.name
     print(f"{scenario.name}: {len(scenario.strategies)} strategies x {scenario.replications} replications, "
           f"{scenario.duration:g} s simulated, kernel {scenario.kernel}, root seed {root_seed}")  # fmt: skip
+    print(_estimate(str(scenario_file), [(scenario, 0)], root_seed, scenario.run_count(), 1, yes), flush=True)
 
     def progress(result) -> None:
         row = result.row
@@ -369,6 +375,18 @@ def run(
     )
     _print_summary(rows, scenario.strategies)
     print(f"results: {target}")
+
+
+def _estimate(source: str, scenarios: list[tuple[Any, int]], root_seed: int, runs: int, workers: int,
+              sure: bool) -> str:  # fmt: skip
+    """Probe each (scenario, point) and state the estimated computing time; refuse one above
+    MAX_ESTIMATED_SECONDS unless ``sure`` (sim.cost)."""
+    from sim.cost import check_cost, probe_run
+    from sim.limits import MAX_ESTIMATED_SECONDS
+
+    bound = MAX_ESTIMATED_SECONDS * max(workers, 1) / max(runs, 1)  # per run, for the probe to aim at
+    costs = [probe_run(scenario, root_seed, point, bound=bound) for scenario, point in scenarios]
+    return check_cost(source, costs, runs, workers, MAX_ESTIMATED_SECONDS, sure)
 
 
 def _print_summary(rows: list[dict], strategies: list[str]) -> None:
@@ -419,6 +437,8 @@ def sweep(
     out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<sweep name>).")] = None,
     chunk: Annotated[int | None, typer.Option(min=1, help="Runs per chunk (default: ~4 per worker, <= 20).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the sweep file, list its points.")] = False,
+    max_runs: MaxRunsOption = MAX_RUNS,
+    yes: YesOption = False,
 ) -> None:
     """Run a sweep: every grid point x strategy x replication, in chunks on an executor; the
     folder gets part files, a status log (--resume skips what it has finished), and then the
@@ -433,7 +453,7 @@ def sweep(
     if scheduler is not None and executor not in (None, "dask"):
         raise InputError("--scheduler", None, f"needs --executor dask, not {executor}")
     executor = executor or ("dask" if scheduler else "process")
-    plan = load_sweep(sweep_file)
+    plan = load_sweep(sweep_file, max_runs=max_runs)
     runs = plan.runs()
     target = out or Path("results") / plan.name
     print(f"{plan.name}: {len(plan.points)} points x {len(plan.strategies)} strategies x {plan.replications} "
@@ -445,6 +465,11 @@ def sweep(
         return
     where = f"scheduler {scheduler}" if scheduler else f"-j {jobs or os.cpu_count()}" if executor != "serial" else ""
     print(f"executor {executor} {where}".rstrip() + f", results {target}", flush=True)
+    if not resume:  # a resumed sweep was estimated when it started
+        workers = 1 if executor == "serial" else jobs or os.cpu_count() or 1
+        corners = [plan.points[0], plan.points[-1]] if len(plan.points) > 1 else [plan.points[0]]
+        probes = [(plan.scenario(p), p.index) for p in corners]
+        print(_estimate(str(sweep_file), probes, plan.seed, len(runs), workers, yes), flush=True)
     with _sweep_progress() as progress:
         outcome = run_sweep(
             plan, target, executor=executor, jobs=jobs, scheduler=scheduler, resume=resume,

@@ -74,10 +74,7 @@ def run_once(
     wall0 = time.perf_counter()
     status, error, machine = "ok", "", None
     try:
-        machine = Machine(scenario.machine_config(strategy), seed, metrics)
-        _boot(machine, scenario)
-        for i, spec in enumerate(scenario.workloads):
-            build(spec).start(machine, machine.workload_rng(i))
+        machine = start_run(scenario, strategy, seed, metrics)
         machine.env.run(until=scenario.duration)
     except KernelPanic as err:
         status, error = "panic", str(err)
@@ -96,6 +93,15 @@ def run_once(
     for s in metrics.samples:
         s["run_id"] = run_id
     return RunResult(row, metrics.events, metrics.samples, Counter(metrics.counters))
+
+
+def start_run(scenario: Any, strategy: str, seed: np.random.SeedSequence, metrics: Metrics) -> Machine:
+    """The *build* phase: a machine for ``strategy`` with its boot memory and workloads started, at time 0."""
+    machine = Machine(scenario.machine_config(strategy), seed, metrics)
+    _boot(machine, scenario)
+    for i, spec in enumerate(scenario.workloads):
+        build(spec).start(machine, machine.workload_rng(i))
+    return machine
 
 
 def _boot(machine: Machine, scenario: Any) -> None:

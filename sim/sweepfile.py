@@ -100,6 +100,10 @@ class SweepPlan:
         """The (key path, value) overrides that turn the base into ``point``."""
         return [(key_loc(key), value) for key, value in point.values.items()]
 
+    def scenario(self, point: Point) -> Scenario:
+        """The validated scenario of ``point``."""
+        return Scenario.model_validate(point_data(self.base_data, self.overrides(point)))
+
     def runs(self) -> list[RunSpec]:
         """Every run, sorted by run id (the order of chunks and of the merged tables)."""
         from sim.engine import run_id_of
