@@ -99,8 +99,9 @@ def check_cost(source: str, costs: list[RunCost], runs: int, workers: int, bound
     line = (f"estimated {format_seconds(total)} of computing: {runs} runs x {format_seconds(per_run)} "
             f"on {workers} worker{'s' * (workers != 1)} ({basis})")  # fmt: skip
     if total > bound and not sure:
-        raise InputError(source, None, f"{line}; more than the {format_seconds(bound)} bound: "
-                         "pass --yes to run it (a run's start, which the probe sees, is often its slowest part)")  # fmt: skip
+        why = "a run's start, which the probe sees, is often its slowest part"
+        over = f"more than the {format_seconds(bound)} bound"
+        raise InputError(source, None, f"{line}; {over}: pass --yes to run it ({why})")
     return line
 
 
