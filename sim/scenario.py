@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -38,6 +37,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sim.errors import InputError
+from sim.input_model import InputModel
 from sim.kernel.cpu import FORK_BALANCE, PREEMPT_MODELS, SchedParams
 from sim.kernel.machine import MachineConfig
 from sim.kernel.pools import POOLS
@@ -65,7 +65,6 @@ SLAB_ALLOCATORS = tuple(dict.fromkeys(name for p in PROFILES.values() for name i
 _MACHINE = MachineConfig()
 _THP = {"auto": None, "on": True, "off": False}
 _SWAP_OFF = frozenset({"off", "none", "no", "false", "0"})
-_CONFIG = ConfigDict(extra="forbid", frozen=True)
 EXTENSION_PREFIX = "x-"  # top-level keys that load_scenario drops (YAML anchors live there)
 
 
@@ -139,10 +138,8 @@ Swap = Annotated[
 ]
 
 
-class _PoolSizes(BaseModel):
+class _PoolSizes(InputModel):
     """Sizes by pool, read like a mapping: ``items()`` gives (pool, bytes) for every pool."""
-
-    model_config = _CONFIG
 
     def items(self) -> Iterator[tuple[str, int]]:
         return ((pool, getattr(self, pool)) for pool in type(self).model_fields)
@@ -156,10 +153,8 @@ BootMemory = create_model(
 )
 
 
-class MachineSpec(BaseModel):
+class MachineSpec(InputModel):
     """The simulated machine; kernel tunables in ``memory``, ``sched`` and ``vmalloc``."""
-
-    model_config = _CONFIG
 
     cpus: int = Field(_MACHINE.cpus, ge=1)
     ram: Size = Field(_MACHINE.ram, description="RAM size, e.g. '256MiB'")
@@ -204,7 +199,7 @@ def _fail(loc: Loc, message: str) -> None:
     raise PydanticCustomError("scenario", "{where}: {message}", {"loc": loc, "where": dotted(loc), "message": message})
 
 
-class Scenario(BaseModel):
+class Scenario(InputModel):
     """One scenario: a machine, its workloads, the strategies to compare and how long, how often."""
 
     model_config = ConfigDict(

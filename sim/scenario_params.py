@@ -25,8 +25,9 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, create_model
 
+from sim.input_model import InputModel
 from sim.kernel.cpu import SchedParams
 from sim.kernel.vmalloc import VmallocParams
 from sim.kernel.zones import MemoryParams
@@ -142,8 +143,7 @@ def params_model(cls: type, qualname: str, exclude: frozenset[str] = frozenset()
         if unit is not None:
             tp = _with_unit(tp, *unit)
         fields[field.name] = (tp, Field(_default(field)))
-    config = ConfigDict(extra="forbid", frozen=True, title=cls.__name__)
-    model = create_model(cls.__name__, __config__=config, __doc__=cls.__doc__, __module__=__name__, **fields)
+    model = create_model(cls.__name__, __base__=InputModel, __doc__=cls.__doc__, __module__=__name__, **fields)
     model.__qualname__ = qualname
     for name, sub in nested.items():
         setattr(model, name, sub)

@@ -221,8 +221,9 @@ def explained_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def describe_error(error: dict[str, Any], data: Any, root: type[BaseModel]) -> tuple[Loc, str]:
     """(key path, message) for one entry of ``ValidationError.errors()``."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "scenario":  # cross-field checks carry their own location
-        return tuple(ctx["loc"]), ctx["message"]
+    if kind == "scenario":  # cross-field checks carry their own location (or one below the model's)
+        own = tuple(ctx["loc"])
+        return (clean_loc(error["loc"], data) + own if ctx.get("relative") else own), ctx["message"]
     loc = clean_loc(error["loc"], data)
     if kind == "extra_forbidden":
         model = model_at(root, loc[:-1], data)

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sim.errors import InputError
+from sim.input_model import InputModel
 from sim.limits import MAX_RUNS, runs_limit_message
 from sim.scenario import EXTENSION_PREFIX, Scenario, load_scenario, resolve_machine_files
 from sim.scenario_paths import PathError, apply_override, describe_error, dotted, explained_errors, show_value
@@ -41,7 +42,7 @@ _OWN_KEYS = {"strategies": "strategies", "replications": "replications", "seed":
 _FIXED_KEYS = ("name", "description")
 
 
-class SweepFile(BaseModel):
+class SweepFile(InputModel):
     """The schema of a sweep file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="vmsim sweep")

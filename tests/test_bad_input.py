@@ -133,6 +133,19 @@ def test_dev_zero_as_a_scenario_is_refused_before_reading_it_all(capsys):
     assert_one_line(code, err, "/dev/zero: larger than 1 MiB")
 
 
+@pytest.mark.parametrize(("line", "where"), [("cpus: 4", "machine.cpus"), ("workers: 256", "workloads.0.workers"),
+                                             ("oom_score_adj: 0", "workloads.1.oom_score_adj")])  # fmt: skip
+def test_true_is_not_taken_for_a_number(tmp_path, capsys, line, where):
+    key = line.split(":")[0]
+    code, _, err, _ = call(capsys, "validate", write(tmp_path, SHORT.replace(line, f"{key}: true")))
+    assert_one_line(code, err, f"{where}: expected a number, got true")
+
+
+def test_swap_false_still_means_off(tmp_path, capsys):
+    code, out, err, _ = call(capsys, "validate", write(tmp_path, SHORT.replace("swap: off", "swap: false")))
+    assert code == 0, err
+
+
 def test_megabytes_are_decimal_and_said_so():
     from sim.units import parse_size
 

@@ -13,15 +13,13 @@ from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
+from sim.input_model import InputModel
 from sim.units import Duration
 
 
-class WorkloadSpec(BaseModel):
+class WorkloadSpec(InputModel):
     """Common fields of every workload spec."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
     name: str | None = None  # a label in reports; defaults to the kind
