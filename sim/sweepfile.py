@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sim.errors import InputError
 from sim.scenario import EXTENSION_PREFIX, Scenario, load_scenario, resolve_machine_files
-from sim.scenario_paths import PathError, apply_override, describe_error, dotted, show_value
+from sim.scenario_paths import PathError, apply_override, describe_error, dotted, parse_override, show_value
 from sim.sweepfilter import FilterError, keeps, parse_filter
 from sim.yamlpos import RAW_TEXT_PATHS, Loc, line_of, read_yaml
 
@@ -93,6 +94,7 @@ class SweepPlan:
     replications: int
     seed: int
     set: dict[str, Any] = field(default_factory=dict)
+    cli_set: tuple[str, ...] = ()  # the command line's --set KEY=VALUE, after the file's set
 
     def overrides(self, point: Point) -> list[tuple[Loc, Any]]:
         """The (key path, value) overrides that turn the base into ``point``."""
@@ -124,8 +126,10 @@ def point_data(base_data: dict[str, Any], overrides: list[tuple[Loc, Any]]) -> d
     return data
 
 
-def load_sweep(path: str | Path) -> SweepPlan:
-    """Read and validate the sweep file at ``path`` and every point of its grid."""
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepPlan:
+    """Read and validate the sweep file at ``path`` and every point of its grid; ``overrides``
+    (``--set key.path=value`` strings) apply to the base scenario after the file's own ``set``,
+    ``replications``, ``seed`` and ``strategies``, e.g. ``duration=1s`` to shorten a shipped sweep."""
     path = Path(path)
     source = str(path)
     doc = read_yaml(path)
@@ -159,6 +163,8 @@ def load_sweep(path: str | Path) -> SweepPlan:
             at.fail(where, str(err))
     blame = [(where, loc) for where, loc, _ in fixed]
     base = _validate(base_data, blame, at, ("set",) if spec.set else ("scenario",), "")
+    if overrides:
+        base = _apply_cli_sets(base_data, overrides, spec)
     factors = {key: list(values) for key, values in spec.factors.items()}
     points = _grid(spec, factors, base_data, at)
     return SweepPlan(
@@ -175,7 +181,30 @@ def load_sweep(path: str | Path) -> SweepPlan:
         replications=base.replications,
         seed=base.seed,
         set=dict(spec.set),
+        cli_set=tuple(overrides),
     )
+
+
+def _apply_cli_sets(base_data: dict[str, Any], overrides: Sequence[str], spec: SweepFile) -> Scenario:
+    """Apply command-line ``--set`` strings to ``base_data`` and validate it; an error names
+    the option (``--set KEY=VALUE: message``).  A key that a factor sweeps cannot be fixed."""
+    for text in overrides:
+        try:
+            loc, value = parse_override(text)
+            if loc[0] in _FIXED_KEYS:
+                raise PathError(f"{loc[0]} names the base scenario and cannot be set by a sweep")
+            for key in spec.factors:
+                factor = key_loc(key)
+                if loc[: len(factor)] == factor or factor[: len(loc)] == loc:
+                    raise PathError(f"overlaps factor {key} of the sweep; change the sweep file instead")
+            apply_override(Scenario, base_data, loc, value)
+        except ValueError as err:
+            raise InputError(f"--set {text}", None, str(err)) from None
+    try:
+        return Scenario.model_validate(base_data)
+    except ValidationError as err:
+        loc, message = describe_error(err.errors()[0], base_data, Scenario)
+        raise InputError("--set " + " ".join(overrides), None, f"{dotted(loc)}: {message}") from None
 
 
 class _Locator:
