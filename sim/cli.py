@@ -333,29 +333,48 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Results folder (default: results/<scenario name>).")] = None,
     max_runs: MaxRunsOption = MAX_RUNS,
     yes: YesOption = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the runs (same results as -j 1).")
+    ] = 1,
 ) -> None:
     """Run a scenario once per strategy and replication; write the results folder
     (manifest.json, runs.parquet, events.parquet, timeseries.parquet) and print a
-    summary table per strategy (means over replications)."""
+    summary table per strategy (means over replications).  Ctrl-C stops at once and
+    writes nothing."""
     from sim import __version__
     from sim.engine import RUN_COLUMNS, run_scenario, run_seed
+    from sim.executors import make_backend
     from sim.results import build_manifest, counter_rows, write_run_folder
     from sim.scenario import load_scenario, resolved_dict
+    from sim.signals import Interrupted, stop_on_signals
 
     sets = parse_set_options(overrides)
     scenario = load_scenario(scenario_file, sets, max_runs=max_runs)
     root_seed = scenario.seed if seed is None else seed
     params = {text.split("=", 1)[0]: text.split("=", 1)[1] for text in sets}
     target = out or Path("results") / scenario.name
+    check_out_folder(target)
+    total = len(scenario.strategies) * scenario.replications
     print(f"{scenario.name}: {len(scenario.strategies)} strategies x {scenario.replications} replications, "
-          f"{scenario.duration:g} s simulated, kernel {scenario.kernel}, root seed {root_seed}")  # fmt: skip
-    print(_estimate(str(scenario_file), [(scenario, 0)], root_seed, scenario.run_count(), 1, yes), flush=True)
+          f"{scenario.duration:g} s simulated, kernel {scenario.kernel}, root seed {root_seed}"
+          + (f", {jobs} workers" if jobs > 1 else ""), flush=True)  # fmt: skip
+    finished = []
 
     def progress(result) -> None:
         row = result.row
+        finished.append(row["run_id"])
         print(f"  {row['run_id']}: {row['status']} in {row['wall_seconds']:.1f} s wall", flush=True)
 
-    results = run_scenario(scenario, root_seed, params=params, on_result=progress)
+    try:
+        with stop_on_signals():
+            estimate = _estimate(str(scenario_file), [(scenario, 0)], root_seed, scenario.run_count(), jobs, yes)
+            print(estimate, flush=True)
+        with stop_on_signals(), make_backend("process" if jobs > 1 else "serial", jobs) as backend:
+            results = run_scenario(scenario, root_seed, params=params, on_result=progress, backend=backend)
+    except Interrupted as stop:
+        print(f"vmsim: stopped by {stop.name} after {len(finished)} of {total} runs; nothing written "
+              "(a run's folder is written when all its runs have finished)", file=sys.stderr)  # fmt: skip
+        raise typer.Exit(stop.exit_code) from None
     rows = [r.row for r in results]
     seeds = {
         f"r{k}": {"entropy": root_seed, "spawn_key": list(run_seed(root_seed, 0, k).spawn_key)}
@@ -439,13 +458,23 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the sweep file, list its points.")] = False,
     max_runs: MaxRunsOption = MAX_RUNS,
     yes: YesOption = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Override a value of the base scenario after the sweep file's own (repeatable): --set duration=1s.",
+        ),
+    ] = None,
 ) -> None:
     """Run a sweep: every grid point x strategy x replication, in chunks on an executor; the
     folder gets part files, a status log (--resume skips what it has finished), and then the
     merged runs/events/timeseries.parquet and manifest.json.  Exit 1 if a worker crash left
-    runs to retry."""
+    runs to retry.  Ctrl-C (or SIGTERM, SIGHUP) stops the workers at once and keeps what
+    has finished for --resume."""
     from sim.executors import EXECUTORS
-    from sim.sweep import run_sweep
+    from sim.signals import Interrupted, stop_on_signals
+    from sim.sweep import kept_runs, run_sweep
     from sim.sweepfile import load_sweep
 
     if executor is not None and executor not in EXECUTORS:
@@ -453,7 +482,8 @@ def sweep(
     if scheduler is not None and executor not in (None, "dask"):
         raise InputError("--scheduler", None, f"needs --executor dask, not {executor}")
     executor = executor or ("dask" if scheduler else "process")
-    plan = load_sweep(sweep_file, max_runs=max_runs)
+    sets = parse_set_options(overrides)
+    plan = load_sweep(sweep_file, sets, max_runs=max_runs)
     runs = plan.runs()
     target = out or Path("results") / plan.name
     print(f"{plan.name}: {len(plan.points)} points x {len(plan.strategies)} strategies x {plan.replications} "
@@ -463,18 +493,27 @@ def sweep(
             values = " ".join(f"{k}={v}" for k, v in p.values.items())
             print(f"  p{p.index:04d} {values}  (scenario {p.scenario_hash[:12]})")
         return
+    check_out_folder(target)
     where = f"scheduler {scheduler}" if scheduler else f"-j {jobs or os.cpu_count()}" if executor != "serial" else ""
     print(f"executor {executor} {where}".rstrip() + f", results {target}", flush=True)
-    if not resume:  # a resumed sweep was estimated when it started
-        workers = 1 if executor == "serial" else jobs or os.cpu_count() or 1
-        corners = [plan.points[0], plan.points[-1]] if len(plan.points) > 1 else [plan.points[0]]
-        probes = [(plan.scenario(p), p.index) for p in corners]
-        print(_estimate(str(sweep_file), probes, plan.seed, len(runs), workers, yes), flush=True)
-    with _sweep_progress() as progress:
-        outcome = run_sweep(
-            plan, target, executor=executor, jobs=jobs, scheduler=scheduler, resume=resume,
-            chunk_size=chunk, argv=sys.argv, progress=progress,
-        )  # fmt: skip
+    try:
+        if not resume:  # a resumed sweep was estimated when it started
+            workers = 1 if executor == "serial" else jobs or os.cpu_count() or 1
+            corners = [plan.points[0], plan.points[-1]] if len(plan.points) > 1 else [plan.points[0]]
+            with stop_on_signals():
+                probes = [(plan.scenario(p), p.index) for p in corners]
+                print(_estimate(str(sweep_file), probes, plan.seed, len(runs), workers, yes), flush=True)
+        with stop_on_signals(), _sweep_progress() as progress:
+            outcome = run_sweep(
+                plan, target, executor=executor, jobs=jobs, scheduler=scheduler, resume=resume,
+                chunk_size=chunk, argv=sys.argv, progress=progress,
+            )  # fmt: skip
+    except Interrupted as stop:
+        again = ["vmsim", "sweep", str(sweep_file), "--resume", *(f"--set {text}" for text in sets)]
+        again += ["--out", str(out)] if out is not None else []
+        print(f"vmsim: stopped by {stop.name}; {kept_runs(plan, target)} of {len(runs)} runs finished are kept "
+              f"in {target}; continue with: {' '.join(again)}", file=sys.stderr)  # fmt: skip
+        raise typer.Exit(stop.exit_code) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items()))
     print(f"{outcome.total} runs: {counts}; {outcome.skipped} kept from before, {outcome.ran} run now "
           f"in {outcome.wall_seconds:.1f} s")  # fmt: skip
@@ -485,24 +524,100 @@ def sweep(
         raise typer.Exit(1)
 
 
+def check_out_folder(target: Path, option: str = "--out") -> None:
+    """Refuse, before any simulating, a results folder that cannot be one: an existing file
+    (or a file on its path), or a place this user cannot write; an existing folder is fine."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise InputError(option, None, f"{target} is a file, not a results folder")
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(option, None, f"cannot make the folder {target}: {existing} is a file")
+    import tempfile
+
+    try:  # the one sure test, for root and read-only file systems too: make a folder there
+        os.rmdir(tempfile.mkdtemp(prefix=".vmsim-probe-", dir=existing))
+    except OSError as err:
+        raise InputError(option, None, f"cannot write in {existing}: {err.strerror or err}") from None
+
+
 @contextmanager
-def _sweep_progress():
-    """A rich progress bar on standard error (runs done, failures, ETA); silent when not a terminal."""
+def _sweep_progress(stream=None, interval: float = 10.0, heartbeat: float = 60.0):
+    """Progress on standard error: a rich bar (runs done, failures, ETA) on a terminal; else plain
+    lines, one each time another tenth of the runs has finished (at most every ``interval``
+    seconds) and at least every ``heartbeat`` seconds, so a sweep piped to a log is never silent."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
+    if stream is None and console.is_terminal:
+        with _rich_progress(console) as update:
+            yield update
+        return
+    with _plain_progress(stream or sys.stderr, interval, heartbeat) as update:
+        yield update
+
+
+@contextmanager
+def _rich_progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (
         TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
         TextColumn("ETA"), TimeRemainingColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console) as bar:
         task = bar.add_task("sweep", total=None, failed=0)
 
         def update(done: int, failed: int, total: int) -> None:
             bar.update(task, completed=done, total=total, failed=failed)
 
         yield update
+
+
+@contextmanager
+def _plain_progress(stream, interval: float, heartbeat: float):
+    import threading
+    import time
+
+    start = time.monotonic()
+    state = {"done": 0, "failed": 0, "total": 0, "first": None, "printed_done": -1, "printed_at": start}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def line() -> None:
+        done, total, first = state["done"], state["total"], state["first"]
+        elapsed = time.monotonic() - start
+        text = f"runs {done}/{total} done, {state['failed']} failed, {elapsed:.0f} s"
+        if first is not None and 0 < done - first < total - first:
+            eta = elapsed / (done - first) * (total - done)
+            text += f", about {eta:.0f} s to go"
+        print(text, file=stream, flush=True)
+        state["printed_done"], state["printed_at"] = done, time.monotonic()
+
+    def update(done: int, failed: int, total: int) -> None:
+        with lock:
+            state.update(done=done, failed=failed, total=total)
+            if state["first"] is None:
+                state["first"] = done
+            since = time.monotonic() - state["printed_at"]
+            tenth_more = done - state["printed_done"] >= max(1, total // 10)
+            if state["printed_done"] < 0 or done == total or (tenth_more and since >= interval):
+                line()
+
+    def beat() -> None:
+        while not stop.wait(1.0):
+            with lock:
+                if time.monotonic() - state["printed_at"] >= heartbeat and state["done"] < state["total"]:
+                    line()
+
+    watcher = threading.Thread(target=beat, name="vmsim-progress", daemon=True)
+    watcher.start()
+    try:
+        yield update
+    finally:
+        stop.set()
 
 
 @app.command()

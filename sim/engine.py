@@ -117,17 +117,57 @@ def run_scenario(
     point: int = 0,
     params: dict[str, Any] | None = None,
     on_result: Any = None,
+    backend: Any = None,
 ) -> list[RunResult]:
-    """Every (strategy, replication) of ``scenario``, replication by replication
-    so that the strategies of one replication run side by side."""
-    results = []
-    for replication in range(scenario.replications):
-        for strategy in scenario.strategies:
-            result = run_once(scenario, strategy, replication, root_seed, point, params)
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-    return results
+    """Every (strategy, replication) of ``scenario``, replication by replication so that the
+    strategies of one replication run side by side; on ``backend`` (a :mod:`sim.executors`
+    backend, e.g. worker processes) if given, else here.  ``on_result`` sees each result as it
+    finishes; the list comes back in run order, the same whatever the backend (a run's seed
+    depends on its replication only)."""
+    tasks = [
+        RunTask(scenario, strategy, replication, root_seed, point, params)
+        for replication in range(scenario.replications)
+        for strategy in scenario.strategies
+    ]
+    here = ((task, run_task(task)) for task in tasks)
+    finished = here if backend is None else backend.map_unordered(run_task, tasks)
+    order = {id(task): i for i, task in enumerate(tasks)}
+    results: dict[int, RunResult] = {}
+    for task, result in finished:
+        if isinstance(result, BaseException):  # the worker process died
+            result = failed_run(task, f"worker crash: {type(result).__name__}: {result}")
+        results[order[id(task)]] = result
+        if on_result is not None:
+            on_result(result)
+    return [results[i] for i in range(len(tasks))]
+
+
+@dataclass(frozen=True, eq=False)
+class RunTask:
+    """The arguments of one :func:`run_once`, picklable for a worker process."""
+
+    scenario: Any
+    strategy: str
+    replication: int
+    root_seed: int
+    point: int = 0
+    params: dict[str, Any] | None = None
+
+
+def run_task(task: RunTask) -> RunResult:
+    """:func:`run_once` of ``task`` (what a worker process runs)."""
+    return run_once(task.scenario, task.strategy, task.replication, task.root_seed, task.point, task.params)
+
+
+def failed_run(task: RunTask, error: str) -> RunResult:
+    """The result of a run that produced nothing: zero counters, status "error"."""
+    row = {
+        "run_id": run_id_of(task.scenario.name, task.strategy, task.point, task.replication),
+        "scenario": task.scenario.name, "strategy": task.strategy, "kernel": task.scenario.kernel,
+        "seed": task.root_seed, "replication": task.replication, "sim_seconds": 0.0, "wall_seconds": 0.0,
+        **_headline(Metrics(), None), "status": "error", "error": error, **(task.params or {}),
+    }  # fmt: skip
+    return RunResult(row)
 
 
 def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:

@@ -20,11 +20,18 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import select
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 EXECUTORS = ("serial", "process", "dask")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_POLL_SECONDS = 0.2
 
 
 class SerialExecutor(cf.Executor):
@@ -39,10 +46,58 @@ class SerialExecutor(cf.Executor):
         return future
 
 
-def _worker_init() -> None:
-    """One thread per worker process for any BLAS (runs are single-threaded simulations)."""
+def _worker_init(parent: int | None = None) -> None:
+    """Set up a worker process: one thread for any BLAS (runs are single-threaded simulations),
+    Ctrl-C left to the parent (which stops the workers itself), and, given the sweep's ``parent``
+    pid, death with it: a watcher thread ends this process as soon as the parent is gone, even
+    after a SIGKILL that gave it no chance to clean up."""
     for name in _THREAD_VARS:
         os.environ.setdefault(name, "1")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None and parent != os.getpid():
+        _set_pdeathsig()
+        threading.Thread(target=_die_with, args=(parent,), name="vmsim-parent-watch", daemon=True).start()
+
+
+def _set_pdeathsig() -> None:
+    """SIGKILL when the process that started this one (the forkserver, or the sweep) dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere the watcher thread alone does it)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _die_with(parent: int) -> None:
+    """Wait until process ``parent`` has ended (a pidfd where there is one, else polling), then
+    end this process at once: its chunk's parts are of no use to anyone (the parent appends the
+    status lines, so an unfinished chunk simply runs again on --resume)."""
+    try:
+        fd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while _alive(parent):
+            time.sleep(_POLL_SECONDS)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
@@ -104,15 +159,25 @@ class Backend:
             return self._pool.submit(fn, task)
 
     def close(self) -> None:
+        """Wait for the chunks in flight, then release the workers."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def abort(self) -> None:
+        """Stop now: chunks in flight are dropped (the serial executor has none)."""
+        self._pool = None
+
     def __enter__(self) -> Backend:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        """On an error the chunks in flight still finish; on a KeyboardInterrupt or another
+        BaseException (a signal) the workers are stopped at once."""
+        if kind is not None and not issubclass(kind, Exception):
+            self.abort()
+        else:
+            self.close()
 
 
 class ProcessBackend(Backend):
@@ -125,7 +190,22 @@ class ProcessBackend(Backend):
 
     def _executor(self) -> cf.Executor:
         ctx = _process_context(["sim.sweep"])
-        return cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_worker_init)
+        return cf.ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+        )
+
+    def abort(self) -> None:
+        """SIGKILL every worker, then let the pool go without waiting; the forkserver and the
+        resource tracker end by themselves once no worker holds their pipes."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list(getattr(pool, "_processes", {}).values())  # the pool's own worker list
+        for process in processes:
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=1)
 
 
 class DaskBackend(Backend):
@@ -144,7 +224,8 @@ class DaskBackend(Backend):
 
             raise InputError("--executor dask", None, "needs dask[distributed]: pip install 'vmsim[dask]'") from None
         self._cluster = None
-        if address is None:
+        local = address is None
+        if local:
             self._cluster = LocalCluster(
                 n_workers=self.jobs,
                 threads_per_worker=1,
@@ -160,7 +241,7 @@ class DaskBackend(Backend):
                 from sim.errors import InputError
 
                 raise InputError("--scheduler", None, f"cannot reach the Dask scheduler at {address}: {err}") from None
-        self._client.run(_worker_init)
+        self._client.run(_worker_init, os.getpid() if local else None)
 
     def window(self) -> int:
         threads = sum(self._client.nthreads().values()) or self.jobs
@@ -200,6 +281,11 @@ class DaskBackend(Backend):
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+    def abort(self) -> None:
+        """Drop the chunks in flight: closing the client releases its futures (a remote
+        cluster forgets them), and a local cluster is stopped."""
+        self.close()
 
 
 def make_backend(executor: str, jobs: int | None = None, scheduler: str | None = None) -> Backend:

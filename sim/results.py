@@ -110,6 +110,17 @@ def write_table(path: Path, rows: list[dict[str, Any]], columns: list[str] | Non
     return frame
 
 
+def write_records(path: Path, table: str, rows: list[dict[str, Any]], first: Iterable[str] = ()) -> None:
+    """A Parquet table of kind ``table`` (runs, events, timeseries, counters) from row dicts,
+    every column with its declared type (:mod:`sim.columns`), written atomically."""
+    import pyarrow.parquet as pq
+
+    from sim.columns import arrow_table
+
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow_table(table, rows, first), tmp)
+
+
 def git_commit(repo: Path | None = None) -> str | None:
     """The commit of the checkout the code runs from, or None outside git."""
     try:
@@ -131,12 +142,13 @@ def write_run_folder(
     counters: list[dict[str, Any]] | None = None,
 ) -> None:
     """manifest.json, runs.parquet, events.parquet, timeseries.parquet and
-    counters.parquet (every counter of every run, tidy: run_id, name, value) in ``out``."""
+    counters.parquet (every counter of every run, tidy: run_id, name, value) in ``out``,
+    each column with its declared type."""
     out = Path(out)
-    write_table(out / "runs.parquet", rows, run_columns)
-    write_table(out / "events.parquet", events, ["run_id", "kind", "time"])
-    write_table(out / "timeseries.parquet", samples, ["run_id", "time"])
-    write_table(out / "counters.parquet", counters or [], ["run_id", "name", "value"])
+    write_records(out / "runs.parquet", "runs", rows, run_columns)
+    write_records(out / "events.parquet", "events", events, ["run_id", "kind", "time"])
+    write_records(out / "timeseries.parquet", "timeseries", samples, ["run_id", "time"])
+    write_records(out / "counters.parquet", "counters", counters or [], ["run_id", "name", "value"])
     write_json(out / "manifest.json", manifest)
 
 

@@ -140,6 +140,12 @@ def error_row(task: ChunkTask, spec: RunSpec, message: str) -> dict[str, Any]:
     }
 
 
+def kept_runs(plan: SweepPlan, out: Path) -> int:
+    """How many of ``plan``'s runs the folder ``out`` has finished (what ``--resume`` keeps)."""
+    store = SweepStore(out)
+    return len(store.finished(store.read_status()) & {spec.run_id for spec in plan.runs()})
+
+
 def run_columns(plan: SweepPlan) -> tuple[str, ...]:
     """runs.parquet columns: run_id, the point index and one column per factor, then the engine's."""
     return ("run_id", "point", *plan.factors, *RUN_COLUMNS[1:])
@@ -203,6 +209,7 @@ def sweep_manifest(
         "description": plan.description,
         "base_scenario": str(Path(plan.scenario_path).resolve()),
         "set": plan.set,
+        "cli_set": list(plan.cli_set),
         "factors": plan.factors,
         "filter": plan.filter,
         "strategies": list(plan.strategies),

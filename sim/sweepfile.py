@@ -22,6 +22,7 @@ import copy
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,15 @@ from sim.errors import InputError
 from sim.input_model import InputModel
 from sim.limits import MAX_RUNS, runs_limit_message
 from sim.scenario import EXTENSION_PREFIX, Scenario, load_scenario, resolve_machine_files
-from sim.scenario_paths import PathError, apply_override, describe_error, dotted, explained_errors, show_value
+from sim.scenario_paths import (
+    PathError,
+    apply_override,
+    describe_error,
+    dotted,
+    explained_errors,
+    parse_override,
+    show_value,
+)
 from sim.sweepfilter import FilterError, keeps, parse_filter
 from sim.yamlpos import RAW_TEXT_PATHS, Loc, line_of, read_yaml
 
@@ -96,6 +105,7 @@ class SweepPlan:
     replications: int
     seed: int
     set: dict[str, Any] = field(default_factory=dict)
+    cli_set: tuple[str, ...] = ()  # the command line's --set KEY=VALUE, after the file's set
 
     def overrides(self, point: Point) -> list[tuple[Loc, Any]]:
         """The (key path, value) overrides that turn the base into ``point``."""
@@ -137,9 +147,11 @@ def is_sweep_data(data: Any) -> bool:
     return isinstance(data, dict) and ("scenario" in data or "factors" in data) and "workloads" not in data
 
 
-def load_sweep(path: str | Path, max_runs: int = MAX_RUNS) -> SweepPlan:
-    """Read and validate the sweep file at ``path`` and every point of its grid; a grid
-    of more than ``max_runs`` runs is refused before any point is built."""
+def load_sweep(path: str | Path, overrides: Sequence[str] = (), max_runs: int = MAX_RUNS) -> SweepPlan:
+    """Read and validate the sweep file at ``path`` and every point of its grid; ``overrides``
+    (``--set key.path=value`` strings) apply to the base scenario after the file's own ``set``,
+    ``replications``, ``seed`` and ``strategies``, e.g. ``duration=1s`` to shorten a shipped sweep.
+    A grid of more than ``max_runs`` runs is refused before any point is built."""
     path = Path(path)
     source = str(path)
     doc = read_yaml(path)
@@ -173,6 +185,8 @@ def load_sweep(path: str | Path, max_runs: int = MAX_RUNS) -> SweepPlan:
             at.fail(where, str(err))
     blame = [(where, loc) for where, loc, _ in fixed]
     base = _validate(base_data, blame, at, ("set",) if spec.set else ("scenario",), "")
+    if overrides:
+        base = _apply_cli_sets(base_data, overrides, spec)
     factors = {key: list(values) for key, values in spec.factors.items()}
     grid = math.prod(len(values) for values in factors.values())
     runs = grid * len(base.strategies) * base.replications
@@ -194,7 +208,30 @@ def load_sweep(path: str | Path, max_runs: int = MAX_RUNS) -> SweepPlan:
         replications=base.replications,
         seed=base.seed,
         set=dict(spec.set),
+        cli_set=tuple(overrides),
     )
+
+
+def _apply_cli_sets(base_data: dict[str, Any], overrides: Sequence[str], spec: SweepFile) -> Scenario:
+    """Apply command-line ``--set`` strings to ``base_data`` and validate it; an error names
+    the option (``--set KEY=VALUE: message``).  A key that a factor sweeps cannot be fixed."""
+    for text in overrides:
+        try:
+            loc, value = parse_override(text)
+            if loc[0] in _FIXED_KEYS:
+                raise PathError(f"{loc[0]} names the base scenario and cannot be set by a sweep")
+            for key in spec.factors:
+                factor = key_loc(key)
+                if loc[: len(factor)] == factor or factor[: len(loc)] == loc:
+                    raise PathError(f"overlaps factor {key} of the sweep; change the sweep file instead")
+            apply_override(Scenario, base_data, loc, value)
+        except ValueError as err:
+            raise InputError(f"--set {text}", None, str(err)) from None
+    try:
+        return Scenario.model_validate(base_data)
+    except ValidationError as err:
+        loc, message = describe_error(err.errors()[0], base_data, Scenario)
+        raise InputError("--set " + " ".join(overrides), None, f"{dotted(loc)}: {message}") from None
 
 
 class _Locator:

@@ -16,8 +16,9 @@ lines on a fresh line.  The latest line of a run wins, and a line with
 The merge never loads the whole sweep: each chunk's runs are a contiguous
 range of run ids, so parts are written one after another in run-id order into
 one ParquetWriter per table (parts whose ranges overlap, which only a
-hand-edited folder would give, are merged together and sorted).  Never imports
-SimPy.
+hand-edited folder would give, are merged together and sorted).  Parts are
+written with the declared column types of :mod:`sim.columns`, so the merged
+schema does not depend on how runs were chunked.  Never imports SimPy.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sim.results import atomic_path, write_table
+from sim.columns import column_order
+from sim.results import atomic_path, write_records
 
 TABLES = ("runs", "events", "timeseries", "counters")
 
@@ -128,9 +130,10 @@ class SweepStore:
             yield StatusAppender(fh)
 
     def write_part(self, part: str, table: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
-        """One table of one chunk, atomically (skipped when a chunk has no rows for it, except runs)."""
+        """One table of one chunk, atomically, with the declared column types (skipped when a
+        chunk has no rows for it, except runs)."""
         if rows or table == "runs":
-            write_table(self.part_path(part, table), rows, columns)
+            write_records(self.part_path(part, table), table, rows, columns)
 
     def merge(self, latest: dict[str, StatusLine]) -> dict[str, int]:
         """runs/events/timeseries.parquet from the parts that the latest status lines name,
@@ -176,8 +179,9 @@ def _clusters(ranges: dict[str, tuple[str, str]]) -> list[list[str]]:
 
 
 def _empty_schema(table: str) -> pa.Schema:
-    names = ("run_id", *_EMPTY[table])
-    return pa.schema([pa.field(n, pa.float64() if n in ("time", "value") else pa.large_string()) for n in names])
+    from sim.columns import TABLES
+
+    return pa.schema([pa.field(n, TABLES[table][n]) for n in ("run_id", *_EMPTY[table])])
 
 
 def _target_type(types: list[pa.DataType]) -> pa.DataType:
@@ -195,13 +199,15 @@ def _target_type(types: list[pa.DataType]) -> pa.DataType:
     return pa.string()
 
 
-def _unified_schema(paths: Iterable[Path]) -> pa.Schema:
-    """The union of the parts' columns, run_id first, in the order columns first appear."""
+def _unified_schema(table: str, paths: Iterable[Path]) -> pa.Schema:
+    """The union of the parts' columns in the canonical order of :func:`sim.columns.column_order`
+    (runs: the order of the parts, which all have every column), whatever the order of the parts."""
     seen: dict[str, list[pa.DataType]] = {}
     for path in paths:
         for fld in pq.read_schema(path):
             seen.setdefault(fld.name, []).append(fld.type)
-    names = sorted(seen, key=lambda name: name != "run_id")
+    first = list(seen) if table == "runs" else ("run_id", *_EMPTY[table])
+    names = column_order(table, seen, first)
     return pa.schema([pa.field(name, _target_type(seen[name])) for name in names])
 
 
@@ -221,7 +227,7 @@ def _merge_table(
     target: Path, clusters: list[list[str]], files: dict[str, Path], owner: dict[str, list[str]], table: str
 ) -> int:
     """Write ``target`` from the part files, one cluster in memory at a time."""
-    schema = _unified_schema(files.values()) if files else _empty_schema(table)
+    schema = _unified_schema(table, files.values()) if files else _empty_schema(table)
     rows = 0
     with _atomic_writer(target, schema) as writer:
         for cluster in clusters:

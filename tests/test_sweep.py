@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from sim.cli import main
@@ -260,7 +261,9 @@ def test_serial_process_and_dask_executors_give_identical_tables(tmp_path):
     assert len(serial) == 16
     for executor in ("process", "dask"):
         pd.testing.assert_frame_equal(serial, runs_table(outs[executor]))
-        for table in ("events.parquet", "timeseries.parquet"):
+        for table in ("runs.parquet", "events.parquet", "timeseries.parquet", "counters.parquet"):
+            assert pq.read_schema(outs["serial"] / table).equals(pq.read_schema(outs[executor] / table)), table
+        for table in ("events.parquet", "timeseries.parquet", "counters.parquet"):
             serial_table = pd.read_parquet(outs["serial"] / table)
             pd.testing.assert_frame_equal(serial_table, pd.read_parquet(outs[executor] / table))
     events = pd.read_parquet(outs["serial"] / "events.parquet")
