@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from sim.errors import InputError
 from sim.input_model import InputModel
-from sim.kernel.cpu import FORK_BALANCE, PREEMPT_MODELS, SchedParams
+from sim.kernel.cpu import FORK_BALANCE, PICK, PREEMPT_MODELS, SchedParams
 from sim.kernel.machine import MachineConfig
 from sim.kernel.pools import POOLS
 from sim.kernel.profile import DEFAULT_PROFILE, PROFILES
@@ -258,6 +258,8 @@ class Scenario(InputModel):
         if m.sched.fork_balance not in FORK_BALANCE:
             _fail(("machine", "sched", "fork_balance"), f"expected one of {', '.join(FORK_BALANCE)}, "
                   f"got {m.sched.fork_balance!r}")  # fmt: skip
+        if m.sched.pick not in PICK:
+            _fail(("machine", "sched", "pick"), f"expected one of {', '.join(PICK)}, got {m.sched.pick!r}")
         if m.zoneinfo is not None and m.memory.zones is not None:
             _fail(("machine", "memory", "zones"), "give machine.zoneinfo or machine.memory.zones, not both")
         if m.zoneinfo is not None:
@@ -354,6 +356,8 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("machine", "memory", "freed_zone"): "DMA32",
     ("machine", "sched", "cpu_slowdown"): 1.0,
     ("machine", "sched", "fork_balance"): "least_loaded",
+    ("machine", "sched", "pick"): "fifo",
+    ("machine", "sched", "wake_affine"): False,
 }
 LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {"fork_storm": {"restart": True, "rcu_grace": 8e-3}}
 

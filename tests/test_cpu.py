@@ -374,3 +374,53 @@ def test_cond_resched_lock_lets_a_spinning_waiter_in_only_under_full_preemption(
     sched.spawn("alloc", allocator, cpu=1)
     env.run()
     assert got[0] == pytest.approx(1.6e-4 if breaks else 1e-3)
+
+
+def _forking_parent(sched, name, log):
+    """A parent that runs 1 ms, forks a child on its CPU and waits for it (wait4), then logs its return."""
+
+    def child(task):
+        log.append(f"{name}'s child")
+        yield from sched.run(task, 1e-3)
+
+    def body(task):
+        yield from sched.run(task, 1e-3)
+        kid = sched.spawn(f"{name}-child", child, near=task.cpu)
+        yield from sched.wait_event(task, sched.exit_event(kid), "wait4", waker=kid)
+        log.append(f"{name} again")
+
+    return body
+
+
+@pytest.mark.parametrize("pick, second", [("vruntime", "A again"), ("fifo", "B's child")])
+def test_a_parent_woken_by_its_childs_exit_runs_before_a_child_forked_after_it_under_cfs_order(pick, second):
+    """CFS (pick=vruntime) places a woken parent at its own vruntime, ahead of a child
+    forked later (START_DEBIT); FIFO queues it behind that child."""
+    env, sched, metrics = make(ncpus=1, model="none", pick=pick)
+    log = []
+    for name in "AB":
+        sched.spawn(name, _forking_parent(sched, name, log), cpu=0)
+    env.run()
+    assert log[:2] == ["A's child", second]
+
+
+@pytest.mark.parametrize("affine, cpu", [(True, 1), (False, 0)])
+def test_a_parent_woken_by_its_exiting_child_moves_to_the_childs_cpu_when_none_is_idle(affine, cpu):
+    env, sched, metrics = make(ncpus=2, model="none", wake_affine=affine, p_migrate_on_wake=0.0)
+    for i in range(2):
+        sched.spawn(f"hog{i}", spinner(sched, 0.01, []), cpu=i, pinned=True)
+    woke_on = []
+
+    def parent(task):
+        kid = sched.spawn("child", spinner(sched, 1e-3, []), cpu=1)
+        yield from sched.wait_event(task, kid.process, "wait4", waker=kid)
+        woke_on.append(task.cpu)
+
+    sched.spawn("parent", parent, cpu=0)
+    env.run()
+    assert woke_on == [cpu]
+
+
+def test_pick_must_be_known():
+    with pytest.raises(ValueError, match="pick"):
+        make(pick="lottery")

@@ -36,10 +36,19 @@ def test_a_slower_machine_forks_in_proportion_less():
 
 
 def test_children_stay_with_their_parent_unless_a_cpu_is_idle():
-    spread = _run("machine.sched.fork_balance=least_loaded").counters
-    local = _run("machine.sched.fork_balance=idle_or_local").counters
+    # in first-come order with random wake-up moves, where placement was found to matter
+    fifo = ("machine.sched.pick=fifo", "machine.sched.wake_affine=false")
+    spread = _run("machine.sched.fork_balance=least_loaded", *fifo).counters
+    local = _run("machine.sched.fork_balance=idle_or_local", *fifo).counters
     miss = lambda c: c["stack_vmallocs"] / (c["stack_vmallocs"] + c["stack_cache_hits"])  # noqa: E731
     assert miss(local) < 0.8 * miss(spread)
+
+
+def test_fork_workers_miss_the_stack_cache_less_when_woken_parents_run_first_on_their_childs_cpu():
+    still = "machine.sched.p_migrate_on_wake=0"
+    fifo = _run("machine.sched.pick=fifo", "machine.sched.wake_affine=false", still).counters
+    cfs = _run(still).counters
+    assert cfs["stack_vmallocs"] < 0.5 * fifo["stack_vmallocs"]
 
 
 def test_61_stacks_take_a_second_chance_at_the_cache_after_rcu():

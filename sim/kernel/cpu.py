@@ -15,6 +15,9 @@ Code uses CPU time with ``yield from sched.run(task, seconds)`` and blocks with
 * ``rt``: as ``full``, and ``spinlock_t`` becomes a sleeping lock that keeps
   preemption enabled and only disables migration (PREEMPT_RT).
 
+A CPU runs its waiting tasks in arrival order, or with ``pick="vruntime"`` in
+CFS's virtual-runtime order (see :class:`SchedParams`).
+
 A reschedule is pending on a CPU when another task waits there and either the
 running task's CFS slice has ended at a scheduler tick, or a task woke up there
 after the running one had run for the wake-up granularity (``check_preempt_wakeup``).
@@ -22,7 +25,8 @@ Ticks are evaluated lazily: no event is scheduled per tick.
 
 Migration happens where the kernel allows it: on wake-up (``select_task_rq``:
 an idle CPU if the previous one is busy, or another CPU with probability
-``p_migrate_on_wake``), on preemption (``p_migrate_on_preempt``, standing for
+``p_migrate_on_wake``; with ``wake_affine`` a parent woken by its exiting child
+goes to the child's CPU), on preemption (``p_migrate_on_preempt``, standing for
 load balancing of a preempted task), and when a CPU goes idle and pulls a
 waiting task (``newidle_balance``).  Pinned tasks never move.  Per-CPU data is
 read through ``task.cpu`` at the instant of the read.
@@ -47,6 +51,7 @@ from sim.metrics import Metrics
 
 PREEMPT_MODELS = ("none", "voluntary", "full", "rt")
 FORK_BALANCE = ("least_loaded", "idle_or_local")  # SchedParams.fork_balance
+PICK = ("fifo", "vruntime")  # SchedParams.pick
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,21 @@ class SchedParams:
     # with similar load; measured against a 6.1 guest's stack cache hit rate
     # (docs/validation.md).
     fork_balance: str = "least_loaded"
+    # Which waiting task a CPU runs next.  "fifo": the one that has waited longest.
+    # "vruntime": CFS's leftmost (least virtual runtime, nice 0), with the placement of
+    # kernel/sched/fair.c 5.3 to 6.1: a forked child starts one slice behind the
+    # queue (task_fork_fair, place_entity with START_DEBIT), a woken task at most half a
+    # latency ahead of it (GENTLE_FAIR_SLEEPERS), and a woken task asks for the CPU
+    # when it is a wake-up granularity of vruntime behind the running one
+    # (check_preempt_wakeup).  Measured against a 6.1 guest's kernel stacks in use
+    # (docs/validation.md).
+    pick: str = "fifo"
+    # A task woken by another's exit (a parent in wait4: do_notify_parent wakes it with
+    # WF_SYNC) goes to the waker's CPU when no CPU is idle, as select_task_rq_fair's
+    # wake_affine gives with similar loads (kernel/sched/fair.c 5.3 to 6.1), unless the
+    # random move that stands for load balancing (p_migrate_on_wake) took it first;
+    # without it such a task stays on its own CPU unless that one is busy and another idle.
+    wake_affine: bool = False
 
 
 class Task:
@@ -83,6 +103,7 @@ class Task:
     __slots__ = (
         "_dispatch",
         "cpu",
+        "exit_notify",
         "killed",
         "kthread",
         "migrate_disabled",
@@ -97,6 +118,7 @@ class Task:
         "process",
         "rt",
         "state",
+        "vruntime",
     )
 
     def __init__(self, pid: int, name: str, cpu: int, pinned: bool, kthread: bool, rt: bool) -> None:
@@ -116,6 +138,8 @@ class Task:
         self.process: simpy.Process | None = None
         self.on_exit: list[Callable[[Task], None]] = []
         self._dispatch: simpy.Event | None = None
+        self.vruntime = 0.0  # pick="vruntime": se.vruntime, absolute on the task's CPU
+        self.exit_notify: simpy.Event | None = None  # pick="vruntime": see Scheduler.exit_event
 
     def __repr__(self) -> str:
         return f"Task({self.pid}:{self.name} on cpu{self.cpu})"
@@ -124,7 +148,7 @@ class Task:
 class CPU:
     """One CPU: the running task, its runqueue, and its per-CPU variables."""
 
-    __slots__ = ("curr", "id", "percpu", "resched_at", "runqueue", "slice_start")
+    __slots__ = ("curr", "id", "min_vruntime", "percpu", "resched_at", "runqueue", "slice_start")
 
     def __init__(self, cpu_id: int) -> None:
         self.id = cpu_id
@@ -133,6 +157,7 @@ class CPU:
         self.percpu: dict[str, Any] = {}
         self.slice_start = 0.0
         self.resched_at = math.inf
+        self.min_vruntime = 0.0  # pick="vruntime": cfs_rq->min_vruntime
 
     def __repr__(self) -> str:
         return f"CPU({self.id}, curr={self.curr}, waiting={len(self.runqueue)})"
@@ -177,6 +202,9 @@ class Scheduler:
         if self.params.fork_balance not in FORK_BALANCE:
             raise ValueError(f"fork_balance must be one of {FORK_BALANCE}, not {self.params.fork_balance!r}")
         self.fork_local = self.params.fork_balance == "idle_or_local"
+        if self.params.pick not in PICK:
+            raise ValueError(f"pick must be one of {PICK}, not {self.params.pick!r}")
+        self.by_vruntime = self.params.pick == "vruntime"
         self._next_pid = 1
 
     # -- tasks ---------------------------------------------------------------
@@ -211,18 +239,45 @@ class Scheduler:
             raise ValueError(f"cpu {cpu} out of range")
         task = Task(self._next_pid, name, cpu, pinned, kthread, rt)
         self._next_pid += 1
+        if self.by_vruntime:
+            task.vruntime = self._fork_vruntime(near)
+            task.exit_notify = self.env.event()
         task.process = self.env.process(self._task_main(task, body))
         return task
 
+    def _fork_vruntime(self, near: int | None) -> float:
+        """``task_fork_fair`` (kernel/sched/fair.c 5.3 to 6.1) on the forking CPU:
+        the parent's vruntime (the task running on ``near``), but no less than
+        ``min_vruntime`` plus the slice the child would get there (``place_entity``
+        with START_DEBIT), as an offset from ``min_vruntime``: the enqueue adds the
+        ``min_vruntime`` of the CPU the child starts on."""
+        src = self.cpus[near or 0]
+        parent = src.curr if near is not None else None
+        vruntime = src.min_vruntime + self._slice(len(src.runqueue) + (src.curr is not None) + 1)
+        if parent is not None:
+            vruntime = max(vruntime, parent.vruntime + self.env._now - src.slice_start)
+        return vruntime - src.min_vruntime
+
     def _task_main(self, task: Task, body: Callable[[Task], Generator[Any, Any, Any]]) -> Generator[Any, Any, Any]:
         task.state = "runnable"
-        yield from self._enqueue(task, task.cpu)
+        yield from self._enqueue(task, task.cpu, fork=True)
         result = yield from body(task)
         task.state = "dead"
+        if task.exit_notify is not None:
+            task.exit_notify.succeed()
+            yield self.env.timeout(0)  # the woken waiters queue before this CPU's next pick
         self._switch_out(self.cpus[task.cpu])
         for callback in task.on_exit:
             callback(task)
         return result
+
+    def exit_event(self, task: Task) -> simpy.Event:
+        """What a waiter for ``task``'s exit (``wait4``) waits on.  With
+        ``pick="vruntime"`` it fires as ``do_exit`` calls ``exit_notify``, before the
+        task's final switch (``do_task_dead``), so that the woken parent is on the
+        runqueue when the dying task's CPU picks what runs next (kernel/exit.c 5.3 to
+        6.1); otherwise it is the task's end, after that switch."""
+        return task.process if task.exit_notify is None else task.exit_notify
 
     def nr_running(self, cpu: int) -> int:
         """Tasks running or waiting on ``cpu``."""
@@ -330,9 +385,15 @@ class Scheduler:
         yield from self._wake(task)
 
     def wait_event(
-        self, task: Task, event: simpy.Event, site: str, timeout: float | None = None
+        self,
+        task: Task,
+        event: simpy.Event,
+        site: str,
+        timeout: float | None = None,
+        waker: Task | None = None,
     ) -> Generator[Any, Any, bool]:
-        """Block until ``event`` fires or ``timeout`` passes; True if it fired."""
+        """Block until ``event`` fires or ``timeout`` passes; True if it fired.
+        ``waker``: the task whose exit fires ``event`` (``wake_affine``)."""
         self.might_sleep(task, site)
         if event.triggered:
             return True
@@ -343,27 +404,41 @@ class Scheduler:
         else:
             yield event | self.env.timeout(timeout)
             fired = event.triggered
-        yield from self._wake(task)
+        yield from self._wake(task, waker if fired else None)
         return fired
 
     def _block(self, task: Task) -> None:
         task.state = "sleeping"
         self._switch_out(self.cpus[task.cpu])
 
-    def _wake(self, task: Task) -> Iterable[Any]:
+    def _wake(self, task: Task, waker: Task | None = None) -> Iterable[Any]:
         """Choose the CPU a woken task runs on (``select_task_rq_fair``) and queue it
-        (``yield from``)."""
+        (``yield from``).  With ``wake_affine``, a task woken by ``waker``'s exit
+        goes to the waker's CPU (``wake_affine``), or, if that one is busy, to its
+        own if idle, else to an idle CPU if any (``select_idle_sibling``)."""
         prev = task.cpu
         target = prev
         if not task.pinned and not task.migrate_disabled and self.ncpus > 1:
             if self.rng.random() < self.params.p_migrate_on_wake:
                 target = self._other_cpu(prev)
+            elif waker is not None and self.params.wake_affine:
+                target = waker.cpu
+                if not self._is_idle(target) and not self._is_idle(prev):
+                    idle = [c.id for c in self.cpus if c.curr is None and not c.runqueue]
+                    if idle:
+                        target = idle[int(self.rng.integers(len(idle)))]
+                elif not self._is_idle(target):
+                    target = prev
             elif self.cpus[prev].curr is not None:
                 idle = [c.id for c in self.cpus if c.curr is None and not c.runqueue]
                 if idle:
                     target = idle[int(self.rng.integers(len(idle)))]
         task.state = "runnable"
         return self._enqueue(task, target, wakeup=True)
+
+    def _is_idle(self, cpu_id: int) -> bool:
+        c = self.cpus[cpu_id]
+        return c.curr is None and not c.runqueue
 
     def _other_cpu(self, cpu_id: int) -> int:
         """A random CPU other than ``cpu_id``, preferring idle ones."""
@@ -373,19 +448,26 @@ class Scheduler:
 
     # -- dispatch ------------------------------------------------------------
 
-    def _enqueue(self, task: Task, cpu_id: int, wakeup: bool = False) -> Iterable[Any]:
+    def _enqueue(self, task: Task, cpu_id: int, wakeup: bool = False, fork: bool = False) -> Iterable[Any]:
         """Make ``task`` run on ``cpu_id``: at once if the CPU is free, else
         after waiting in its runqueue (from where another CPU may pull it).
         A woken task asks for the CPU at once if the running task has had its
         wake-up granularity (``check_preempt_wakeup``).  Use with ``yield
         from``: the result is empty, or the dispatch event to wait for (a
-        plain function, as nothing follows the wait)."""
+        plain function, as nothing follows the wait).
+
+        With ``pick="vruntime"`` the runqueue is kept in vruntime order (ties
+        in arrival order), ``fork`` places a new task (``task_fork_fair``) and
+        ``wakeup`` a woken one (``place_entity``), and the wake-up preemption
+        test compares vruntimes."""
         cpu = self.cpus[cpu_id]
         if (cpu.curr is not None or cpu.runqueue) and not task.pinned and not task.migrate_disabled:
             idle = self._idle_cpu_after(cpu_id)  # an idle CPU balances it over within a tick
             if idle is not None:
                 cpu = idle
                 cpu_id = idle.id
+        if self.by_vruntime:
+            self._place(task, cpu, wakeup, fork)
         if cpu_id != task.cpu:
             self.metrics.add("migrations")
             task.cpu = cpu_id
@@ -393,12 +475,66 @@ class Scheduler:
             self._set_curr(cpu, task)
             return ()
         task._dispatch = dispatch = self.env.event()
-        cpu.runqueue.append(task)
+        if self.by_vruntime:
+            self._insert_by_vruntime(cpu, task)
+        else:
+            cpu.runqueue.append(task)
         if cpu.curr is not None:
             self._arm_slice(cpu)
-            if wakeup and self.env._now - cpu.slice_start >= self.wakeup_gran:
+            if self.by_vruntime:
+                if wakeup or fork:  # check_preempt_wakeup (WF_FORK included)
+                    curr_vruntime = cpu.curr.vruntime + self.env._now - cpu.slice_start
+                    if curr_vruntime - task.vruntime > self.wakeup_gran:
+                        cpu.resched_at = self.env._now
+            elif wakeup and self.env._now - cpu.slice_start >= self.wakeup_gran:
                 cpu.resched_at = self.env._now
         return (dispatch,)
+
+    # -- CFS order (pick="vruntime") ------------------------------------------
+
+    def _slice(self, nr_running: int) -> float:
+        """``sched_slice`` of one of ``nr_running`` nice-0 tasks (``__sched_period``,
+        BASE_SLICE), which is also its ``sched_vslice``."""
+        nr_latency = self.latency / self.min_gran
+        period = nr_running * self.min_gran if nr_running > nr_latency else self.latency
+        return max(period / nr_running, self.min_gran)
+
+    def _place(self, task: Task, cpu: CPU, wakeup: bool, fork: bool) -> None:
+        """Set the vruntime of a task joining ``cpu``'s runqueue (kernel/sched/fair.c
+        5.3 to 6.1): a new task's offset (:meth:`_fork_vruntime`) from this
+        ``min_vruntime``; a task from another CPU keeps its lead or lag over
+        ``min_vruntime`` (``migrate_task_rq_fair``); a woken task is then moved up to
+        no more than half a latency before ``min_vruntime`` (``place_entity``,
+        GENTLE_FAIR_SLEEPERS: a sleeper's credit)."""
+        self._update_min_vruntime(cpu)
+        if fork:
+            task.vruntime += cpu.min_vruntime
+            return
+        if cpu.id != task.cpu:
+            task.vruntime += cpu.min_vruntime - self.cpus[task.cpu].min_vruntime
+        if wakeup:
+            task.vruntime = max(task.vruntime, cpu.min_vruntime - self.latency / 2)
+
+    def _insert_by_vruntime(self, cpu: CPU, task: Task) -> None:
+        """Put ``task`` in ``cpu``'s runqueue after every task with a vruntime not above its own."""
+        queue = cpu.runqueue
+        key = task.vruntime
+        for i in range(len(queue) - 1, -1, -1):
+            if queue[i].vruntime <= key:
+                queue.insert(i + 1, task)
+                return
+        queue.appendleft(task)
+
+    def _update_min_vruntime(self, cpu: CPU) -> None:
+        """``update_min_vruntime``: the least vruntime of the running and the waiting
+        tasks, never moving back."""
+        candidates = []
+        if cpu.curr is not None:
+            candidates.append(cpu.curr.vruntime + self.env._now - cpu.slice_start)
+        if cpu.runqueue:
+            candidates.append(cpu.runqueue[0].vruntime)
+        if candidates:
+            cpu.min_vruntime = max(cpu.min_vruntime, min(candidates))
 
     def _idle_cpu_after(self, cpu_id: int) -> CPU | None:
         """The first idle CPU after ``cpu_id`` in circular order, if any."""
@@ -438,6 +574,9 @@ class Scheduler:
     def _switch_out(self, cpu: CPU) -> None:
         """The running task leaves ``cpu``; the next waiting task gets it, or
         an idle CPU pulls a waiting task from the busiest runqueue."""
+        if self.by_vruntime and cpu.curr is not None:
+            self._update_min_vruntime(cpu)  # update_curr, with the leaving task still on the CPU
+            cpu.curr.vruntime += self.env._now - cpu.slice_start
         cpu.curr = None
         self.metrics.add("context_switches")
         if cpu.runqueue:
@@ -489,6 +628,8 @@ class Scheduler:
                 if not busiest.runqueue:
                     busiest.resched_at = math.inf  # alone again: no tick will ask it to yield
                 self.metrics.add("migrations")
+                if self.by_vruntime:  # its lead or lag over min_vruntime goes with it
+                    task.vruntime += cpu.min_vruntime - busiest.min_vruntime
                 task.cpu = cpu.id
                 return task
         return None

@@ -17,8 +17,9 @@ One fork, after kernel/fork.c v5.3:
   parent's on a tie), runs briefly and exits; its page tables go at exit, and
   its stack, at the final switch on the CPU where it died, into that CPU's
   stack cache if a slot is free, else to ``vfree_atomic``;
-* the parent waits for its children, reaps them (task_struct and slab pages),
-  and forks again.  A failed fork is counted and the worker backs off briefly,
+* the parent waits for its children (``wait4``; woken by the child's
+  ``exit_notify``, see ``Scheduler.exit_event`` and ``sched.wake_affine``),
+  reaps them (task_struct and slab pages), and forks again.  A failed fork is counted and the worker backs off briefly,
   as stress-ng treats ENOMEM as benign.  Workers are OOM-killable
   (oom_score_adj 1000).  By default a killed worker starts again after
   ``restart_delay``; stress-ng 0.15 (stress-fork.c) does not restart a fork
@@ -113,8 +114,9 @@ class ForkStorm:
                     break
                 children.append(child)
             for child, slab_pages in children:
-                if not child.process.triggered:
-                    yield from sched.wait_event(task, child.process, "wait4")
+                exited = sched.exit_event(child)
+                if not exited.triggered:
+                    yield from sched.wait_event(task, exited, "wait4", waker=child)
                 _release(pa, task.cpu, "slab_unreclaimable", slab_pages, None)  # release_task
             if task.killed:
                 break
