@@ -229,7 +229,7 @@ class Scenario(InputModel):
 
     def samples_per_run(self) -> int:
         """Time-series samples one run takes (0 with sampling off)."""
-        return 0 if self.sample_interval <= 0 else math.floor(self.duration / self.sample_interval + 1e-9)
+        return 0 if self.sample_interval <= 0 else math.floor(self.duration / self.sample_interval * (1 + 1e-12))
 
     def run_count(self) -> int:
         """Runs of this scenario (strategies x replications), without listing them."""
