@@ -23,8 +23,8 @@ from pathlib import Path
 
 import simpy
 
-from sim.engine import run_once
-from sim.scenario import load_scenario
+from sim.config.scenario import load_scenario
+from sim.engine.run import run_once
 
 ROOT = Path(__file__).resolve().parents[1]
 

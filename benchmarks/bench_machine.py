@@ -24,13 +24,13 @@ import time
 import numpy as np
 import simpy
 
-from sim.kernel.cpu import Scheduler
-from sim.kernel.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp
-from sim.kernel.oom import MemoryOwner
-from sim.kernel.page_alloc import PageAllocator
+from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp
+from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.mm.zones import MIB, build_zones
 from sim.kernel.profile import get_profile
-from sim.kernel.zones import MIB, build_zones
-from sim.metrics import Metrics
+from sim.kernel.sched.cpu import Scheduler
+from sim.record.metrics import Metrics
 
 
 def bare_timeouts(n: int) -> float:

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sim.sweep import run_sweep
-from sim.sweepfile import load_sweep
+from sim.config.sweepfile import load_sweep
+from sim.sweep.runner import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = """name: bench

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from plain_port import PlainSpace
 
-from sim.kernel.vmap import VMALLOC_END, VMALLOC_START, VmapSpace
+from sim.kernel.mm.vmalloc.space import VMALLOC_END, VMALLOC_START, VmapSpace
 from sim.workloads.churn import churn, fill, plan_churn
 
 TARGETS_10K = {"fork-stacks": 150_000, "random-sizes": 220_000}  # ops/s on a CI-like machine (issue 2)

@@ -29,10 +29,10 @@ def _digest(value: object) -> str:
 
 def fingerprints(duration: float) -> dict[str, dict[str, str]]:
     """{scenario/strategy: {rows, events, samples, counters: digest}} of every shipped scenario."""
-    from sim.engine import run_once
-    from sim.scenario import load_scenario
-    from sim.sweepfile import is_sweep_data
-    from sim.yamlpos import read_yaml
+    from sim.config.scenario import load_scenario
+    from sim.config.sweepfile import is_sweep_data
+    from sim.config.yamlpos import read_yaml
+    from sim.engine.run import run_once
 
     out: dict[str, dict[str, str]] = {}
     for path in sorted(ROOT.glob("scenarios/**/*.yaml")):

@@ -4,14 +4,14 @@ This is what a first translation looks like: helper functions called per node
 (``get_subtree_max_size``, ``is_within_this_va``), neighbours found through
 ``find_va_links`` and the address-ordered list, and the generic
 ``augment_tree_propagate_from`` after every change.  ``bench_vmap.py`` runs it
-beside :mod:`sim.kernel.vmap` in the same process, so the speed of the real core
+beside :mod:`sim.kernel.mm.vmalloc.space` in the same process, so the speed of the real core
 is reported as a ratio that does not depend on the machine.  It must give the
 same addresses, which the benchmark checks.
 """
 
 from __future__ import annotations
 
-from sim.kernel.rbtree import RBNode, RBRoot, rb_erase_augmented, rb_insert_augmented, rb_link_node
+from sim.kernel.lib.rbtree import RBNode, RBRoot, rb_erase_augmented, rb_insert_augmented, rb_link_node
 
 ULONG_MAX = (1 << 64) - 1
 

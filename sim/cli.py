@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from sim.errors import InputError
-from sim.kernel.vmap import SEARCH_MODES
-from sim.limits import MAX_RUNS
+from sim.kernel.mm.vmalloc.space import SEARCH_MODES
+from sim.schema.errors import InputError
+from sim.schema.limits import MAX_RUNS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate the Linux vmalloc allocator.")
 
@@ -39,9 +39,9 @@ def replay(
     Writes one line per op with the result (same format); with --check prints
     ops, mismatches and the first mismatch instead.  Ends with the fit-type mix.
     """
-    from sim.replay import read_trace
-    from sim.replay import replay as run_replay
-    from sim.results import atomic_write_lines
+    from sim.app.replay import read_trace
+    from sim.app.replay import replay as run_replay
+    from sim.record.results import atomic_write_lines
 
     header, ops = read_trace(trace)
     report, lines = run_replay(header, ops, search=search, check=check)
@@ -135,8 +135,8 @@ def machine(
     and min_free_kbytes (sqrt rule, THP rule), as /proc/zoneinfo would show them at boot.
     With --zoneinfo: the model's values computed from that machine's managed pages, beside
     the file's own, and those of the uncalibrated model."""
+    from sim.kernel.mm.zones import MIB, build_zones, zone_table_dict
     from sim.kernel.profile import PROFILES, get_profile
-    from sim.kernel.zones import MIB, build_zones, zone_table_dict
 
     if kernel not in PROFILES:
         raise InputError("--kernel", None, f"expected one of {', '.join(PROFILES)}, got {kernel!r}")
@@ -165,8 +165,8 @@ def _machine_spec(ram: str, cpus: int) -> Any:
     """--ram and --cpus checked as a scenario's machine.ram and machine.cpus are (same units, same bounds)."""
     from pydantic import ValidationError
 
-    from sim.scenario import MachineSpec
-    from sim.scenario_paths import describe_error
+    from sim.config.paths import describe_error
+    from sim.config.scenario import MachineSpec
 
     try:
         return MachineSpec.model_validate({"ram": ram, "cpus": cpus})
@@ -179,7 +179,7 @@ def _machine_from_zoneinfo(path: Path, min_free_kbytes: int | None, dmesg: Path 
                            json_out: bool) -> None:  # fmt: skip
     import json
 
-    from sim.zoneinfo import check_zones, read_dmesg, read_zoneinfo
+    from sim.config.zoneinfo import check_zones, read_dmesg, read_zoneinfo
 
     dmesg_text = None if dmesg is None else read_dmesg(dmesg)
     result = check_zones(read_zoneinfo(path), min_free_kbytes, dmesg_text, kernel, thp)
@@ -234,7 +234,7 @@ SetOption = Annotated[
 def parse_set_options(values: list[str] | None) -> list[str]:
     """The ``--set`` options, each checked for KEY.PATH=VALUE syntax (an InputError if not);
     pass the result to ``load_scenario``, which checks the paths against the schema."""
-    from sim.scenario_paths import parse_override
+    from sim.config.paths import parse_override
 
     for text in values or []:
         try:
@@ -261,9 +261,9 @@ def validate(
 ) -> None:
     """Check scenario and sweep files: one line each, "FILE: ok (N runs ...)" or the first
     error as FILE:LINE: key.path: message (on standard error).  Exit 2 if any file is bad."""
-    from sim.scenario import load_scenario
-    from sim.sweepfile import is_sweep_data, load_sweep
-    from sim.yamlpos import read_yaml
+    from sim.config.scenario import load_scenario
+    from sim.config.sweepfile import is_sweep_data, load_sweep
+    from sim.config.yamlpos import read_yaml
 
     sets = parse_set_options(overrides)
     bad = 0
@@ -298,8 +298,8 @@ def schema(
     """Print the JSON Schema of scenario files (for editors: yaml-language-server, VS Code)."""
     import json
 
-    from sim.results import atomic_write_bytes
-    from sim.scenario import scenario_json_schema
+    from sim.config.scenario import scenario_json_schema
+    from sim.record.results import atomic_write_bytes
 
     text = json.dumps(scenario_json_schema(), indent=2, allow_nan=False) + "\n"
     if out is None:
@@ -342,11 +342,11 @@ def run(
     summary table per strategy (means over replications).  Ctrl-C stops at once and
     writes nothing."""
     from sim import __version__
-    from sim.engine import RUN_COLUMNS, run_scenario, run_seed
-    from sim.executors import make_backend
-    from sim.results import build_manifest, counter_rows, write_run_folder
-    from sim.scenario import load_scenario, resolved_dict
-    from sim.signals import Interrupted, stop_on_signals
+    from sim.app.signals import Interrupted, stop_on_signals
+    from sim.config.scenario import load_scenario, resolved_dict
+    from sim.engine.run import RUN_COLUMNS, run_scenario, run_seed
+    from sim.record.results import build_manifest, counter_rows, write_run_folder
+    from sim.sweep.executors import make_backend
 
     sets = parse_set_options(overrides)
     scenario = load_scenario(scenario_file, sets, max_runs=max_runs)
@@ -399,9 +399,9 @@ def run(
 def _estimate(source: str, scenarios: list[tuple[Any, int]], root_seed: int, runs: int, workers: int,
               sure: bool) -> str:  # fmt: skip
     """Probe each (scenario, point) and state the estimated computing time; refuse one above
-    MAX_ESTIMATED_SECONDS unless ``sure`` (sim.cost)."""
-    from sim.cost import check_cost, probe_run
-    from sim.limits import MAX_ESTIMATED_SECONDS
+    MAX_ESTIMATED_SECONDS unless ``sure`` (sim.engine.cost)."""
+    from sim.engine.cost import check_cost, probe_run
+    from sim.schema.limits import MAX_ESTIMATED_SECONDS
 
     bound = MAX_ESTIMATED_SECONDS * max(workers, 1) / max(runs, 1)  # per run, for the probe to aim at
     costs = [probe_run(scenario, root_seed, point, bound=bound) for scenario, point in scenarios]
@@ -435,7 +435,7 @@ def plot(
     import matplotlib
 
     matplotlib.use("Agg")
-    from sim.plots import plot_folder
+    from sim.analysis.plots import plot_folder
 
     report = plot_folder(folder, run_id=run_id, x=x)
     for path in report.written:
@@ -472,10 +472,10 @@ def sweep(
     merged runs/events/timeseries.parquet and manifest.json.  Exit 1 if a worker crash left
     runs to retry.  Ctrl-C (or SIGTERM, SIGHUP) stops the workers at once and keeps what
     has finished for --resume."""
-    from sim.executors import EXECUTORS
-    from sim.signals import Interrupted, stop_on_signals
-    from sim.sweep import kept_runs, run_sweep
-    from sim.sweepfile import load_sweep
+    from sim.app.signals import Interrupted, stop_on_signals
+    from sim.config.sweepfile import load_sweep
+    from sim.sweep.executors import EXECUTORS
+    from sim.sweep.runner import kept_runs, run_sweep
 
     if executor is not None and executor not in EXECUTORS:
         raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -636,8 +636,8 @@ def answer(
     """Run the answer suite (scenarios/answer/), draw its figures and write report.md:
     which workloads suffer NE_FIT split failures without the preload, when, how, and
     what the preloads cost."""
-    from sim.answer import run_answer
-    from sim.executors import EXECUTORS
+    from sim.app.answer import run_answer
+    from sim.sweep.executors import EXECUTORS
 
     if executor not in EXECUTORS:
         raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -695,11 +695,11 @@ def compare(
 ) -> None:
     """Put the model and the real kernel side by side: every measure both have, per
     fork and per vmalloc call, with the ratio model/real; print it and write compare.md."""
-    from sim.comparison import compare_folders
+    from sim.analysis.comparison import compare_folders
 
     text = compare_folders(model_dir, peer_dir, strategy)
     target = out or Path(peer_dir) / "compare.md"
-    from sim.results import atomic_write_bytes
+    from sim.record.results import atomic_write_bytes
 
     atomic_write_bytes(target, text.encode())
     print(text, end="")

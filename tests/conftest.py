@@ -25,7 +25,7 @@ def vector_files() -> list[Path]:
 @pytest.fixture
 def space_factory():
     """Build a fresh allocator core with a counting provider."""
-    from sim.kernel.vmap import CountingProvider, VmapSpace
+    from sim.kernel.mm.vmalloc.space import CountingProvider, VmapSpace
 
     def make(search: str = "v5.3") -> VmapSpace:
         return VmapSpace(CountingProvider(), search)

@@ -147,7 +147,7 @@ def test_swap_false_still_means_off(tmp_path, capsys):
 
 
 def test_megabytes_are_decimal_and_said_so():
-    from sim.units import parse_size
+    from sim.schema.units import parse_size
 
     assert parse_size("256MB") == 256_000_000 and parse_size("256MiB") == 256 << 20
 
@@ -216,12 +216,12 @@ def test_run_out_naming_a_file_fails_before_simulating(tmp_path, capsys):
 
 
 def test_a_bug_prints_its_traceback_and_asks_to_be_reported(monkeypatch, capsys):
-    import sim.scenario
+    import sim.config.scenario
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(sim.scenario, "load_scenario", broken)
+    monkeypatch.setattr(sim.config.scenario, "load_scenario", broken)
     code, _, err, _ = call(capsys, "validate", str(ROOT / "scenarios/rezki-2019-256mb.yaml"))
     assert code == 1 and "Traceback" in err and "ZeroDivisionError: a bug" in err
     assert "this is a bug in vmsim" in err.splitlines()[-1]

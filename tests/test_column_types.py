@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.columns import EVENTS, arrow_table, declared_type
-from sim.sweepstore import StatusLine, SweepStore
+from sim.record.columns import EVENTS, arrow_table, declared_type
+from sim.sweep.store import StatusLine, SweepStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sim.comparison import Ratio, compare_folders, pooled, zone_measures
-from sim.results import RUN_COLUMNS, write_run_folder
+from sim.analysis.comparison import Ratio, compare_folders, pooled, zone_measures
+from sim.record.results import RUN_COLUMNS, write_run_folder
 from tests.conftest import ROOT, vmsim
 
 
@@ -74,8 +74,8 @@ def test_peer_refuses_a_model_only_workload_before_looking_for_qemu(monkeypatch,
 
 
 def test_model_counters_absent_from_a_run_count_as_zero_but_a_guests_stay_missing(tmp_path):
-    from sim.comparison import load_side
-    from sim.results import write_table
+    from sim.analysis.comparison import load_side
+    from sim.record.results import write_table
 
     model, real = tmp_path / "model", tmp_path / "real"
     rows = [{"run_id": "a", "forks": 100}, {"run_id": "b", "forks": 100}]

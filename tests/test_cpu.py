@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.kernel.cpu import SchedParams, Scheduler
-from sim.kernel.locks import Mutex, SpinLock
-from sim.metrics import Metrics
+from sim.kernel.sched.cpu import SchedParams, Scheduler
+from sim.kernel.sched.locks import Mutex, SpinLock
+from sim.record.metrics import Metrics
 
 
 def make(ncpus=2, model="full", seed=1, **params):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.engine import run_once
-from sim.kernel.cpu import SchedParams, Scheduler
-from sim.scenario import load_scenario
+from sim.config.scenario import load_scenario
+from sim.engine.run import run_once
+from sim.kernel.sched.cpu import SchedParams, Scheduler
 from tests.conftest import ROOT
 
 PEER = ROOT / "scenarios" / "peer" / "fork-storm-256mb.yaml"
@@ -71,7 +71,7 @@ def test_fork_workers_killed_by_the_oom_killer_stay_dead_without_restart():
 
 @pytest.mark.parametrize(("key", "value"), [("cpu_slowdown", "0"), ("fork_balance", "nearest")])
 def test_bad_guest_knobs_are_refused_when_the_scenario_loads(key, value):
-    from sim.errors import InputError
+    from sim.schema.errors import InputError
 
     with pytest.raises(InputError, match=f"machine.sched.{key}"):
         load_scenario(PEER, [f"machine.sched.{key}={value}"])

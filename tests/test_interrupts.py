@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.sweepfile import load_sweep
+from sim.config.sweepfile import load_sweep
 from tests.test_sweep import vmsim
 
 ROOT = Path(__file__).resolve().parents[1]

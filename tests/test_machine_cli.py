@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.units import parse_size
+from sim.schema.units import parse_size
 from tests.conftest import vmsim
 
 

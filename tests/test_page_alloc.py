@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.kernel.cpu import Scheduler
-from sim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
-from sim.kernel.oom import MemoryOwner
-from sim.kernel.page_alloc import PageAllocator
+from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.mm.zones import GIB, MIB, MemoryParams, build_zones
 from sim.kernel.profile import get_profile
-from sim.kernel.zones import GIB, MIB, MemoryParams, build_zones
-from sim.metrics import Metrics
+from sim.kernel.sched.cpu import Scheduler
+from sim.record.metrics import Metrics
 
 
 def make(ram=256 * MIB, kernel="5.2", ncpus=4, thp=False, sched=False, seed=1, **params):

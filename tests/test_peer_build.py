@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sim.errors import InputError
+from sim.config.scenario import load_scenario
 from sim.peer.agent import GuestCommand, GuestPlan, render
 from sim.peer.cpio import Entry, gzip_newc, read_newc, write_newc
 from sim.peer.image import find_kernel, module_order
 from sim.peer.kbuild import REQUIRED, config_edits, missing_options
 from sim.peer.translation import translate
-from sim.scenario import load_scenario
+from sim.schema.errors import InputError
 from tests.conftest import ROOT
 
 REZKI = ROOT / "scenarios" / "rezki-2019-256mb.yaml"
@@ -152,7 +152,7 @@ def test_reference_config_of_the_recipe_matches_the_research_config_where_presen
 
 def test_more_boots_into_a_folder_add_replications_and_other_work_is_refused(tmp_path):
     from sim.peer.session import _first_new_replication
-    from sim.results import write_json
+    from sim.record.results import write_json
 
     meta = {"guest_kernel": "/boot/vmlinuz-x", "cmdline": "console=ttyS0", "plan": {"duration_s": 30}, "accel": "tcg"}
     assert _first_new_replication(tmp_path, meta) == 0
@@ -181,7 +181,7 @@ def test_the_sampler_turns_proc_files_into_sample_lines_without_forking(tmp_path
     done = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, env=env, check=True)
     out = parse_guest(done.stdout)
     assert out.garbled == 0
-    from sim.zoneinfo import parse_zoneinfo
+    from sim.config.zoneinfo import parse_zoneinfo
 
     real = [(z.name, z.free, z.managed) for z in parse_zoneinfo(zoneinfo.read_text())]
     assert [(z, v[0], v[5]) for _, z, v in out.zone_samples] == real

@@ -12,8 +12,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from sim.errors import InputError
 from sim.peer.image import BUSYBOX, STRESS_NG, find_kernel
+from sim.schema.errors import InputError
 from tests.conftest import ROOT, vmsim
 
 pytestmark = pytest.mark.qemu

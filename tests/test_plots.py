@@ -9,10 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.cli import main
-from sim.errors import InputError
-from sim.plots import failure_curves_figure, plot_folder, save_figure
-from sim.plots_data import (
+from sim.analysis.data import (
     RUN_COLUMNS,
     choose_factor,
     factor_axis,
@@ -22,7 +19,10 @@ from sim.plots_data import (
     timeline_run,
     wilson_interval,
 )
-from sim.results import write_run_folder
+from sim.analysis.plots import failure_curves_figure, plot_folder, save_figure
+from sim.cli import main
+from sim.record.results import write_run_folder
+from sim.schema.errors import InputError
 from tests.conftest import ROOT, vmsim
 
 RAMS = ("128MiB", "256MiB", "512MiB", "1GiB")
@@ -172,7 +172,7 @@ def test_timeline_shows_the_run_with_most_split_failures_unless_told():
 
 
 def test_run_columns_are_the_engines():
-    from sim.engine import RUN_COLUMNS as ENGINE_COLUMNS
+    from sim.engine.run import RUN_COLUMNS as ENGINE_COLUMNS
 
     assert tuple(ENGINE_COLUMNS) == RUN_COLUMNS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kernel.rbtree import RBNode, RBRoot, rb_check, rb_erase, rb_insert_color, rb_iter, rb_link_node
+from sim.kernel.lib.rbtree import RBNode, RBRoot, rb_check, rb_erase, rb_insert_color, rb_iter, rb_link_node
 
 
 class Key(RBNode):

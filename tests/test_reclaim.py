@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from sim.kernel.gfp import GFP_KERNEL, GFP_NOWAIT, Gfp
-from sim.kernel.oom import KernelPanic, MemoryOwner
-from sim.kernel.zones import ALLOC_CPUSET, ALLOC_WMARK_HIGH, OomKillLatency
+from sim.kernel.mm.gfp import GFP_KERNEL, GFP_NOWAIT, Gfp
+from sim.kernel.mm.oom_kill import KernelPanic, MemoryOwner
+from sim.kernel.mm.zones import ALLOC_CPUSET, ALLOC_WMARK_HIGH, OomKillLatency
 from tests.test_page_alloc import make, nowait, run_task, set_free, zone
 
 

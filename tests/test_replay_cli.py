@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sim.replay import parse_trace, replay
+from sim.app.replay import parse_trace, replay
 
 HEADER = '{"vectors":1,"search":"v5.3","workload":"t","seed":1,"note":"x"}'
 STACK = '{"op":"alloc","size":20480,"align":16384,"vstart":18446683600570023936,"vend":18446718784942112767}'

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.plots_data import wilson_interval
-from sim.report import load_suite, render
+from sim.analysis.data import wilson_interval
+from sim.analysis.report import load_suite, render
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "answer"

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from sim.cli import parse_set_options
-from sim.errors import InputError
-from sim.kernel.cpu import PREEMPT_MODELS, SchedParams
+from sim.config.scenario import MemorySection, Scenario, SchedSection, VmallocSection, load_scenario, resolved_dict
 from sim.kernel.machine import Machine
+from sim.kernel.mm.vmalloc.alloc import VmallocParams
+from sim.kernel.mm.vmalloc.strategies import STRATEGIES
+from sim.kernel.mm.zones import MemoryParams
 from sim.kernel.profile import PROFILES
-from sim.kernel.strategies import STRATEGIES
-from sim.kernel.vmalloc import VmallocParams
-from sim.kernel.zones import MemoryParams
-from sim.scenario import MemorySection, Scenario, SchedSection, VmallocSection, load_scenario, resolved_dict
+from sim.kernel.sched.cpu import PREEMPT_MODELS, SchedParams
+from sim.schema.errors import InputError
 from sim.workloads.fork_storm import ForkStormSpec
 from sim.workloads.pressure import AnonHogSpec
 from sim.workloads.registry import WORKLOADS

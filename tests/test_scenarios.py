@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.engine import run_once
-from sim.scenario import load_scenario
+from sim.config.scenario import load_scenario
+from sim.engine.run import run_once
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 

@@ -9,13 +9,13 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kernel.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from sim.kernel.mm.slab.caches import VmapAreaObjects, default_objs_per_slab, kmem_cache_create, vmap_area_cache
+from sim.kernel.mm.slab.slab import SlabCache
+from sim.kernel.mm.slab.slub import SlubCache
+from sim.kernel.mm.vmalloc.area import ENOMEM
+from sim.kernel.mm.vmalloc.space import NE_FIT_TYPE, VMALLOC_END, VMALLOC_START, VmapSpace
 from sim.kernel.profile import PROFILES, get_profile
-from sim.kernel.slab import VmapAreaObjects, default_objs_per_slab, kmem_cache_create, vmap_area_cache
-from sim.kernel.slab_array import SlabCache
-from sim.kernel.slub import SlubCache
-from sim.kernel.vmap import NE_FIT_TYPE, VMALLOC_END, VMALLOC_START, VmapSpace
-from sim.kernel.vmap_area import ENOMEM
 
 ALLOCATORS = ("SLUB", "SLAB")
 STACK, STACK_ALIGN = 20480, 16384
@@ -558,7 +558,7 @@ def test_vmap_area_objects_refuse_a_blocking_gfp():
 
 def test_kernel_refill_sleeps_under_the_real_scheduler():
     np = pytest.importorskip("numpy")
-    cpu_mod = pytest.importorskip("sim.kernel.cpu")
+    cpu_mod = pytest.importorskip("sim.kernel.sched.cpu")
     env = simpy.Environment()
     sched = cpu_mod.Scheduler(env, 2, np.random.default_rng(1))
     pages = FakePages(free=3, min_free=3, sched=sched)
@@ -582,10 +582,10 @@ def test_kernel_refill_sleeps_under_the_real_scheduler():
 @pytest.mark.parametrize("allocator", ALLOCATORS)
 def test_with_the_machines_page_allocator_nowait_fails_at_min_and_kernel_reclaims(allocator):
     np = pytest.importorskip("numpy")
-    page_alloc = pytest.importorskip("sim.kernel.page_alloc")
-    zones = pytest.importorskip("sim.kernel.zones")
-    from sim.kernel.cpu import Scheduler
-    from sim.metrics import Metrics
+    page_alloc = pytest.importorskip("sim.kernel.mm.page_alloc")
+    zones = pytest.importorskip("sim.kernel.mm.zones")
+    from sim.kernel.sched.cpu import Scheduler
+    from sim.record.metrics import Metrics
 
     profile = get_profile("5.2")
     env, metrics = simpy.Environment(), Metrics()

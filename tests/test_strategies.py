@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.kernel.gfp import GFP_THREAD_STACK
 from sim.kernel.machine import Machine, MachineConfig
-from sim.kernel.oom import MemoryOwner
-from sim.kernel.strategies import STRATEGIES, make_strategy
-from sim.kernel.vmap import VMALLOC_END, VMALLOC_START
-from sim.kernel.zones import MemoryParams
+from sim.kernel.mm.gfp import GFP_THREAD_STACK
+from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.vmalloc.space import VMALLOC_END, VMALLOC_START
+from sim.kernel.mm.vmalloc.strategies import STRATEGIES, make_strategy
+from sim.kernel.mm.zones import MemoryParams
 
 
 def _stacks(m, n):

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from sim.cli import main
-from sim.engine import run_seed
-from sim.errors import InputError
-from sim.sweep import ChunkTask, make_chunks, run_chunk, run_sweep
-from sim.sweepfile import RunSpec, load_sweep
-from sim.sweepfilter import FilterError, keeps, parse_filter
-from sim.sweepstore import StatusLine, SweepStore
+from sim.config.filters import FilterError, keeps, parse_filter
+from sim.config.sweepfile import RunSpec, load_sweep
+from sim.engine.run import run_seed
+from sim.schema.errors import InputError
+from sim.sweep.runner import ChunkTask, make_chunks, run_chunk, run_sweep
+from sim.sweep.store import StatusLine, SweepStore
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "scenarios" / "rezki-2019-256mb.yaml"

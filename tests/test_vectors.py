@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sim.replay import read_trace, replay
+from sim.app.replay import read_trace, replay
 from tests.conftest import vector_files, vectors_dir
 
 FILES = vector_files()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.kernel.cpu import SchedParams
-from sim.kernel.gfp import GFP_KERNEL, GFP_THREAD_STACK
 from sim.kernel.machine import Machine, MachineConfig
-from sim.kernel.oom import MemoryOwner
-from sim.kernel.strategies import NowaitSplit
-from sim.kernel.vmalloc import VmallocParams, lazy_max_pages
-from sim.kernel.vmap import VMALLOC_END, VMALLOC_START
-from sim.kernel.zones import MemoryParams
+from sim.kernel.mm.gfp import GFP_KERNEL, GFP_THREAD_STACK
+from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.vmalloc.alloc import VmallocParams, lazy_max_pages
+from sim.kernel.mm.vmalloc.space import VMALLOC_END, VMALLOC_START
+from sim.kernel.mm.vmalloc.strategies import NowaitSplit
+from sim.kernel.mm.zones import MemoryParams
+from sim.kernel.sched.cpu import SchedParams
 
 STACK = 16384
 

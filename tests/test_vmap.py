@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.kernel.vmap import (
+from sim.kernel.mm.vmalloc.space import (
     EINVAL,
     ENOENT,
     ENOMEM,
@@ -240,7 +240,7 @@ def test_errors_are_distinct_negative_codes():
 def test_free_far_from_any_free_block_links_where_the_tree_descent_would():
     # 60 packed areas: a free in the middle has no free block within LINK_WALK
     # ranges on the address list, so the tree descent gives the link
-    from sim.kernel import vmap
+    from sim.kernel.mm.vmalloc import space as vmap
 
     s = new()
     areas = [s.alloc_area(P, 1, VMALLOC_START, VMALLOC_END) for _ in range(60)]

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sim.kernel.vmap import (
+from sim.kernel.mm.vmalloc.space import (
     MODULES_END,
     MODULES_VADDR,
     PAGE_SIZE,
@@ -54,7 +54,7 @@ class VmapMachine(RuleBasedStateMachine):
             return
         assert addr % align == 0 and addr >= vstart and addr + size <= vend
         assert any(s <= addr and addr + size <= e for s, e in before), "area was not inside a free block"
-        from sim.kernel.vmap import VmapArea
+        from sim.kernel.mm.vmalloc.space import VmapArea
 
         self.space.insert_busy(VmapArea(addr, addr + size))
         self.live.append(addr)

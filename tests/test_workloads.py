@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.kernel.gfp import GFP_KERNEL
+from sim.kernel.lib.rbtree import rb_first, rb_next, rb_prev
 from sim.kernel.machine import Machine, MachineConfig
-from sim.kernel.percpu_vm import (
+from sim.kernel.mm.gfp import GFP_KERNEL
+from sim.kernel.mm.vmalloc.percpu_vm import (
     PMD_SIZE,
     pcpu_carve_areas,
     pcpu_find_base,
     pvm_determine_end_from_reverse,
     pvm_find_va_enclose_addr,
 )
-from sim.kernel.rbtree import rb_first, rb_next, rb_prev
-from sim.kernel.vmap import (
+from sim.kernel.mm.vmalloc.space import (
     ENOMEM,
     MODULES_END,
     MODULES_VADDR,

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from sim.errors import InputError
+from sim.config.scenario import load_scenario
+from sim.config.zoneinfo import calibrated_zones, check_zones, late_freed_kib, parse_zoneinfo, read_zoneinfo
+from sim.kernel.mm.zones import MemoryParams, build_zones, zone_batchsize
 from sim.kernel.profile import get_profile
-from sim.kernel.zones import MemoryParams, build_zones, zone_batchsize
-from sim.scenario import load_scenario
-from sim.zoneinfo import calibrated_zones, check_zones, late_freed_kib, parse_zoneinfo, read_zoneinfo
+from sim.schema.errors import InputError
 from tests.conftest import ROOT, vmsim
 
 GUEST61 = ROOT / "scenarios" / "peer" / "guest-6.1-256mb"

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.kernel.cpu import SchedParams, Scheduler, Task
-from sim.kernel.page_alloc import PageAllocator
+from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.mm.slab.caches import kmem_cache_create, vmap_area_cache
+from sim.kernel.mm.vmalloc.alloc import Vmalloc, VmallocParams
+from sim.kernel.mm.vmalloc.strategies import make_strategy
+from sim.kernel.mm.zones import MemoryParams, build_zones
 from sim.kernel.profile import KernelProfile, get_profile
-from sim.kernel.slab import kmem_cache_create, vmap_area_cache
-from sim.kernel.strategies import make_strategy
-from sim.kernel.vmalloc import Vmalloc, VmallocParams
-from sim.kernel.zones import MemoryParams, build_zones
-from sim.metrics import Metrics
+from sim.kernel.sched.cpu import SchedParams, Scheduler, Task
+from sim.record.metrics import Metrics
 
 MiB = 1 << 20
 STREAMS = ("sched", "page_alloc", "workloads")

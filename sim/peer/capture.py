@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from sim.kernel.gfp import Gfp
-from sim.results import RUN_COLUMNS
+from sim.kernel.mm.gfp import Gfp
+from sim.record.results import RUN_COLUMNS
 
 ERRNO_ENOMEM, ERRNO_EBUSY = 12, 16
 PAGEBLOCK_ORDER = 9  # x86_64: a fallback below it calls boost_watermark (steal_suitable_fallback)

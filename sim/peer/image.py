@@ -26,8 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.errors import InputError
 from sim.peer.cpio import Entry, gzip_newc
+from sim.schema.errors import InputError
 
 # modules the guest loads when the kernel has them as modules (dependencies from modules.dep)
 GUEST_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "zram")  # ext4 asks for crc32c at mount

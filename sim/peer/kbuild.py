@@ -21,8 +21,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.errors import InputError
 from sim.peer.image import cache_dir
+from sim.schema.errors import InputError
 
 ENABLE = (
     "KERNEL_GZIP", "CC_OPTIMIZE_FOR_PERFORMANCE", "SLAB", "SMP", "NUMA", "X86_64_ACPI_NUMA",

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.errors import InputError
 from sim.peer.agent import PORT_FILES
 from sim.peer.image import GuestKernel, cache_dir, initramfs
 from sim.peer.translation import GuestMachine
-from sim.results import atomic_write_bytes, write_json
+from sim.record.results import atomic_write_bytes, write_json
+from sim.schema.errors import InputError
 
 QEMU = "qemu-system-x86_64"
 PROBE_TIMEOUT_S = 40.0

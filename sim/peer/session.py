@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sim import __version__
-from sim.errors import InputError
 from sim.peer.agent import render
 from sim.peer.capture import GuestOutput, dmesg_events, measure_window, parse_guest, runs_row, timeseries_rows
 from sim.peer.image import cache_dir, find_kernel, initramfs, root_disk
 from sim.peer.qemu import boot, choose_accel, compress_logs, qemu_binary, read_ports
 from sim.peer.translation import Translation, find_test_vmalloc, translate
-from sim.results import RUN_COLUMNS, atomic_write_bytes, build_manifest, write_json, write_run_folder
+from sim.record.results import RUN_COLUMNS, atomic_write_bytes, build_manifest, write_json, write_run_folder
+from sim.schema.errors import InputError
 
 STRATEGY = "real"  # the strategy column of a guest's rows: the kernel's own code
 
@@ -42,7 +42,7 @@ def run_peer(
 ) -> Path:
     """Run ``scenario_file`` in ``replications`` guest boots and write the folder; boots
     already in the folder (the same guest work on the same kernel) are kept and counted."""
-    from sim.scenario import load_scenario, resolved_dict
+    from sim.config.scenario import load_scenario, resolved_dict
 
     scenario = load_scenario(scenario_file, overrides)
     try:  # the scenario's own problems first, then what the host lacks

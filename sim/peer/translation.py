@@ -2,7 +2,7 @@
 sysctls, and each workload as the program that does the same thing.
 
 A workload kind with no faithful counterpart is refused with a one-line reason
-(an :class:`~sim.errors.InputError` naming the workload's key), never run as
+(an :class:`~sim.schema.errors.InputError` naming the workload's key), never run as
 something else.  Where the two sides cannot mean exactly the same thing (the
 guest kernel's own slab allocator, stress-ng's restart rules, the guest's own
 boot memory), the translation says so in ``notes``, which the results'
@@ -23,10 +23,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from sim.errors import InputError
-from sim.kernel.zones import MemoryParams
+from sim.config.params import to_dataclass
+from sim.kernel.mm.zones import MemoryParams
 from sim.peer.agent import GuestCommand, GuestPlan
-from sim.scenario_params import to_dataclass
+from sim.schema.errors import InputError
 
 MIB = 1 << 20
 MIN_SAMPLE_INTERVAL_S = 1.0  # a shell-builtin sampler reads ~300 lines of /proc per sample; TCG is slow
@@ -67,7 +67,7 @@ class Translation:
 
 
 def translate(scenario: Any, source: str, guest_modules: Path | None = None) -> Translation:
-    """The guest for ``scenario`` (a validated :class:`~sim.scenario.Scenario`);
+    """The guest for ``scenario`` (a validated :class:`~sim.config.scenario.Scenario`);
     ``source`` names its file in errors; ``guest_modules`` is the guest kernel's
     modules folder (to find test_vmalloc)."""
     m = scenario.machine

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sim.input_model import InputModel
-from sim.units import Duration
+from sim.schema.input_model import InputModel
+from sim.schema.units import Duration
 
 
 class WorkloadSpec(InputModel):

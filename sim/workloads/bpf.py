@@ -29,10 +29,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sim.kernel.gfp import GFP_KERNEL, Gfp
-from sim.kernel.vmalloc import VmStruct
-from sim.kernel.vmap import MODULES_END, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
-from sim.units import Duration, Rate
+from sim.kernel.mm.gfp import GFP_KERNEL, Gfp
+from sim.kernel.mm.vmalloc.alloc import VmStruct
+from sim.kernel.mm.vmalloc.space import MODULES_END, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.schema.units import Duration, Rate
 from sim.workloads.base import draw_lifetime, poisson_arrivals
 from sim.workloads.modules import ModuleWindowSpec, draw_module_load_offset, module_alloc
 from sim.workloads.tally import VmapTally

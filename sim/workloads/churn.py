@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.kernel.vmap import FIT_NAMES, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapSpace
+from sim.kernel.mm.vmalloc.space import FIT_NAMES, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapSpace
 
 THREAD_SIZE = 16 * 1024
 THREAD_ALIGN = THREAD_SIZE

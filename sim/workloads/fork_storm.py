@@ -34,11 +34,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sim.kernel.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_THREAD_STACK
-from sim.kernel.oom import MemoryOwner
-from sim.kernel.vmap import PAGE_SIZE, VMALLOC_END, VMALLOC_START
-from sim.limits import MAX_TASKS
-from sim.units import Duration, Size
+from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_THREAD_STACK
+from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.vmalloc.space import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.schema.limits import MAX_TASKS
+from sim.schema.units import Duration, Size
 from sim.workloads.base import WorkloadSpec
 
 THREAD_SIZE = 16 * 1024

@@ -34,10 +34,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sim.kernel.gfp import GFP_KERNEL
-from sim.kernel.vmalloc import VmStruct
-from sim.kernel.vmap import MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START
-from sim.units import Duration, Rate, Size
+from sim.kernel.mm.gfp import GFP_KERNEL
+from sim.kernel.mm.vmalloc.alloc import VmStruct
+from sim.kernel.mm.vmalloc.space import MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.schema.units import Duration, Rate, Size
 from sim.workloads.base import WorkloadSpec, draw_lifetime, poisson_arrivals
 from sim.workloads.tally import VmapTally
 

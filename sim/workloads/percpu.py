@@ -30,10 +30,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.kernel.locks import Mutex
-from sim.kernel.percpu_vm import PMD_SIZE, pcpu_free_vm_areas, pcpu_get_vm_areas
-from sim.kernel.vmap import PAGE_SIZE
-from sim.units import Duration, Rate, Size
+from sim.kernel.mm.vmalloc.percpu_vm import PMD_SIZE, pcpu_free_vm_areas, pcpu_get_vm_areas
+from sim.kernel.mm.vmalloc.space import PAGE_SIZE
+from sim.kernel.sched.locks import Mutex
+from sim.schema.units import Duration, Rate, Size
 from sim.workloads.base import WorkloadSpec, draw_lifetime, poisson_arrivals
 from sim.workloads.tally import VmapTally
 

@@ -16,10 +16,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sim.kernel.gfp import GFP_HIGHUSER_MOVABLE
-from sim.kernel.oom import MemoryOwner
-from sim.kernel.vmap import PAGE_SIZE
-from sim.units import Duration, Rate, Size
+from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE
+from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.vmalloc.space import PAGE_SIZE
+from sim.schema.units import Duration, Rate, Size
 from sim.workloads.base import WorkloadSpec
 
 CHUNK = 64  # pages faulted per step

@@ -1,7 +1,7 @@
 """Every workload kind a scenario can name: its spec model and its implementation.
 
-``scenario.py`` builds the discriminated union of workload specs from this
-table; ``engine.py`` builds a running workload from a spec with :func:`build`.
+``config/scenario.py`` builds the discriminated union of workload specs from this
+table; ``engine/run.py`` builds a running workload from a spec with :func:`build`.
 """
 
 from __future__ import annotations

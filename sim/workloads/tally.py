@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.kernel.vmap import FIT_NAMES
+from sim.kernel.mm.vmalloc.space import FIT_NAMES
 
 FIT_KEYS = {fit: "fit_" + name.lower() for fit, name in FIT_NAMES.items()}
 _CAUSE_COUNTERS = ("vmap_fail_no_space", "vmap_fail_no_split_object", "vmalloc_page_failures")

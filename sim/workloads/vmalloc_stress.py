@@ -38,11 +38,11 @@ from typing import Any, Literal, get_args
 import numpy as np
 from pydantic import Field, model_validator
 
-from sim.kernel.gfp import GFP_KERNEL, Gfp
-from sim.kernel.vmalloc import VmStruct, fls
-from sim.kernel.vmap import PAGE_SIZE, VMALLOC_END, VMALLOC_START
-from sim.limits import MAX_TASKS
-from sim.units import Duration
+from sim.kernel.mm.gfp import GFP_KERNEL, Gfp
+from sim.kernel.mm.vmalloc.alloc import VmStruct, fls
+from sim.kernel.mm.vmalloc.space import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.schema.limits import MAX_TASKS
+from sim.schema.units import Duration
 from sim.workloads.base import WorkloadSpec
 from sim.workloads.fork_storm import THREAD_ALIGN
 from sim.workloads.percpu import PercpuAllocator, PercpuLayout

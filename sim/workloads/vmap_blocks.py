@@ -32,10 +32,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sim.kernel.gfp import GFP_KERNEL, GFP_NOFS, Gfp
-from sim.kernel.vmalloc import VM_ALLOC, VmStruct
-from sim.kernel.vmap import PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapArea
-from sim.units import Duration, Rate
+from sim.kernel.mm.gfp import GFP_KERNEL, GFP_NOFS, Gfp
+from sim.kernel.mm.vmalloc.alloc import VM_ALLOC, VmStruct
+from sim.kernel.mm.vmalloc.space import PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapArea
+from sim.schema.units import Duration, Rate
 from sim.workloads.base import WorkloadSpec
 from sim.workloads.tally import VmapTally
 

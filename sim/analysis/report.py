@@ -1,0 +1,325 @@
+"""The answer to Morton's question, computed from the result tables of a suite.
+
+``write_report(folder)`` reads every sweep folder under ``folder`` (each with
+runs.parquet, events.parquet, counters.parquet and manifest.json, as
+``vmsim sweep`` writes them) and writes ``report.md``: which workloads suffer
+split failures without the preload (ranked, with Wilson 95% intervals and the
+reduction each preload gives), when (the boundaries the sweeps find), how (one
+traced failure, step by step with simulated timestamps), what the preload
+costs, what the v5.5 lockless preload gives up, and the model's assumptions.
+Every number, ranking and boundary comes from the tables at hand; the only
+fixed text is the list of assumptions.  Never imports SimPy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim.analysis.data import short_name, usable_runs, wilson_interval
+from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
+from sim.record.results import atomic_write_bytes
+
+STRATEGY_ORDER = ("nowait", "preload", "preload-lockless", "preload-gfp", "atomic")
+KEY = ("sweep", "point")
+
+
+@dataclass
+class Suite:
+    """All tables of one answer run, sweeps stacked (a ``sweep`` column added)."""
+
+    runs: pd.DataFrame
+    events: pd.DataFrame
+    counters: pd.DataFrame
+    factors: dict[str, list[str]]  # sweep -> its factor columns
+    folders: dict[str, Path]
+
+
+def load_suite(folder: Path) -> Suite:
+    """Every sweep folder (one holding runs.parquet) directly under ``folder``."""
+    runs, events, counters, factors, folders = [], [], [], {}, {}
+    for sub in sorted(p for p in Path(folder).iterdir() if (p / "runs.parquet").exists()):
+        name = sub.name
+        manifest = json.loads((sub / "manifest.json").read_text()) if (sub / "manifest.json").exists() else {}
+        factors[name] = list((manifest.get("sweep") or {}).get("factors", {}) or {})
+        folders[name] = sub
+        frame = pd.read_parquet(sub / "runs.parquet")
+        # run ids are unique within a sweep; prefix the sweep so they are unique in the suite
+        frame = frame.assign(sweep=name, point=frame.get("point", 0), run_id=name + ":" + frame["run_id"])
+        runs.append(frame)
+        for table, bucket in (("events", events), ("counters", counters)):
+            path = sub / f"{table}.parquet"
+            if path.exists():
+                part = pd.read_parquet(path)
+                bucket.append(part.assign(sweep=name, run_id=name + ":" + part["run_id"]))
+    if not runs:
+        raise FileNotFoundError(f"no sweep results under {folder}")
+    return Suite(
+        pd.concat(runs, ignore_index=True),
+        pd.concat(events, ignore_index=True) if events else pd.DataFrame(columns=["run_id", "kind", "time"]),
+        pd.concat(counters, ignore_index=True) if counters else pd.DataFrame(columns=["run_id", "name", "value"]),
+        factors,
+        folders,
+    )
+
+
+def _rate(k: float, n: float) -> tuple[float, float, float]:
+    """Per million, with its Wilson 95% interval."""
+    if n <= 0:
+        return math.nan, math.nan, math.nan
+    lo, hi = wilson_interval(min(k, n), n)
+    return k / n * 1e6, lo * 1e6, hi * 1e6
+
+
+def show(value: object) -> str:
+    """A factor value as a reader wrote it: 4 not 4.0, off not False."""
+    if isinstance(value, bool) or value is None:
+        return "off" if not value else "on"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return "off" if text in ("False", "false") else text
+
+
+def condition_label(suite: Suite, sweep: str, part: pd.DataFrame) -> str:
+    """``sweep: ram=256MiB, swap=off`` for one grid point."""
+    cols = suite.factors.get(sweep, [])
+    first = part.iloc[0]
+    values = ", ".join(f"{short_name(c)}={show(first[c])}" for c in cols if c in part)
+    return f"{sweep}: {values}" if values else sweep
+
+
+def suffer_table(suite: Suite) -> pd.DataFrame:
+    """One row per grid point: split NOWAIT failures per million vmalloc calls for
+    each strategy (pooled over replications, Wilson 95%), fork ENOMEM per million
+    fork attempts, OOM kills per run, and each preload's reduction; ranked by the
+    rate without the preload (nowait)."""
+    runs = usable_runs(suite.runs)
+    rows = []
+    for (sweep, point), part in runs.groupby(list(KEY), sort=True):
+        row: dict[str, object] = {"sweep": sweep, "point": int(point), "condition": condition_label(suite, sweep, part)}
+        for strategy, mine in part.groupby("strategy"):
+            k, n = float(mine["split_nowait_failures"].sum()), float(mine["vmalloc_calls"].sum())
+            rate, lo, hi = _rate(k, n)
+            row[f"{strategy}.failures"] = k
+            row[f"{strategy}.calls"] = n
+            row[f"{strategy}.rate"], row[f"{strategy}.lo"], row[f"{strategy}.hi"] = rate, lo, hi
+            forks = float(mine["forks"].sum() + mine["fork_enomem"].sum())
+            row[f"{strategy}.enomem"] = _rate(float(mine["fork_enomem"].sum()), forks)[0]
+            row[f"{strategy}.oom_per_run"] = float(mine["oom_kills"].mean())
+            row[f"{strategy}.runs"] = len(mine)
+        base = row.get("nowait.rate")
+        for strategy in STRATEGY_ORDER[1:]:
+            if f"{strategy}.rate" in row and base and base > 0:
+                row[f"{strategy}.reduction"] = 1.0 - float(row[f"{strategy}.rate"]) / float(base)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if "nowait.rate" in table:
+        table = table.sort_values(["nowait.rate", "condition"], ascending=[False, True], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def boundaries(suite: Suite, table: pd.DataFrame) -> list[str]:
+    """For each swept factor: the values at which nowait failures appear and vanish."""
+    lines = []
+    usable = usable_runs(suite.runs)
+    for sweep, cols in suite.factors.items():
+        mine = table[table["sweep"] == sweep]
+        if mine.empty or "nowait.failures" not in mine:
+            continue
+        runs = usable[usable["sweep"] == sweep]
+        for col in cols:
+            order = list(dict.fromkeys(runs[col].astype(str)))
+            failing, clean = [], []
+            for value in order:
+                points = runs[runs[col].astype(str) == value]["point"].unique()
+                k = mine[mine["point"].isin(points)]["nowait.failures"].sum()
+                (failing if k > 0 else clean).append(show(_parse(value)))
+            order = [show(_parse(v)) for v in order]
+            lines.append(
+                f"- **{sweep}, {short_name(col)}**: nowait split failures at "
+                f"{', '.join(failing) or 'no value'}; none at {', '.join(clean) or 'no value'} "
+                f"(values in sweep order: {', '.join(order)})."
+            )
+    return lines
+
+
+def _parse(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def caller_table(suite: Suite) -> pd.DataFrame:
+    """Per caller label (the workloads' own counters): vmap requests, NE share, and
+    failures of the split object, by strategy."""
+    c = suite.counters
+    if c.empty:
+        return pd.DataFrame()
+    strategy = usable_runs(suite.runs).set_index("run_id")["strategy"]
+    c = c[c["run_id"].isin(strategy.index)].assign(strategy=lambda f: f["run_id"].map(strategy))
+    names = c["name"].str.rsplit(".", n=1, expand=True)
+    c = c.assign(label=names[0], what=names[1])
+    c = c[c["what"].isin(["calls", "fit_ne", "fail_split_object", "fail_no_space"]) & c["label"].notna()]
+    c = c[~c["label"].str.contains(r"^slab\.|^alloc_fail|:")]
+    if c.empty:
+        return pd.DataFrame()
+    table = c.pivot_table(index=["label", "strategy"], columns="what", values="value", aggfunc="sum", fill_value=0)
+    return table.reset_index()
+
+
+def free_at_failures(suite: Suite) -> str:
+    """Where free memory stood at each split failure, relative to its zone's (boosted) min."""
+    ev = suite.events[suite.events["kind"] == "split_nowait_failure"] if not suite.events.empty else suite.events
+    if ev.empty:
+        return "No split failure was recorded, so there is no free-memory level to report."
+    margin = ev["DMA32_free"] - (ev["DMA32_min"] + ev["DMA32_boost"])
+    boosted = int((ev["DMA32_boost"] > 0).sum())
+    return (
+        f"At all {len(ev)} split failures, DMA32's free pages minus its boosted min were "
+        f"{int(margin.min())} to {int(margin.max())} pages (median {int(margin.median())}); "
+        f"{int((margin <= 0).sum())} of them at or below the boosted min, "
+        f"{boosted} while the zone's watermarks were boosted."
+    )
+
+
+def preload_costs(suite: Suite) -> pd.DataFrame:
+    """Per strategy: GFP_KERNEL fills per vmalloc call, fill time per fill, the
+    share of fills that waited, and what the slots hold."""
+    runs = usable_runs(suite.runs)
+    rows = []
+    counters = suite.counters
+    for strategy, mine in runs.groupby("strategy"):
+        calls = float(mine["vmalloc_calls"].sum())
+        fills = float(mine["preload_fills"].sum())
+        ids = set(mine["run_id"])
+        c = counters[counters["run_id"].isin(ids)] if not counters.empty else counters
+        buckets = c[c["name"].str.startswith("preload_fill_latency_le_")] if not c.empty else c
+        waited = float(buckets[buckets["name"] != "preload_fill_latency_le_0"]["value"].sum()) if len(buckets) else 0.0
+        rows.append(
+            {
+                "strategy": strategy,
+                "fills_per_call": fills / calls if calls else math.nan,
+                "fills": fills,
+                "waited_share": waited / fills if fills else math.nan,
+                "failed_fills": float(mine["split_nowait_attempts"].sum() - mine["preload_misses"].sum())
+                if strategy.startswith("preload")
+                else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lockless_misses(suite: Suite) -> pd.DataFrame:
+    """preload-lockless misses per vmalloc call, by preemption model when swept."""
+    runs = usable_runs(suite.runs)
+    mine = runs[runs["strategy"] == "preload-lockless"]
+    if mine.empty:
+        return pd.DataFrame()
+    key = "machine.preemption" if "machine.preemption" in mine and mine["machine.preemption"].notna().any() else None
+    groups = mine.groupby(mine[key].fillna("none").astype(str)) if key else [("as run", mine)]
+    rows = []
+    for value, part in groups:
+        k, n = float(part["preload_misses"].sum()), float(part["vmalloc_calls"].sum())
+        rate, lo, hi = _rate(k, n)
+        rows.append({"preemption": value, "misses": k, "calls": n, "per_million": rate, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def _num(value: object) -> str:
+    """One decimal, or a dash where there is nothing to count (no forks, say)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):.1f}"
+
+
+def _fmt_rate(row: pd.Series, strategy: str) -> str:
+    rate = row.get(f"{strategy}.rate")
+    if rate is None or (isinstance(rate, float) and math.isnan(rate)):
+        return "–"
+    return f"{rate:.1f} [{row[f'{strategy}.lo']:.1f}, {row[f'{strategy}.hi']:.1f}]"
+
+
+def render(suite: Suite) -> str:
+    """report.md's text."""
+    table = suffer_table(suite)
+    strategies = [s for s in STRATEGY_ORDER if f"{s}.rate" in table]
+    runs = usable_runs(suite.runs)
+    out = ["# Which workloads suffer when the NE_FIT split uses GFP_NOWAIT, when, and how", ""]
+    out += [
+        f"Computed by `vmsim answer` from {len(suite.runs)} runs ({len(runs)} usable) in "
+        f"{len(suite.folders)} sweeps: {', '.join(suite.folders)}. Rates are split GFP_NOWAIT failures per "
+        "million vmalloc calls, pooled over replications, with Wilson 95% intervals; every strategy of a "
+        "replication saw the same workload random numbers.",
+        "",
+        "## Which workloads suffer",
+        "",
+        "| rank | condition | "
+        + " | ".join(f"{s} /10^6 calls [95% CI]" for s in strategies)
+        + " | preload reduction | fork ENOMEM /10^6 (nowait) | OOM kills/run (nowait) |",
+        "|" + "---|" * (len(strategies) + 5),
+    ]
+    for i, row in table.iterrows():
+        red = row.get("preload.reduction")
+        red_s = f"{red:.0%}" if isinstance(red, float) and not math.isnan(red) else "–"
+        out.append(
+            f"| {i + 1} | {row['condition']} | "
+            + " | ".join(_fmt_rate(row, s) for s in strategies)
+            + f" | {red_s} | {_num(row.get('nowait.enomem'))} | {_num(row.get('nowait.oom_per_run'))} |"
+        )
+    suffering = int((table.get("nowait.failures", pd.Series(dtype=float)) > 0).sum())
+    out += ["", f"{suffering} of {len(table)} conditions show split GFP_NOWAIT failures without the preload.", ""]
+    callers = caller_table(suite)
+    if not callers.empty:
+        out += ["Every caller's own requests, over all its runs (the NE share decides how many need a split object):",
+                "", "| caller | strategy | requests | NE share | split-object failures | no-space failures |",
+                "|---|---|---|---|---|---|"]  # fmt: skip
+        for _, row in callers.iterrows():
+            calls = row.get("calls", 0)
+            ne = row.get("fit_ne", 0) / calls if calls else math.nan
+            out.append(
+                f"| {row['label']} | {row['strategy']} | {int(calls)} | {ne:.1%} | "
+                f"{int(row.get('fail_split_object', 0))} | {int(row.get('fail_no_space', 0))} |"
+            )
+        out.append("")
+    out += ["## When", "", *boundaries(suite, table), "", free_at_failures(suite), ""]
+    out += ["## How: one failure, step by step", "", *traced_failure_story(suite.events, suite.runs), ""]
+    costs = preload_costs(suite)
+    out += ["## What the preload costs", "", "| strategy | GFP_KERNEL fills per vmalloc call | fills that waited |",
+            "|---|---|---|"]  # fmt: skip
+    for _, row in costs.iterrows():
+        if row["strategy"].startswith("preload"):
+            out.append(f"| {row['strategy']} | {row['fills_per_call']:.3f} | {row['waited_share']:.2%} |")
+    out += ["", "A filled slot holds one `struct vmap_area` per CPU (88 bytes on 5.2-5.3) until the next NE split.", ""]
+    misses = lockless_misses(suite)
+    out += ["## What the v5.5 lockless preload gives up", ""]
+    if misses.empty:
+        out.append("No run used preload-lockless.")
+    else:
+        out += ["| preemption | misses | vmalloc calls | per 10^6 [95% CI] |", "|---|---|---|---|"]
+        for _, row in misses.iterrows():
+            out.append(
+                f"| {row['preemption']} | {int(row['misses'])} | {int(row['calls'])} | "
+                f"{row['per_million']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}] |"
+            )
+    out += ["", "## Figures", ""]
+    for sweep, folder in suite.folders.items():
+        pngs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []
+        if pngs:
+            out += [f"- {sweep}: " + ", ".join(f"[{p.stem}]({sweep}/figures/{p.name})" for p in pngs)]
+    out += ["", "## Assumptions and limits", "", *ASSUMPTIONS, ""]
+    return "\n".join(out)
+
+
+def write_report(folder: Path) -> Path:
+    """report.md in ``folder`` from the sweeps (and their figures) under it, atomically."""
+    suite = load_suite(folder)
+    text = render(suite)
+    path = Path(folder) / "report.md"
+    atomic_write_bytes(path, text.encode())
+    return path

@@ -1,0 +1,90 @@
+"""``vmsim answer``: run the answer suite, draw its figures, write its report.
+
+The suite is every sweep file in ``scenarios/answer/`` (each over a base
+scenario in ``scenarios/answer/base/``).  Each sweep runs into its own folder
+under the output folder with the sweep machinery (so an interrupted answer
+resumes), then :mod:`sim.analysis.plots` draws each sweep's figures and
+:mod:`sim.analysis.report` writes ``report.md``.
+
+``--quick`` runs a reduced suite derived from the same files, and says so in
+the sweep files it writes next to the results: every sweep keeps only the
+first and last value of each factor, one replication, and at most
+``QUICK_DURATION`` simulated seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.schema.errors import InputError
+
+ANSWER_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "answer"
+QUICK_DURATION = "1.5s"
+
+
+def suite_files(folder: Path = ANSWER_DIR) -> list[Path]:
+    """The sweep files of the suite, in name order."""
+    files = sorted(Path(folder).glob("*.yaml"))
+    if not files:
+        raise InputError(str(folder), None, "no sweep files (*.yaml) in the answer suite folder")
+    return files
+
+
+def quick_sweep(path: Path, out_dir: Path) -> Path:
+    """A reduced copy of sweep file ``path`` written into ``out_dir`` (see the module doc)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    data["scenario"] = str((Path(path).parent / data["scenario"]).resolve())
+    data["factors"] = {k: (v if len(v) <= 2 else [v[0], v[-1]]) for k, v in (data.get("factors") or {}).items()}
+    data.pop("filter", None)
+    data["replications"] = 1
+    data.setdefault("set", {})
+    data["set"]["duration"] = QUICK_DURATION
+    target = Path(out_dir) / "quick-sweeps" / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# --quick form of {Path(path).name}: first and last factor values, 1 replication, {QUICK_DURATION}\n"
+    target.write_text(header + yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
+def run_answer(
+    out: Path,
+    *,
+    quick: bool = False,
+    executor: str = "process",
+    jobs: int | None = None,
+    argv: list[str] | None = None,
+    progress: Callable[[str, int, int, int], None] | None = None,
+    suite: Path = ANSWER_DIR,
+) -> dict[str, Any]:
+    """Run every sweep of the suite into ``out/<sweep name>/`` (resuming what is
+    there), draw the figures, write ``out/report.md``; returns a summary."""
+    from sim.analysis.plots import plot_folder
+    from sim.analysis.report import write_report
+    from sim.config.sweepfile import load_sweep
+    from sim.sweep.runner import run_sweep
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"sweeps": {}}
+    for path in suite_files(suite):
+        source = quick_sweep(path, out) if quick else path
+        plan = load_sweep(source)
+        target = out / plan.name
+        resume = (target / "manifest.json").exists()
+
+        def report_progress(done: int, failed: int, total: int, name: str = plan.name) -> None:
+            if progress is not None:
+                progress(name, done, failed, total)
+
+        outcome = run_sweep(
+            plan, target, executor=executor, jobs=jobs, resume=resume, argv=argv, progress=report_progress
+        )
+        summary["sweeps"][plan.name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
+        factors = list(plan.factors)
+        plot_folder(target, x=factors[0] if factors else None)
+    summary["report"] = str(write_report(out))
+    return summary

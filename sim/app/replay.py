@@ -1,0 +1,215 @@
+"""Replay a JSONL vmap trace through the allocator core.
+
+The format is the one of ../shared/vectors/README.md: an optional header line
+``{"vectors":1,"search":...}`` and then one ``{"in": OP, "out": RESULT}`` per
+line (``out`` optional).  Each op is run on a fresh :class:`VmapSpace` in
+order; the result is written in the same format, and with ``check`` compared
+with the expected ``out``.  A vmalloc trace taken on a real machine can be
+converted to ``alloc``/``free`` ops and replayed to see its fit-type mix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.kernel.mm.vmalloc.space import FIT_NAMES, SEARCH_MODES, ULONG_MAX, CountingProvider, VmapSpace
+from sim.schema.errors import InputError
+
+OP_FIELDS = {
+    "alloc": ({"size", "align", "vstart", "vend"}, {"fail_split"}),
+    "free": ({"addr"}, set()),
+    "check": (set(), set()),
+}
+CONTEXT_OPS = 3
+
+
+@dataclass
+class Op:
+    """One parsed input line."""
+
+    lineno: int
+    op: dict[str, Any]
+    expected: dict[str, Any] | None
+
+
+@dataclass
+class ReplayReport:
+    """What a replay saw: counts, fit-type mix, and the mismatches found."""
+
+    search: str
+    ops: int = 0
+    allocs: int = 0
+    failed_allocs: int = 0
+    frees: int = 0
+    failed_frees: int = 0
+    checks: int = 0
+    fits: Counter = field(default_factory=Counter)
+    compared: int = 0
+    mismatches: int = 0
+    first_mismatch: dict[str, Any] | None = None
+
+    def fit_mix(self) -> dict[str, float]:
+        """Share of each fit type among successful allocations."""
+        done = sum(self.fits.values())
+        return {name: (self.fits[name] / done if done else 0.0) for name in ("FL", "LE", "RE", "NE")}
+
+
+def _u64(value: Any, source: str, lineno: int, name: str, *, positive: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ULONG_MAX:
+        raise InputError(source, lineno, f"{name}: expected an integer from 0 to 2^64-1, got {value!r}")
+    if positive and value == 0:
+        raise InputError(source, lineno, f"{name}: expected a positive integer, got 0")
+    return value
+
+
+def validate_op(op: Any, source: str, lineno: int) -> dict[str, Any]:
+    """Check one op object against the format; raise :class:`InputError` if it is wrong."""
+    if not isinstance(op, dict):
+        raise InputError(source, lineno, f"in: expected an object, got {type(op).__name__}")
+    kind = op.get("op")
+    if kind not in OP_FIELDS:
+        raise InputError(source, lineno, f"in.op: expected one of alloc, free, check, got {kind!r}")
+    required, optional = OP_FIELDS[kind]
+    for name in sorted(required - op.keys()):
+        raise InputError(source, lineno, f"in.{name}: missing (required by op {kind!r})")
+    for name in sorted(op.keys() - required - optional - {"op"}):
+        raise InputError(source, lineno, f"in.{name}: unknown field for op {kind!r}")
+    if kind == "alloc":
+        size = _u64(op["size"], source, lineno, "in.size", positive=True)
+        if size % 4096:
+            raise InputError(source, lineno, f"in.size: expected a multiple of 4096, got {size}")
+        align = _u64(op["align"], source, lineno, "in.align", positive=True)
+        if align & (align - 1):
+            raise InputError(source, lineno, f"in.align: expected a power of two from 1 to 2^63, got {align}")
+        _u64(op["vstart"], source, lineno, "in.vstart")
+        _u64(op["vend"], source, lineno, "in.vend")
+        if "fail_split" in op and not isinstance(op["fail_split"], bool):
+            raise InputError(source, lineno, f"in.fail_split: expected true or false, got {op['fail_split']!r}")
+    elif kind == "free":
+        _u64(op["addr"], source, lineno, "in.addr")
+    return op
+
+
+def read_trace(path: Path) -> tuple[dict[str, Any] | None, list[Op]]:
+    """Parse and validate a whole trace file: ``(header or None, ops)``."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(source, None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(source, None, f"cannot read: {err}") from None
+    return parse_trace(text.splitlines(), source)
+
+
+def parse_trace(lines: Iterable[str], source: str = "<trace>") -> tuple[dict[str, Any] | None, list[Op]]:
+    """Parse trace lines (see :func:`read_trace`)."""
+    header = None
+    ops: list[Op] = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(source, lineno, f"not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(obj, dict):
+            raise InputError(source, lineno, "expected a JSON object per line")
+        if lineno == 1 and "vectors" in obj:
+            if obj.get("vectors") != 1:
+                raise InputError(source, lineno, f"vectors: expected format version 1, got {obj.get('vectors')!r}")
+            if "search" in obj and obj["search"] not in SEARCH_MODES:
+                allowed = ", ".join(SEARCH_MODES)
+                raise InputError(source, lineno, f"search: expected one of {allowed}, got {obj['search']!r}")
+            header = obj
+            continue
+        if "in" not in obj:
+            raise InputError(source, lineno, "in: missing (each line after the header needs an 'in' op)")
+        extra = sorted(obj.keys() - {"in", "out"})
+        if extra:
+            raise InputError(source, lineno, f"{extra[0]}: unknown field (a line holds 'in' and optionally 'out')")
+        expected = obj.get("out")
+        if expected is not None and not isinstance(expected, dict):
+            raise InputError(source, lineno, f"out: expected an object, got {type(expected).__name__}")
+        ops.append(Op(lineno, validate_op(obj["in"], source, lineno), expected))
+    return header, ops
+
+
+def run_ops(ops: Iterable[Op], search: str, report: ReplayReport) -> Iterator[tuple[Op, dict[str, Any]]]:
+    """Run ops on a fresh allocator; yield each op with its result object."""
+    provider = CountingProvider()
+    space = VmapSpace(provider, search)
+    for item in ops:
+        op = item.op
+        kind = op["op"]
+        report.ops += 1
+        if kind == "alloc":
+            report.allocs += 1
+            allocated, freed = provider.allocated, provider.freed
+            provider.fail_next_split = bool(op.get("fail_split", False))
+            va = space.alloc_area(op["size"], op["align"], op["vstart"], op["vend"])
+            provider.fail_next_split = False
+            if isinstance(va, int):
+                report.failed_allocs += 1
+                result: dict[str, Any] = {"addr": None, "fit": None, "objs_alloc": 0, "objs_free": 0}
+            else:
+                fit = FIT_NAMES[space.last_fit]
+                report.fits[fit] += 1
+                result = {
+                    "addr": va.va_start,
+                    "fit": fit,
+                    "objs_alloc": provider.allocated - allocated,
+                    "objs_free": provider.freed - freed,
+                }
+        elif kind == "free":
+            report.frees += 1
+            freed = space.free(op["addr"])
+            if freed < 0:
+                report.failed_frees += 1
+                result = {"ok": False}
+            else:
+                result = {"ok": True, "objs_free": freed}
+        else:
+            report.checks += 1
+            result = {"free": [list(b) for b in space.free_blocks()], "busy": len(space.busy)}
+        yield item, result
+
+
+def replay(
+    header: dict[str, Any] | None,
+    ops: list[Op],
+    search: str | None = None,
+    check: bool = False,
+) -> tuple[ReplayReport, Iterator[str]]:
+    """Replay ``ops``; return the report (filled as lines are consumed) and the
+    output lines (header first, then one ``{"in","out"}`` line per op)."""
+    mode = search or (header or {}).get("search") or "v5.3"
+    report = ReplayReport(search=mode)
+
+    def lines() -> Iterator[str]:
+        out_header = dict(header) if header else {"vectors": 1, "workload": "replay"}
+        out_header["search"] = mode
+        yield json.dumps(out_header, separators=(",", ":"))
+        recent: deque[tuple[Op, dict[str, Any]]] = deque(maxlen=CONTEXT_OPS)
+        for item, result in run_ops(ops, mode, report):
+            if check and item.expected is not None:
+                report.compared += 1
+                if result != item.expected:
+                    report.mismatches += 1
+                    if report.first_mismatch is None:
+                        report.first_mismatch = {
+                            "line": item.lineno,
+                            "in": item.op,
+                            "expected": item.expected,
+                            "got": result,
+                            "context": [{"line": o.lineno, "in": o.op, "out": r} for o, r in recent],
+                        }
+            recent.append((item, result))
+            yield json.dumps({"in": item.op, "out": result}, separators=(",", ":"))
+
+    return report, lines()

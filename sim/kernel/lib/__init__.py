@@ -1,0 +1,1 @@
+"""lib/: data structures the kernel model uses (the red-black tree of lib/rbtree.c)."""

@@ -1,0 +1,390 @@
+"""The zoned page allocator of Linux 5.3 (mm/page_alloc.c, mm/vmstat.c), order-0 first.
+
+State per zone: the buddy free count (``nr_free``), the folded ``NR_FREE_PAGES``
+counter that every watermark check reads (``vm_free``) with its per-CPU
+differentials (vmstat drift), the watermarks and their boost, lowmem_reserve, and
+per-CPU page lists whose pages no longer count as free.  Memory is counted, not
+tracked page by page; each page taken is charged to a pool of
+:class:`sim.kernel.mm.pools.MemoryPools` (and to a MemoryOwner for anon, page tables
+and kernel stacks); a free returns pages to the highest zone the pool holds.
+
+Paths:
+
+* :meth:`PageAllocator.alloc_pages_nowait`: gfp without ``__GFP_DIRECT_RECLAIM``; a
+  plain function (never yields, creates no SimPy event on the fast path);
+* :meth:`PageAllocator.alloc_pages`: any gfp; both slow paths (and ``warn_alloc``)
+  are in :mod:`sim.kernel.mm.slowpath`;
+* ``*_bulk`` variants charge many order-0 pages at once; each page passes exactly
+  the watermark test it would pass alone (the folded counter only falls while a
+  bulk request runs, so a test that fails stays failed);
+* :meth:`PageAllocator.free_pages`.
+
+Rules that changed by version are read from the :class:`KernelProfile`.
+Simplifications: one pcp list per CPU and zone (the kernel keeps one per
+migratetype); no fragmentation (a high-order request finds a block whenever
+enough pages are free); vmstat_update folds every CPU at the first allocator
+event after each ``stat_interval_s`` instead of on a timer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.kernel.mm.gfp import Gfp, gfp_name
+from sim.kernel.mm.oom_kill import OomKiller
+from sim.kernel.mm.pools import MemoryPools
+from sim.kernel.mm.slowpath import alloc_pages_slowpath, alloc_pages_slowpath_nonblocking
+from sim.kernel.mm.vmscan import Reclaimer
+from sim.kernel.mm.watermarks import Zone, zone_watermark_fast
+from sim.kernel.mm.zones import (
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK,
+    PAGEBLOCK_NR_PAGES,
+    WMARK_MIN,
+    ZONE_DMA,
+    ZONE_DMA32,
+    ZONE_NORMAL,
+    MemoryParams,
+    ZoneTable,
+    build_zones,
+)
+from sim.kernel.profile import KernelProfile
+from sim.record.metrics import Metrics
+
+__all__ = ["MemoryParams", "PageAllocator", "Zone", "build_zones"]  # build_zones lives in zones.py
+
+_DIRECT = int(Gfp.DIRECT_RECLAIM)
+_KSWAPD = int(Gfp.KSWAPD_RECLAIM)
+_ZONE_BITS = int(Gfp.DMA | Gfp.DMA32)
+_DMA, _DMA32 = int(Gfp.DMA), int(Gfp.DMA32)
+
+
+class PageAllocator:
+    """Zones of one node, per-CPU lists, the GFP classes, kswapd, direct reclaim and OOM."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        table: ZoneTable,
+        profile: KernelProfile,
+        params: MemoryParams | None = None,
+        *,
+        rng: np.random.Generator,
+        metrics: Metrics | None = None,
+        scheduler: Any = None,
+    ) -> None:
+        self.env = env
+        self.table = table
+        self.profile = profile
+        self.params = params or MemoryParams()
+        self.rng = rng
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.scheduler = scheduler
+        self.ncpus = table.ncpus
+        self.zones = [Zone(info, table.ncpus, self.params.vmstat_drift) for info in table.zones]
+        self.zonelist = tuple(reversed(self.zones))  # node_zonelist order: highest zone first
+        self._by_idx: list[Any] = [None, None, None]
+        for zone in self.zones:
+            self._by_idx[zone.idx] = zone
+        self.classzone = self.zonelist[0].idx
+        self.zonelist[0].highatomic = self.params.highatomic_pages
+        for zone in self.zones:
+            zone.set_boost(0, self.classzone)  # fast_mark for the preferred classzone
+        self._zonelists: dict[int, tuple[tuple[Zone, ...], int]] = {}
+        self.pools = MemoryPools()
+        self._steal_left = self._draw_steal()
+        self._next_vmstat = self.params.stat_interval_s or float("inf")
+        self.warn_ratelimit: list[Any] = [None, 0]  # warn_alloc's ratelimit: window start, printed
+        self.reclaim = Reclaimer(self)
+        self.oom = OomKiller(self)
+
+    # -- zone lists and watermarks ------------------------------------------------
+
+    def zonelist_for(self, gfp: int) -> tuple[tuple[Zone, ...], int, int]:
+        """(eligible zones high to low, classzone_idx, high_zoneidx) for ``gfp`` (``gfp_zone``)."""
+        high = ZONE_DMA if gfp & _DMA else ZONE_DMA32 if gfp & _DMA32 else ZONE_NORMAL
+        cached = self._zonelists.get(high)
+        if cached is None:
+            zones = tuple(z for z in self.zonelist if z.idx <= high)
+            cached = self._zonelists[high] = (zones, zones[0].idx if zones else 0)
+        return cached[0], cached[1], high
+
+    # -- vmstat -------------------------------------------------------------------------
+
+    def vmstat_update(self) -> None:
+        """``refresh_cpu_vm_stats`` on every CPU: fold all differentials into the zones."""
+        for zone in self.zones:
+            zone.fold()
+        interval = self.params.stat_interval_s
+        if interval:
+            self._next_vmstat = (self.env.now // interval + 1) * interval
+
+    def set_pgdat_percpu_threshold(self, pressure: bool) -> None:
+        """``set_pgdat_percpu_threshold``: the pressure threshold while kswapd is awake,
+        only for zones whose drift could hide a breach of min (a percpu_drift_mark)."""
+        if not self.params.vmstat_drift:
+            return
+        for zone in self.zones:
+            if zone.info.percpu_drift_mark:
+                zone.stat_threshold = zone.info.pressure_threshold if pressure else zone.info.stat_threshold
+
+    # -- taking pages ---------------------------------------------------------------------
+
+    def _draw_steal(self) -> float:
+        p = self.params.p_steal
+        return float(self.rng.geometric(p)) if p > 0 and self.params.watermark_boost_factor else float("inf")
+
+    def boost_watermark(self, zone: Zone, kswapd: bool) -> None:
+        """``boost_watermark`` after a fallback steal (5.0+): one pageblock more, up to
+        max(pageblock, high x boost_factor/10000); the zone is flagged so that
+        ``rmqueue`` wakes kswapd."""
+        if not zone.max_boost:
+            return
+        zone.set_boost(min(zone.boost + PAGEBLOCK_NR_PAGES, zone.max_boost), self.classzone)
+        self.metrics.add("watermark_boost")
+        if kswapd:
+            zone.boosted = True
+
+    def rmqueue_bulk(self, zone: Zone, cpu: int, pool: str, flags: int, nr: int = 0) -> int:
+        """Move up to one batch from the buddy lists to ``cpu``'s list (``rmqueue_bulk``),
+        or ``nr`` pages of a high-order block; returns the pages moved.  Unmovable
+        pages taken from the buddy lists trigger a fallback steal with probability p_steal."""
+        take = min(nr or zone.pcp_batch, zone.nr_free)
+        if take <= 0:
+            return 0
+        zone.mod_free(cpu, -take)
+        if self.pools.pool[pool].unmovable:
+            self._steal_left -= take
+            while self._steal_left <= 0:
+                self.boost_watermark(zone, bool(flags & ALLOC_KSWAPD))
+                self._steal_left += self._draw_steal()
+            if zone.boosted:
+                zone.boosted = False
+                self.reclaim.wakeup_kswapd(0, zone.idx, 0)
+        # env._now is SimPy's clock without the ``now`` property call (a hot path)
+        if self.env._now >= self._next_vmstat:
+            self.vmstat_update()
+        return take
+
+    def get_page_from_freelist(
+        self, cpu: int, gfp: int, order: int, flags: int, zones: tuple[Zone, ...], classzone: int,
+        pool: str, owner: Any, n: int = 1,
+    ) -> int:  # fmt: skip
+        """Up to ``n`` blocks of ``order`` from the first zone that passes the watermark,
+        as many ``get_page_from_freelist`` calls would (5.3); returns how many."""
+        got = 0
+        prof = self.profile
+        which = flags & ALLOC_WMARK_MASK
+        check = not flags & ALLOC_NO_WATERMARKS
+        while got < n:
+            for zone in zones:
+                if check:
+                    mark = zone.wmark[which] + zone.boost
+                    # zone_watermark_fast's order-0 shortcut inline; the call only when it fails
+                    if (order or zone.vm_free <= mark + zone.lowmem_reserve[classzone]) and not zone_watermark_fast(
+                        prof, zone, order, mark, classzone, flags, gfp
+                    ):
+                        continue
+                if order == 0:
+                    c = zone.pcp_count[cpu]
+                    if c:  # the counter cannot change while pages come off the list
+                        k = min(c, n - got)
+                    else:  # a refill lowers the counter: only this page passed the test
+                        c = self.rmqueue_bulk(zone, cpu, pool, flags)
+                        if not c:
+                            continue
+                        k = 1
+                    zone.pcp_count[cpu] = c - k
+                    self.pools.charge(pool, zone.idx, k, owner)
+                elif zone.nr_free >= 1 << order:  # __rmqueue: one block off the buddy lists
+                    self.rmqueue_bulk(zone, cpu, pool, flags, 1 << order)
+                    k = 1
+                    self.pools.charge(pool, zone.idx, 1 << order, owner)
+                else:
+                    continue
+                got += k
+                break
+            else:
+                break
+        return got
+
+    # -- GFP classes ----------------------------------------------------------------------
+
+    def wake_all_kswapds(self, order: int, gfp: int, high_zoneidx: int) -> None:
+        """``wake_all_kswapds``: one node, one kswapd."""
+        self.reclaim.wakeup_kswapd(order, high_zoneidx, gfp)
+
+    def alloc_pages_nowait(
+        self, cpu: int, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: Any = None, task: Any = None
+    ) -> bool:
+        """One allocation that may not sleep (``__alloc_pages_nodemask`` 5.3 with a gfp
+        lacking ``__GFP_DIRECT_RECLAIM``).  Fast path: LOW on each zone, then the CPU's
+        list; slow path: wake kswapd, MIN with the class's reductions, once more, fail."""
+        gfp = int(gfp)  # IntFlag arithmetic is slow
+        if gfp & _DIRECT:
+            raise ValueError(f"alloc_pages_nowait with blocking gfp {gfp_name(gfp)}; use alloc_pages")
+        if order == 0 and not gfp & _ZONE_BITS:
+            for zone in self.zonelist:
+                if zone.vm_free > zone.fast_mark:
+                    c = zone.pcp_count[cpu] or self.rmqueue_bulk(zone, cpu, pool, ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+                    if c:
+                        zone.pcp_count[cpu] = c - 1
+                        self.pools.charge(pool, zone.idx, 1, owner)
+                        return True
+        return self.alloc_pages_bulk_nowait(cpu, gfp, 1, order=order, pool=pool, site=site, owner=owner, task=task) == 1
+
+    def alloc_pages_bulk_nowait(
+        self, cpu: int, gfp: int, nr: int, *, order: int = 0, pool: str, site: str = "", owner: Any = None,
+        task: Any = None,
+    ) -> int:  # fmt: skip
+        """``nr`` non-blocking allocations in one step; stops at the first that fails
+        (which is warned about and counted).  Returns how many succeeded."""
+        gfp = int(gfp)
+        if gfp & _DIRECT:
+            raise ValueError(f"alloc_pages_bulk_nowait with blocking gfp {gfp_name(gfp)}")
+        zones, classzone, _ = self.zonelist_for(gfp)
+        fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+        got = self.get_page_from_freelist(cpu, gfp, order, fast, zones, classzone, pool, owner, nr)
+        if got == nr:
+            return got
+        return got + alloc_pages_slowpath_nonblocking(self, cpu, gfp, order, nr - got, pool, site, owner, task)
+
+    def alloc_pages(self, task: Any, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: Any = None) -> Any:
+        """Any gfp (``__alloc_pages_nodemask``); a generator returning success.  A
+        blocking gfp checks might_sleep first, then may sleep in direct reclaim,
+        throttling, pcp drain and the OOM path."""
+        got = yield from self.alloc_pages_bulk(task, gfp, 1, order=order, pool=pool, site=site, owner=owner)
+        return got == 1
+
+    def alloc_pages_bulk(
+        self, task: Any, gfp: int, nr: int, *, order: int = 0, pool: str, site: str = "", owner: Any = None
+    ) -> Any:
+        """``nr`` allocations as a generator returning how many succeeded; a blocking
+        gfp takes the slow path for the first page the fast path refuses, then
+        goes on (a non-blocking gfp stops at the first failure)."""
+        gfp = int(gfp)
+        if not gfp & _DIRECT:
+            return self.alloc_pages_bulk_nowait(
+                task.cpu, gfp, nr, order=order, pool=pool, site=site, owner=owner, task=task
+            )
+            yield  # pragma: no cover - makes this a generator
+        if self.scheduler is None:
+            raise RuntimeError("a blocking allocation needs the machine's scheduler")
+        self.scheduler.might_sleep(task, site or "alloc_pages")
+        zones, classzone, _ = self.zonelist_for(gfp)
+        fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+        got = 0
+        while got < nr:
+            got += self.get_page_from_freelist(task.cpu, gfp, order, fast, zones, classzone, pool, owner, nr - got)
+            if got == nr:
+                break
+            k = yield from alloc_pages_slowpath(self, task, gfp, order, nr - got, pool, site, owner)
+            if not k:
+                break
+            got += k
+        return got
+
+    # -- freeing -----------------------------------------------------------------------------
+
+    def free_pages(self, cpu: int, order: int = 0, *, pool: str, nr: int = 1, owner: Any = None) -> None:
+        """Free ``nr`` blocks of ``order`` charged to ``pool`` (``__free_pages``): order 0
+        to ``cpu``'s list, which spills a batch to the buddy lists whenever it
+        reaches its high mark (``free_unref_page_commit``); higher orders straight back."""
+        pages = nr << order
+        for idx, k in self.pools.uncharge(pool, pages, owner):
+            zone = self._by_idx[idx]
+            if order:
+                for _ in range(k >> order):  # one __free_one_page per block
+                    zone.mod_free(cpu, 1 << order)
+                if k & ((1 << order) - 1):  # pages the pool got at another order
+                    zone.mod_free(cpu, k & ((1 << order) - 1))
+                continue
+            c = zone.pcp_count[cpu]
+            high = zone.pcp_high
+            if zone.reclaim_active and self.profile.pcp_high_reclaim_limit:
+                high = min(zone.pcp_batch << 2, high)
+            batch = zone.pcp_batch
+            flushed = 0
+            while k:
+                step = max(1, high - c)
+                if step > k:
+                    c += k
+                    break
+                c += step
+                k -= step
+                b = min(batch, c)
+                c -= b
+                flushed += b
+            zone.pcp_count[cpu] = c
+            if flushed:
+                zone.free_to_buddy(cpu, flushed)
+                self.vmstat_due()
+
+    def drain_all_pages(self) -> int:
+        """``drain_all_pages``: every CPU's lists back to the buddy lists; returns pages moved."""
+        moved = 0
+        for zone in self.zones:
+            for cpu, c in enumerate(zone.pcp_count):
+                if c:
+                    zone.pcp_count[cpu] = 0
+                    zone.free_to_buddy(cpu, c)
+                    moved += c
+        return moved
+
+    def unreserve_highatomic_pageblock(self, force: bool = False) -> bool:
+        """``unreserve_highatomic_pageblock`` (5.3): one reserved pageblock back to general
+        use, from the first zone in zonelist order that has one to spare (without
+        ``force`` a zone keeps its last one); True if a block was released."""
+        for zone in self.zonelist:
+            if zone.highatomic > (0 if force else PAGEBLOCK_NR_PAGES):
+                zone.highatomic = max(0, zone.highatomic - PAGEBLOCK_NR_PAGES)
+                return True
+        return False
+
+    def populate(self, pool: str, nr: int, *, zone: str | None = None, owner: Any = None) -> None:
+        """Boot-time state: charge ``nr`` pages to ``pool`` straight from the buddy lists
+        (highest zone first, or only ``zone``), with no watermark test or drift."""
+        for z in self.zonelist:
+            if zone is not None and z.name != zone:
+                continue
+            k = min(nr, z.nr_free)
+            z.nr_free -= k
+            z.vm_free -= k
+            self.pools.charge(pool, z.idx, k, owner)
+            nr -= k
+        if nr:
+            raise ValueError(f"populate({pool}): {nr} pages more than free")
+
+    # -- failures and state ---------------------------------------------------------------------
+
+    def vmstat_due(self) -> None:
+        """Run the periodic ``vmstat_update`` if its interval has passed."""
+        if self.env._now >= self._next_vmstat:
+            self.vmstat_update()
+
+    def nr_free_pages(self) -> int:
+        """Sum of the folded NR_FREE_PAGES counters (what /proc/meminfo shows)."""
+        return sum(max(z.vm_free, 0) for z in self.zones)
+
+    def failure_state(self) -> dict[str, Any]:
+        """Mem-Info at a failure: free, free_pcp, each zone's free/min/boost, the pools."""
+        state: dict[str, Any] = {
+            "free": self.nr_free_pages(),
+            "free_pcp": sum(sum(z.pcp_count) for z in self.zones),
+            "kswapd_failures": self.reclaim.kswapd_failures,
+        }
+        for z in self.zones:
+            state[f"{z.name}_free"] = max(z.vm_free, 0)
+            state[f"{z.name}_min"] = z.wmark[WMARK_MIN]
+            state[f"{z.name}_boost"] = z.boost
+        state.update(self.pools.levels())
+        return state
+
+    def sample(self) -> None:
+        """Record one time-series sample of the free levels, boosts and pools."""
+        self.metrics.sample(self.env.now, **self.failure_state())

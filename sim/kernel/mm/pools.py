@@ -1,0 +1,155 @@
+"""Where allocated memory sits, by kind: the pools reclaim works on (Linux 5.3 LRUs, abstracted).
+
+Every allocated page is charged to one pool: clean, dirty and hot mapped file
+pages, anon, shmem, reclaimable slab (reclaimable), and kernel stacks, page
+tables and unreclaimable slab (not).  The page allocator charges and uncharges
+it on each alloc and free (``pool=``); reclaim isolates pages from it, cheapest
+first; anon pages, page tables and kernel stacks are also charged to the
+:class:`sim.kernel.mm.oom_kill.MemoryOwner` named by the allocation.  Pages are counted per
+zone type so that a free returns them to a zone that holds them (highest first)
+and ``zone_reclaimable_pages`` can be answered per zone.  Split off reclaim.py,
+which re-exports :class:`MemoryPools`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sim.kernel.mm.oom_kill import OWNER_POOLS
+
+POOLS = (
+    "file_clean", "file_dirty", "file_mapped_hot", "anon", "shmem", "slab_reclaimable",
+    "kernel_stack", "pagetables", "slab_unreclaimable",
+)  # fmt: skip
+UNMOVABLE_POOLS = frozenset({"kernel_stack", "pagetables", "slab_unreclaimable", "slab_reclaimable"})
+FILE_POOLS = ("file_clean", "file_dirty", "file_mapped_hot")
+ANON_POOLS = ("anon", "shmem")
+# what each reclaimer may take, cheapest first (anon/shmem only with swap)
+KSWAPD_ORDER = ("file_clean", "slab_reclaimable", "file_mapped_hot", "file_dirty", "anon", "shmem")
+BOOST_ORDER = ("file_clean", "file_mapped_hot")  # may_swap = may_writepage = 0
+DIRECT_ORDER = ("file_clean", "slab_reclaimable", "file_mapped_hot", "anon", "shmem")  # no writeback
+
+
+class Pool:
+    """Pages charged to one kind of memory, per zone type, and how many reclaim holds."""
+
+    __slots__ = ("by_zone", "isolated", "name", "pages", "unmovable")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pages = 0
+        self.isolated = 0
+        self.by_zone = [0, 0, 0]
+        self.unmovable = name in UNMOVABLE_POOLS
+
+
+class MemoryPools:
+    """All allocated memory by kind, and the MemoryOwners charged for anon/page tables/stacks."""
+
+    def __init__(self) -> None:
+        self.pool = {name: Pool(name) for name in POOLS}
+        self.owners: dict[Any, None] = {}  # insertion-ordered set
+        self.swap_enabled = False
+        self.swap_used = 0
+
+    def charge(self, pool: str, zone_idx: int, n: int, owner: Any) -> None:
+        p = self.pool[pool]
+        p.pages += n
+        p.by_zone[zone_idx] += n
+        if owner is not None and pool in OWNER_POOLS:
+            owner.charged[pool] += n
+            if owner not in self.owners:
+                self.owners[owner] = None
+            if owner.watched < len(owner.tasks):
+                self._watch(owner)
+
+    def _watch(self, owner: Any) -> None:
+        """Call :meth:`exit_mm` when the owner's tasks exit (``Task.on_exit``)."""
+        for task in owner.tasks[owner.watched :]:
+            hooks = getattr(task, "on_exit", None)
+            if hooks is not None:
+                hooks.append(lambda _task, o=owner: self.exit_mm(o))
+        owner.watched = len(owner.tasks)
+
+    def exit_mm(self, owner: Any) -> None:
+        """The last task of ``owner`` exited (``exit_mmap``, 5.3): its swap entries are
+        freed, and without charged pages it leaves the OOM candidates.  The
+        workload frees its resident pages itself."""
+        if not owner.exited:
+            return
+        self.swap_used -= owner.swap
+        owner.swap = 0
+        if not any(owner.charged.values()):
+            self.owners.pop(owner, None)
+
+    def uncharge(self, pool: str, n: int, owner: Any) -> list[tuple[int, int]]:
+        """Remove ``n`` pages; returns (zone type, pages) taken highest zone first.
+        Pages of an owner the OOM reaper has freed are not freed again."""
+        p = self.pool[pool]
+        owned = owner is not None and pool in OWNER_POOLS
+        if owned and owner.charged[pool] < n:
+            if not owner.reaped:
+                raise ValueError(f"freeing {n} {pool} pages of {owner.name}, charged {owner.charged[pool]}")
+            n = owner.charged[pool]
+        if n > p.pages:
+            raise ValueError(f"freeing {n} pages of {pool}, which holds {p.pages}")
+        if owned:
+            owner.charged[pool] -= n
+            if not owner.swap and not any(owner.charged.values()):
+                self.owners.pop(owner, None)  # an exited process leaves the OOM candidates
+        p.pages -= n
+        if p.isolated > p.pages:  # freed by their user while reclaim held them
+            p.isolated = p.pages
+        out = []
+        for idx in (2, 1, 0):
+            k = min(n, p.by_zone[idx])
+            if k:
+                p.by_zone[idx] -= k
+                out.append((idx, k))
+                n -= k
+                if not n:
+                    break
+        return out
+
+    def isolate(self, n: int, order: tuple[str, ...]) -> list[tuple[str, int]]:
+        """Take up to ``n`` reclaimable pages off the LRUs, cheapest pools first."""
+        taken = []
+        for name in order:
+            if name in ANON_POOLS and not self.swap_enabled:
+                continue
+            p = self.pool[name]
+            k = min(n, p.pages - p.isolated)
+            if k > 0:
+                p.isolated += k
+                taken.append((name, k))
+                n -= k
+                if not n:
+                    break
+        return taken
+
+    def reclaimable(self, order: tuple[str, ...]) -> int:
+        """Pages a reclaimer taking ``order`` could still isolate."""
+        swap = self.swap_enabled
+        pools = self.pool
+        total = 0
+        for n in order:  # a loop, not sum() over a generator: called per reclaim
+            if swap or n not in ANON_POOLS:
+                p = pools[n]
+                total += p.pages - p.isolated
+        return total
+
+    def zone_reclaimable_pages(self, zone_idx: int) -> int:
+        """``zone_reclaimable_pages``: file LRU pages, plus anon when swap is available."""
+        pools = self.pool
+        total = 0
+        for n in FILE_POOLS + ANON_POOLS if self.swap_enabled else FILE_POOLS:
+            total += pools[n].by_zone[zone_idx]
+        return total
+
+    def write_pending(self, zone_idx: int) -> int:
+        return self.pool["file_dirty"].by_zone[zone_idx]
+
+    def levels(self) -> dict[str, int]:
+        out = {name: p.pages for name, p in self.pool.items()}
+        out["swap_used"] = self.swap_used
+        return out

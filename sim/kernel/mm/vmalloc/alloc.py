@@ -1,0 +1,418 @@
+"""vmalloc on the machine: ``alloc_vmap_area`` and its callers and frees (v5.3).
+
+This joins the allocator core (:mod:`sim.kernel.mm.vmalloc.space`) to the machine: every
+``struct vmap_area`` the core takes or gives back goes through the
+``vmap_area`` slab cache, the free tree is guarded by ``vmap_area_lock`` (a
+spinlock: preemption off, no sleeping), and the NE_FIT split gets its extra
+object from the split-object strategy of :mod:`sim.kernel.mm.vmalloc.strategies`.
+
+The path of one request, as in mm/vmalloc.c v5.3:
+
+* ``__vmalloc_node_range`` -> ``__get_vm_area_node``: page-align the size, the
+  ``vm_struct`` from kmalloc with the caller's gfp (masked), a guard page unless
+  VM_NO_GUARD, VM_IOREMAP alignment;
+* ``alloc_vmap_area``: the busy descriptor from the ``vmap_area`` cache with
+  ``gfp & _RECLAIM_MASK``; ``retry:`` the strategy's preload and the lock;
+  the core allocation; on failure ``overflow:`` unlock, purge lazily freed
+  areas under the purge mutex and retry once, then the notifier chain, then
+  -EBUSY with a rate-limited warning;
+* ``__vmalloc_area_node``: the page-pointer array and one order-0 page at a
+  time with ``gfp | __GFP_NOWARN``.
+
+Frees are lazy (:mod:`sim.kernel.mm.vmalloc.purge`): ``vfree`` unmaps the area, and
+its range waits (``vmap_lazy_nr``) until more than ``lazy_max_pages`` pages
+wait, when the freeing context purges (mutex trylock).  ``vfree_atomic``
+defers the whole free to a per-CPU worker.  A purge flushes the TLB on every
+CPU, then merges each area back into the free tree, freeing 0, 1 or 2 objects
+per area.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from sim.kernel.mm.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name
+from sim.kernel.mm.vmalloc.purge import Deferred, LazyFree
+from sim.kernel.mm.vmalloc.space import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
+from sim.kernel.profile import KernelProfile
+from sim.kernel.sched.cpu import Scheduler, Task
+from sim.kernel.sched.locks import Mutex, SpinLock
+from sim.record.metrics import Metrics
+
+EBUSY = -16
+# plain ints: IntFlag arithmetic costs more than the rest of a fast path
+_RECLAIM_MASK = int(GFP_RECLAIM_MASK)
+_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+_NOWARN = int(Gfp.NOWARN)
+_ZERO = int(Gfp.ZERO)
+_NOWAIT = int(GFP_NOWAIT)
+VM_IOREMAP = 0x1
+VM_ALLOC = 0x2
+VM_NO_GUARD = 0x40
+IOREMAP_MAX_ORDER = 30  # PUD_SHIFT on x86_64 with huge vmap
+PRELOAD_SLOT = "ne_fit_preload_node"
+FAILURE_CAUSE = {ENOENT: "no_space", ERANGE: "no_space", ENOMEM: "no_split_object"}
+
+
+def fls(x: int) -> int:
+    """Find last set bit, 1-based (``fls``): fls(4) = 3."""
+    return x.bit_length()
+
+
+def lazy_max_pages(ncpus: int, mb_per_fls: int = 32) -> int:
+    """Lazily freed pages tolerated before a purge (``lazy_max_pages``, v5.3)."""
+    return fls(ncpus) * (mb_per_fls * 1024 * 1024 // PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class VmallocParams:
+    """Costs and limits of the vmalloc path (simulated CPU seconds).
+
+    The core costs follow the 2019 test_vmalloc figures (an alloc plus a free
+    of a small area ~1.1 us on an i5-3320M, kernel.md 4.3); the purge cost is
+    pressure.md 8.1 item 10 (an estimate): 50 us + 2 us per area + 5 us of
+    TLB-flush IPI per CPU.
+    """
+
+    t_core_alloc: float = 0.6e-6
+    t_core_free: float = 0.4e-6
+    t_check_lock: float = 0.3e-6  # from the preload slot check to spin_lock
+    t_map_page: float = 0.1e-6
+    purge_base: float = 50e-6
+    purge_per_va: float = 2e-6
+    purge_ipi_per_cpu: float = 5e-6
+    lazy_max_mb_per_fls_cpu: int = 32
+    warn_burst: int = 10  # printk_ratelimit: 10 messages per 5 s
+    warn_interval: float = 5.0
+
+
+@dataclass
+class VmStruct:
+    """``struct vm_struct``: one mapped area and what it holds."""
+
+    va: VmapArea
+    size: int  # with the guard page
+    flags: int
+    caller: str
+    pool: str
+    owner: Any = None
+    nr_pages: int = 0
+    vm_slab: Any = None
+    pages_slab: Any = None
+
+    @property
+    def addr(self) -> int:
+        return self.va.va_start
+
+
+@dataclass
+class _RateLimit:
+    burst: int
+    interval: float
+    begin: float = -1e18
+    printed: int = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self.begin >= self.interval:
+            self.begin, self.printed = now, 0
+        if self.printed < self.burst:
+            self.printed += 1
+            return True
+        return False
+
+
+class Vmalloc(LazyFree):
+    """The vmalloc state of one kernel and its entry points (the frees and
+    purges come from :class:`~sim.kernel.mm.vmalloc.purge.LazyFree`)."""
+
+    def __init__(
+        self,
+        sched: Scheduler,
+        page_alloc: Any,
+        vmap_area_cache: Any,
+        kmalloc: dict[int, Any],
+        profile: KernelProfile,
+        strategy: Any,
+        metrics: Metrics,
+        params: VmallocParams | None = None,
+    ) -> None:
+        self.sched = sched
+        self.env = sched.env
+        self.page_alloc = page_alloc
+        self.cache = vmap_area_cache
+        self.kmalloc = kmalloc  # size class -> cache, e.g. {32: kmalloc-32, 64: kmalloc-64}
+        self.profile = profile
+        self.strategy = strategy
+        self.metrics = metrics
+        self.params = params or VmallocParams()
+        self.space = VmapSpace(provider=self, search=profile.search)
+        self.vmap_area_lock = SpinLock(sched, "vmap_area_lock")
+        self.free_lock = SpinLock(sched, "free_vmap_area_lock") if profile.free_vmap_area_lock else self.vmap_area_lock
+        self.purge_lock = Mutex(sched, "vmap_purge_lock")
+        # v5.4+ (dd3b8353bae7, with the v5.5 lock split here): lazy areas leave the busy tree at free time
+        self.busy_unlinked_on_free = profile.free_vmap_area_lock
+        self.vmap_lazy_nr = 0
+        self.purge_list: list[VmStruct] = []
+        self.lazy_max = lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu)
+        self.notifiers: list[Any] = []  # vmap_notify_list: callables returning pages freed
+        # run by purge_vmap_area_lazy before the purge: purge_fragmented_blocks_allcpus
+        self.purge_hooks: list[Any] = []  # generator functions taking the task
+        self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
+        self._current: Task | None = None  # the task inside the core (for per-CPU reads)
+        self._chains: dict[int, list[str]] = {}  # pid -> the calls that led to its current request
+        self._retries: dict[int, int] = {}  # pid -> overflow purges done by its current alloc_vmap_area
+        self.deferred = [Deferred() for _ in range(sched.ncpus)]
+        for cpu in sched.cpus:
+            cpu.percpu[PRELOAD_SLOT] = None
+        for i in range(sched.ncpus):
+            sched.spawn(f"kworker/{i}:vfree", self._free_work, cpu=i, pinned=True, kthread=True)
+
+    # -- the object provider of the core ------------------------------------
+
+    def alloc_split_object(self) -> VmapArea | None:
+        """The NE_FIT split's object: asked of the strategy, on the CPU the
+        lock-holding task runs on right now."""
+        task = self._current
+        assert task is not None, "split outside alloc_vmap_area"
+        return self.strategy.split_object(self, task)
+
+    def free_object(self, va: VmapArea) -> None:
+        """``kmem_cache_free(vmap_area_cachep, va)`` on the current CPU."""
+        if va.slab is not None:
+            task = self._current
+            self.cache.free(task.cpu if task is not None else 0, va.slab)
+            va.slab = None
+
+    def split_nowait(self, task: Task, gfp: int = _NOWAIT) -> VmapArea | None:
+        """``kmem_cache_alloc(vmap_area_cachep, GFP_NOWAIT)`` under the lock."""
+        metrics = self.metrics
+        metrics.add("split_nowait_attempts")
+        slab = self.cache.alloc_nowait(task.cpu, gfp)
+        if slab is None:
+            metrics.add("split_nowait_failures")
+            self._record_failure(task, "split_nowait_failure", gfp, "NE")
+            return None
+        va = VmapArea()
+        va.slab = slab
+        return va
+
+    def take_preload(self, task: Task) -> VmapArea | None:
+        """``__this_cpu_xchg(ne_fit_preload_node, NULL)`` on the task's CPU now."""
+        percpu = self.sched.cpus[task.cpu].percpu
+        va = percpu[PRELOAD_SLOT]
+        if va is not None:
+            percpu[PRELOAD_SLOT] = None
+            self.metrics.add("split_from_preload")
+        return va
+
+    def new_object(self, task: Task, gfp: int) -> Generator[Any, Any, VmapArea | None]:
+        """``kmem_cache_alloc(vmap_area_cachep, gfp)``; may sleep if gfp allows."""
+        if gfp & _DIRECT_RECLAIM:
+            slab = yield from self.cache.alloc(task, gfp)
+        else:
+            slab = self.cache.alloc_nowait(task.cpu, gfp)
+        if slab is None:
+            return None
+        va = VmapArea()
+        va.slab = slab
+        return va
+
+    def _push(self, task: Task, frame: str) -> None:
+        self._chains.setdefault(task.pid, []).append(frame)
+
+    def _pop(self, task: Task) -> None:
+        chain = self._chains[task.pid]
+        chain.pop()
+        if not chain:
+            del self._chains[task.pid]
+
+    def _record_failure(self, task: Task, kind: str, gfp: int, fit: str | None = None, **extra: Any) -> None:
+        """A failure event with the machine state, the fit type (NE for a split),
+        the chain of calls that led to it, and ``retry``: how many overflow
+        purges this ``alloc_vmap_area`` call had done before (0: first try)."""
+        fields: dict[str, Any] = {
+            "cpu": task.cpu,
+            "task": task.name,
+            "pid": task.pid,
+            "gfp": gfp_name(gfp),
+            "fit": fit,
+            "chain": " <- ".join(reversed(self._chains.get(task.pid, []))),
+            "retry": self._retries.get(task.pid, 0),
+            **extra,
+        }
+        if hasattr(self.page_alloc, "failure_state"):
+            fields.update(self.page_alloc.failure_state())
+        self.metrics.event(kind, self.env.now, **fields)
+
+    # -- alloc_vmap_area ----------------------------------------------------
+
+    def alloc_vmap_area(
+        self, task: Task, size: int, align: int, vstart: int, vend: int, gfp: int
+    ) -> Generator[Any, Any, VmapArea | int]:
+        """Reserve ``size`` bytes of KVA (``alloc_vmap_area``, v5.3).
+
+        Returns the busy ``VmapArea`` or a negative errno (-ENOMEM when the busy
+        descriptor cannot be had, -EBUSY when the overflow path gives up).
+        """
+        if size <= 0 or size % PAGE_SIZE or align & (align - 1):
+            raise ValueError(f"alloc_vmap_area({size}, {align}): BUG_ON")
+        sched = self.sched
+        self.metrics.add("vmap_alloc_calls")
+        yield from sched.might_resched(task, "alloc_vmap_area")
+        self._push(task, "alloc_vmap_area")
+        busy = yield from self.new_object(task, gfp & _RECLAIM_MASK)
+        if busy is None:
+            self.metrics.add("vmap_alloc_failures")
+            self._pop(task)
+            return ENOMEM
+        purged = False
+        metrics = self.metrics
+        while True:  # retry:
+            yield from self.strategy.lock_for_alloc(self, task, gfp)
+            self._current = task
+            addr = self.space.alloc(size, align, vstart, vend)
+            self._current = None
+            yield from sched.run(task, self.params.t_core_alloc)
+            if addr >= 0:
+                metrics.add(("fit_fl", "fit_le", "fit_re", "fit_ne")[self.space.last_fit - 1])
+                if purged:
+                    metrics.add("overflow_retry_successes")
+                    metrics.event("vmap_retry", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu, ok=True)
+                if self.free_lock is not self.vmap_area_lock:
+                    yield from self.free_lock.unlock(task)
+                    yield from self.vmap_area_lock.lock(task)
+                busy.va_start, busy.va_end = addr, addr + size
+                busy.va_size = size
+                busy.fit = self.space.last_fit
+                self.space.insert_busy(busy)
+                yield from self.vmap_area_lock.unlock(task)
+                self._retries.pop(task.pid, None)
+                self._pop(task)
+                return busy
+            # overflow:
+            metrics.add(f"vmap_fail_{FAILURE_CAUSE.get(addr, 'other')}")
+            yield from self.free_lock.unlock(task)
+            if not purged:
+                metrics.add("overflow_purges")
+                start, before = self.env.now, metrics.counters["purged_areas"]
+                yield from self.purge_vmap_area_lazy(task)
+                metrics.event(
+                    "vmap_overflow_purge", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu,
+                    purged=int(metrics.counters["purged_areas"] - before), seconds=self.env.now - start,
+                )  # fmt: skip
+                purged = True
+                self._retries[task.pid] = self._retries.get(task.pid, 0) + 1
+                metrics.add("overflow_retries")
+                continue
+            if gfp & _DIRECT_RECLAIM and self.notifiers:
+                freed = sum(fn() for fn in self.notifiers)  # blocking_notifier_call_chain
+                if freed > 0:
+                    purged = False
+                    continue
+            break
+        if purged:
+            metrics.event("vmap_retry", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu, ok=False)
+        metrics.add("vmap_ebusy")
+        metrics.add("vmap_alloc_failures")
+        if not gfp & _NOWARN and self._warn.allow(self.env.now):
+            metrics.add("vmap_warnings_printed")
+        cause = FAILURE_CAUSE.get(addr, "other")
+        # log2 of the alignment: test_vmalloc's align_shift case asks for up to 2^63, past int64
+        self._record_failure(task, "vmap_ebusy", gfp, cause=cause, size=size, align_shift=align.bit_length() - 1)
+        self.free_object_of(task, busy)
+        self._retries.pop(task.pid, None)
+        self._pop(task)
+        return EBUSY
+
+    def free_object_of(self, task: Task, va: VmapArea) -> None:
+        """Give a descriptor back to the cache outside the core."""
+        if va.slab is not None:
+            self.cache.free(task.cpu, va.slab)
+            va.slab = None
+
+    # -- __get_vm_area_node and __vmalloc_node_range --------------------------
+
+    def get_vm_area_node(
+        self, task: Task, size: int, align: int, flags: int, vstart: int, vend: int, gfp: int, caller: str, pool: str
+    ) -> Generator[Any, Any, VmStruct | None]:
+        """Reserve KVA for ``size`` bytes (``__get_vm_area_node``, v5.3)."""
+        size = -(-size // PAGE_SIZE) * PAGE_SIZE
+        if size == 0:
+            return None
+        if flags & VM_IOREMAP:
+            order = max((size - 1).bit_length(), PAGE_SHIFT)
+            align = 1 << min(order, IOREMAP_MAX_ORDER)
+        vm_slab = yield from self._kmalloc(task, 64, gfp & _RECLAIM_MASK)
+        if vm_slab is None:
+            return None
+        if not flags & VM_NO_GUARD:
+            size += PAGE_SIZE
+        self._push(task, "__get_vm_area_node")
+        va = yield from self.alloc_vmap_area(task, size, align, vstart, vend, gfp)
+        self._pop(task)
+        if isinstance(va, int):
+            self.kmalloc[64].free(task.cpu, vm_slab)
+            return None
+        return VmStruct(va, size, flags, caller, pool, vm_slab=vm_slab)
+
+    def _kmalloc(self, task: Task, size_class: int, gfp: int) -> Generator[Any, Any, Any]:
+        cache = self.kmalloc[size_class]
+        if gfp & _DIRECT_RECLAIM:
+            return (yield from cache.alloc(task, gfp))
+        return cache.alloc_nowait(task.cpu, gfp)
+
+    def vmalloc_node_range(
+        self,
+        task: Task,
+        size: int,
+        align: int,
+        vstart: int,
+        vend: int,
+        gfp: int,
+        *,
+        flags: int = 0,
+        caller: str = "vmalloc",
+        pool: str = "slab_unreclaimable",
+        owner: Any = None,
+    ) -> Generator[Any, Any, VmStruct | None]:
+        """Allocate and map ``size`` bytes (``__vmalloc_node_range`` +
+        ``__vmalloc_area_node``, v5.3).  None on failure."""
+        gfp = int(gfp)  # plain int arithmetic from here on
+        self._push(task, caller)
+        self._push(task, "__vmalloc_node_range")
+        vm = yield from self.get_vm_area_node(task, size, align, flags | VM_ALLOC, vstart, vend, gfp, caller, pool)
+        if vm is None:
+            self._pop(task)
+            self._pop(task)
+            self.metrics.add("vmalloc_failures")
+            return None
+        vm.owner = owner
+        nr_pages = (vm.size - (0 if flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
+        nested = (gfp & _RECLAIM_MASK) | _ZERO
+        vm.pages_slab = yield from self._kmalloc(task, 32, nested)
+        ok = vm.pages_slab is not None
+        if ok:
+            blocking = gfp & _DIRECT_RECLAIM
+            for _ in range(nr_pages):
+                ok = yield from self.page_alloc.alloc_pages(task, gfp | _NOWARN, 0, pool=pool, site=caller, owner=owner)
+                if not ok:
+                    break
+                vm.nr_pages += 1
+                if blocking:
+                    yield from self.sched.cond_resched(task)
+        if not ok:  # warn_alloc "vmalloc: allocation failure, allocated %ld of %ld bytes"
+            self.metrics.add("vmalloc_page_failures")
+            self.metrics.add("vmalloc_failures")
+            self._push(task, "__vmalloc_area_node")
+            stage = "pages" if vm.pages_slab is not None else "page_array"
+            self._record_failure(task, "vmalloc_page_failure", gfp, stage=stage, allocated=vm.nr_pages, wanted=nr_pages)
+            self._pop(task)
+        self._pop(task)
+        self._pop(task)
+        if not ok:
+            yield from self.vunmap(task, vm)
+            return None
+        yield from self.sched.run(task, self.params.t_map_page * nr_pages)
+        return vm

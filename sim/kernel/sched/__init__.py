@@ -1,0 +1,1 @@
+"""kernel/sched/: CPUs, tasks, run queues, preemption models and spinlocks."""
