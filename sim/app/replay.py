@@ -1,11 +1,31 @@
 """Replay a JSONL vmap trace through the allocator core.
 
-The format is the one of ../shared/vectors/README.md: an optional header line
-``{"vectors":1,"search":...}`` and then one ``{"in": OP, "out": RESULT}`` per
-line (``out`` optional).  Each op is run on a fresh :class:`VmapSpace` in
-order; the result is written in the same format, and with ``check`` compared
-with the expected ``out``.  A vmalloc trace taken on a real machine can be
-converted to ``alloc``/``free`` ops and replayed to see its fit-type mix.
+The format is JSON Lines, one object per line; numbers are exact integers
+from 0 to 2^64-1 (sizes and alignments in bytes).  An optional first line is
+the header ``{"vectors":1,"search":S,...}``: format version 1, and ``search``
+``"v5.3"`` (mm/vmalloc.c v5.3) or ``"v5.18"`` (the search length of
+9333fe98d0a6 and the vstart step of 9f531973dff3); a ``search`` argument
+overrides it, and v5.3 is the default.  Other header fields (``workload``,
+``seed``, ``note``) are copied, not read.  Every other line is
+``{"in": OP, "out": RESULT}`` (``out`` optional), where OP is one of
+
+* ``{"op":"alloc","size":S,"align":A,"vstart":V0,"vend":V1}``, optional
+  ``"fail_split":true`` (the one object an NE split needs is not given).
+  S is a positive multiple of 4096 including any guard page, A a power of
+  two, and addr + S <= V1; result
+  ``{"addr","fit","objs_alloc","objs_free"}`` with ``fit`` one of FL, LE,
+  RE, NE (or ``addr`` and ``fit`` null on failure) and the counts of
+  ``vmap_area`` objects the op took from and gave back to the cache;
+* ``{"op":"free","addr":X}``: result ``{"ok":true,"objs_free":M}``, or
+  ``{"ok":false}`` if no busy area starts at X;
+* ``{"op":"check"}``: result ``{"free":[[start,end],...],"busy":N}``, the
+  free blocks in address order with exclusive ends and the busy count.
+
+All ops of a file run in order on one fresh :class:`VmapSpace` (one free
+block ``[1, 2^64-1)``); the result is written in the same format, and with
+``check`` compared with the expected ``out``.  A vmalloc trace taken on a real
+machine can be converted to ``alloc``/``free`` ops and replayed to see its
+fit-type mix.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A scenario names a profile ("5.2", "5.3", "5.5", "5.18", "6.1", "6.3", "6.8", "6.9");
 each component reads the switches it needs from it instead of hard-coding a
-version.  Sources: ../shared/research/pressure.md sections 1.5, 2.3, 4.1, 4.5
-and kernel.md sections 2-3 (commit ids in the field comments).
+version.  Sources: mm/vmalloc.c, mm/page_alloc.c, mm/vmscan.c and mm/slub.c of
+5.2/5.3, and for each later change the upstream commit in the field comment.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ class KernelProfile:
     vmap_area_size: int = 88  # struct vmap_area: 88 B to 5.3, 64 B 5.4-6.2 (688fcbfc06e4), 72 B from 6.3
     vmap_area_objs_per_slab: int = 46  # SLUB order-0 slab: 46 / 64 / 56
     free_vmap_area_lock: bool = False  # e36176be1c39 (5.5): free tree under its own lock
-    # page allocator (pressure.md 1.5)
+    # page allocator (mm/page_alloc.c, include/linux/gfp.h)
     gfp_atomic_bit: bool = True  # __GFP_ATOMIC exists (gone in 6.3, 2973d8229b78)
     alloc_non_block: bool = False  # 6.3: ALLOC_NON_BLOCK / ALLOC_MIN_RESERVE flag mapping (ab3508854353)
     atomic_ignores_boost: bool = False  # 5.9: f80b08fc4453, high-priority order-0 requests ignore the boost
-    nowait_implies_nowarn: bool = False  # ~6.8: GFP_NOWAIT includes __GFP_NOWARN
-    reclaim_throttle: bool = False  # 5.16: reclaim_throttle() replaces congestion_wait()
-    pcp_high_reclaim_limit: bool = False  # 5.14: pcp high cut to 4 x batch while kswapd reclaims (pressure.md 2.3)
+    nowait_implies_nowarn: bool = False  # ~6.8: GFP_NOWAIT includes __GFP_NOWARN (16f5dfbc851b)
+    reclaim_throttle: bool = False  # 5.16: reclaim_throttle() replaces congestion_wait() (8cd7c588decf)
+    pcp_high_reclaim_limit: bool = False  # 5.14 (c49c2c47dab6): pcp high cut to 4 x batch while kswapd reclaims
     # 5.14 (b92ca18e8ca5, zone_highsize): pcp high = max(low watermark / CPUs, 4 x batch), not 6 x batch.
     # Set for 6.1 only so far; 5.18 and later have it too (kept off there until their results are re-run).
     pcp_high_from_low: bool = False

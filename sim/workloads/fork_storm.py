@@ -2,7 +2,9 @@
 
 This is the workload of both 2019 reproductions and of Samsung's 2023 report:
 every fork that finds no cached stack vmallocs a thread stack, 16 KiB plus a
-guard page at THREAD_ALIGN = 16 KiB, which is an NE_FIT split (kernel.md 5.2).
+guard page at THREAD_ALIGN = 16 KiB, which is an NE_FIT split: a stack ends 4 KiB
+past a 16 KiB boundary, so the next one starts inside the free block after it
+(``classify_va_fit_type``, mm/vmalloc.c v5.3).
 
 One fork, after kernel/fork.c v5.3:
 
@@ -10,8 +12,8 @@ One fork, after kernel/fork.c v5.3:
   first this CPU's cache of ``NR_CACHED_STACKS`` stacks (``this_cpu_xchg``),
   else ``__vmalloc_node_range(THREAD_SIZE, THREAD_ALIGN, VMALLOC_START,
   VMALLOC_END, THREADINFO_GFP & ~__GFP_ACCOUNT)``; a failure is -ENOMEM;
-* the rest of the per-fork bill (pressure.md 8.1 item 12: task_struct and
-  other slab, mm and VMAs, page tables) as GFP_KERNEL pages in one step, each
+* the rest of the per-fork bill (task_struct and other slab, mm and VMAs,
+  page tables; estimated sizes) as GFP_KERNEL pages in one step, each
   page passing the watermark test it would pass alone;
 * ``wake_up_new_task``: the child starts on the least loaded CPU (the
   parent's on a tie), runs briefly and exits; its page tables go at exit, and
@@ -47,7 +49,9 @@ STACK_CACHE = "cached_stacks"
 
 
 class ForkStormSpec(WorkloadSpec):
-    """Parameters of ``stress-ng --fork N`` (defaults: estimates in pressure.md 8.1 item 12)."""
+    """Parameters of ``stress-ng --fork N``.  Defaults: ``fork_max``, ``oom_score_adj`` and
+    ``stack_cache`` as stress-ng and kernel/fork.c set them; the CPU times and page counts are
+    estimates for an x86_64 fork with PTI, not measured."""
 
     kind: Literal["fork_storm"] = "fork_storm"
     workers: int = Field(16, ge=1, le=MAX_TASKS, description="stress-ng --fork N (at most PID_MAX_LIMIT)")

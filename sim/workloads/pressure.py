@@ -1,6 +1,7 @@
 """Memory-pressure generators: anonymous hogs, shmem, and page-cache readers.
 
-They stand for the other tenants of a small machine (pressure.md 6): a
+They stand for the other tenants of a small machine (the load of stress-ng's
+memory stressors, numactl's memhog or mmtests' usemem): a
 ``stress-ng --vm``/memhog-like process faulting in anonymous memory, tmpfs
 pages that only swap can reclaim, and a reader streaming a file through the
 page cache (clean file pages that kswapd reclaims fast).  Each faults pages in

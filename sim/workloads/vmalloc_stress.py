@@ -5,7 +5,7 @@ pinned to it (only CPU 0 with ``single_cpu_test``).  Each shuffles the case
 order (unless ``sequential_test_order``), and runs every case enabled in
 ``run_test_mask`` ``test_repeat_count`` times; a case "fails" at the first
 allocation that returns NULL.  The cases, with their sizes before the guard
-page (kernel.md 4.1):
+page (the ``*_test`` functions of lib/test_vmalloc.c, v5.3):
 
 ====  ==============================  ===============================================
 mask  case                            what it allocates

@@ -12,7 +12,7 @@ Everything here is pure arithmetic done once at boot (no SimPy, no randomness):
   :class:`sim.kernel.mm.page_alloc.PageAllocator` boots from.
 
 The run-time parameters of the page allocator and reclaim live in
-:class:`MemoryParams` (defaults: pressure.md section 8.3), and the ``ALLOC_*``
+:class:`MemoryParams` (defaults: the 256 MB guest of the 2019 report), and the ``ALLOC_*``
 flags of mm/internal.h are defined here for page_alloc.py and slowpath.py.  This
 module was split off page_alloc.py to keep both under 400 lines.
 """
@@ -54,9 +54,11 @@ MIB = 1 << 20
 GIB = 1 << 30
 
 # --- the managed-pages model (QEMU/KVM x86_64 guest, i440fx) ----------------------
-DMA_MANAGED = 3977  # pfn 1..4095 minus the BIOS/real-mode reservations (pressure.md 2.2)
+# DMA: pfn 1..4095 minus the BIOS/real-mode reservations; the v5.2.1 guest's /proc/zoneinfo
+# shows the same (results/peer/rezki-2019-v52-unpressured/guest/r000/zoneinfo.txt)
+DMA_MANAGED = 3977
 DMA32_LOW_RESERVED = 336  # firmware pages at the top of RAM below the PCI hole
-# (RAM pages, pages reserved at boot) calibrated to pressure.md 2.2: 256 MiB, 1, 4, 16 GiB
+# (RAM pages, pages reserved at boot) at 256 MiB, 1, 4, 16 GiB: an estimate (see managed_pages_model)
 RESERVED_ANCHORS: tuple[tuple[int, int], ...] = (
     (65_536, 7_840),
     (262_144, 10_348),
@@ -69,7 +71,9 @@ SMALL_MEMMAP_DIVISOR = 64  # ... + one 64-byte struct page per 4 KiB page
 
 @dataclass(frozen=True)
 class ReclaimRates:
-    """kswapd reclaim rates in pages/s at a full CPU (pressure.md 8.1 item 6, 3.3)."""
+    """kswapd reclaim rates in pages/s at a full CPU: estimates, clean cache scaled down from
+    Lumpkin's 2018 kswapd figures (~2e6 pages/s on a 52-core Xeon; lore, "vmscan: Support
+    multiple kswapd threads per node")."""
 
     file_clean: float = 2e5
     file_mapped: float = 2e4
@@ -79,13 +83,14 @@ class ReclaimRates:
 
 @dataclass(frozen=True)
 class DirectReclaimLatency:
-    """One ``try_to_free_pages`` call (pressure.md 3.4): lognormal CPU time, or with
+    """One ``try_to_free_pages`` call (mm/vmscan.c): lognormal CPU time, or with
     probability p_stall a ``stall_ms`` x k sleep, k uniform in 1..stall_k_max.
 
     p_stall = p_stall_max x scarcity, scarcity = 1 - reclaimable / (stall_knee_high x
     sum of the zones' high marks), clipped to [0, 1]: ~0 with plenty of cache,
     p_stall_max when the LRUs are nearly empty, 0 when they are empty (nothing to
-    isolate, so no too_many_isolated sleep).  An estimate of pressure.md 3.4."""
+    isolate, so no too_many_isolated sleep).  An estimate, shaped after bcc's
+    tools/drsnoop_example.txt (0.03-0.6 ms, outliers at multiples of the 100 ms sleeps)."""
 
     median_ms: float = 0.2
     sigma: float = 0.8
@@ -98,7 +103,7 @@ class DirectReclaimLatency:
 @dataclass(frozen=True)
 class OomKillLatency:
     """Time from the kill to the victim's memory being freed (exit or oom_reaper):
-    lognormal with this median and 95th percentile (pressure.md 8.1 item 8)."""
+    lognormal with this median and 95th percentile (an estimate, not measured)."""
 
     median_ms: float = 5.0
     p95_ms: float = 100.0
@@ -110,7 +115,9 @@ class OomKillLatency:
 
 @dataclass(frozen=True)
 class MemoryParams:
-    """Page allocator and reclaim parameters; defaults are pressure.md 8.3 (256 MB, 2019)."""
+    """Page allocator and reclaim parameters; defaults are for the 256 MB, 4-CPU, no-swap
+    KVM guest of the 2019 report (lore 20190606120411.8298-3-urezki@gmail.com), with the
+    kernel's sysctl defaults; the rates, ``p_steal`` and the latencies are estimates."""
 
     min_free_kbytes: int | None = None  # None: sqrt rule, then the THP rule
     zones: tuple[tuple[str, int], ...] | None = None  # explicit (name, managed pages at boot), low to high
@@ -203,8 +210,8 @@ def managed_pages_model(ram_bytes: int) -> list[tuple[str, int]]:
     pages when Normal exists; the rest of the reservation comes off the top zone,
     as memblock allocates top-down.
 
-    How many pages are reserved is calibrated, not derived: pressure.md 2.2 assumed
-    managed counts (256 MiB: 57.6k, 1 GiB: 251.7k, 4 GiB: 1.04M, 16 GiB: 4.08M)
+    How many pages are reserved is calibrated, not derived, to managed counts that
+    are themselves estimates (256 MiB: 57.6k, 1 GiB: 251.7k, 4 GiB: 1.04M, 16 GiB: 4.08M)
     that need 7,840 / 10,348 / 7,480 / 118,152 reserved pages.  No single law of
     "kernel + 64 bytes of memmap per page" fits all four: it fits 256 MiB and 1 GiB
     (6,816 + RAM/64), but would reserve ~23k pages at 4 GiB, not 7.5k.  So the
