@@ -68,7 +68,7 @@ def test_kswapd_wakes_below_low_and_restores_high_at_the_clean_file_rate():
 
 def test_kswapd_reclaims_at_its_share_of_a_busy_cpu():
     env, pa, metrics = low_machine()
-    pa.scheduler = Busy(3)  # three tasks on kswapd's CPU: a quarter of it
+    pa.reclaim.scheduler = Busy(3)  # three tasks on kswapd's CPU: a quarter of it
     nowait(pa)
     env.run(until=0.004)
     assert abs(metrics.counters["kswapd_reclaimed"] - 2e5 / 4 * 0.004) <= 2 * 32 + 1

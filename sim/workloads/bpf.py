@@ -29,12 +29,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from sim.kernel.arch.x86.module import draw_module_load_offset
 from sim.kernel.mm.gfp import GFP_KERNEL, Gfp
 from sim.kernel.mm.vmalloc.alloc import VmStruct
 from sim.kernel.mm.vmalloc.space import MODULES_END, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
 from sim.schema.units import Duration, Rate
 from sim.workloads.base import draw_lifetime, poisson_arrivals
-from sim.workloads.modules import ModuleWindowSpec, draw_module_load_offset, module_alloc
+from sim.workloads.modules import ModuleWindowSpec, tallied_module_alloc
 from sim.workloads.tally import VmapTally
 
 
@@ -115,7 +116,7 @@ class BpfJit:
             self.m.metrics.add(self.prefix + ".jit_eperm")
             return None
         size = pages * PAGE_SIZE
-        image = yield from module_alloc(
+        image = yield from tallied_module_alloc(
             self.m, task, size, self.spec, self.offset, self.tally, self.prefix, caller="bpf_jit_alloc_exec"
         )
         if image is None:

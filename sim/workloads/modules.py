@@ -1,12 +1,9 @@
-"""Module loading on x86_64: ``module_alloc`` in the module window (v5.3).
+"""Module loading on x86_64 (v5.3): the ``module_load`` workload and the module window.
 
-``module_alloc`` (arch/x86/kernel/module.c v5.3) vmallocs page-aligned (32 KiB
-with KASAN) in ``[MODULES_VADDR + get_module_load_offset(), MODULES_END)``
-with GFP_KERNEL.  The KASLR offset, 1..1024 pages, is drawn at the first call
-and kept for the boot.  The free tree is global, so the first allocation in
-the window lands inside the block that straddles its start: an NE_FIT split;
-later ones take the window's frontier (LE) or a purged hole (FL/LE)
-(kernel.md 5.3).  When the window is full the request fails as "no space".
+``module_alloc`` itself is in :mod:`sim.kernel.arch.x86.module`; here is
+:class:`ModuleWindowSpec`, the window a scenario describes (shared by every
+module_alloc caller), and :func:`tallied_module_alloc`, ``module_alloc`` with its
+fit types and failures counted under the caller's label.
 
 One load, after kernel/module.c v5.3 ``load_module``:
 
@@ -34,15 +31,19 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from sim.kernel.arch.x86.module import (
+    MODULES_VADDR_NOKASLR,
+    draw_module_load_offset,
+    module_align,
+    module_alloc,
+    module_fits,
+)
 from sim.kernel.mm.gfp import GFP_KERNEL
 from sim.kernel.mm.vmalloc.alloc import VmStruct
 from sim.kernel.mm.vmalloc.space import MODULES_END, MODULES_VADDR, PAGE_SIZE, VMALLOC_END, VMALLOC_START
 from sim.schema.units import Duration, Rate, Size
 from sim.workloads.base import WorkloadSpec, draw_lifetime, poisson_arrivals
 from sim.workloads.tally import VmapTally
-
-KASAN_SHADOW_SCALE_SHIFT = 3  # MODULE_ALIGN = PAGE_SIZE << 3 with KASAN (arch/x86/include/asm/module.h)
-MODULES_VADDR_NOKASLR = 0xFFFFFFFFA0000000  # __START_KERNEL_map + 512 MiB without RANDOMIZE_BASE
 
 
 class ModuleWindowSpec(WorkloadSpec):
@@ -56,7 +57,7 @@ class ModuleWindowSpec(WorkloadSpec):
 
     def module_align(self) -> int:
         """``MODULE_ALIGN``."""
-        return PAGE_SIZE << KASAN_SHADOW_SCALE_SHIFT if self.kasan else PAGE_SIZE
+        return module_align(self.kasan)
 
     def modules_vaddr(self) -> int:
         """``MODULES_VADDR``, or the start of the smaller window asked for."""
@@ -65,46 +66,21 @@ class ModuleWindowSpec(WorkloadSpec):
         return MODULES_VADDR if self.kaslr else MODULES_VADDR_NOKASLR
 
 
-def draw_module_load_offset(rng: np.random.Generator) -> int:
-    """A KASLR module load offset: (random % 1024 + 1) pages (v5.3)."""
-    return (int(rng.integers(0, 1 << 32)) % 1024 + 1) * PAGE_SIZE
-
-
-def get_module_load_offset(machine: Any, candidate: int, kaslr: bool) -> int:
-    """The KASLR offset of the module window (``get_module_load_offset``,
-    arch/x86/kernel/module.c v5.3), fixed at the first call and kept for the
-    boot: the kernel keeps it in a static, 0 meaning not yet drawn; here it is
-    kept on the machine, and ``candidate`` (drawn by the caller's workload when
-    it starts, so that the draw does not depend on timing) becomes it at the
-    first call of any module_alloc caller."""
-    if not kaslr:
-        return 0
-    offset = machine.module_load_offset
-    if offset == 0:
-        offset = machine.module_load_offset = candidate
-    return offset
-
-
-def module_alloc(
-    machine: Any,
-    task: Any,
-    size: int,
-    window: ModuleWindowSpec,
-    offset: int,
-    tally: VmapTally,
-    label: str,
+def tallied_module_alloc(
+    machine: Any, task: Any, size: int, window: ModuleWindowSpec, offset: int, tally: VmapTally, label: str,
     caller: str = "module_alloc",
-) -> Generator[Any, Any, VmStruct | None]:
-    """``module_alloc`` (arch/x86/kernel/module.c v5.3), counted under ``label``;
-    ``offset`` is the caller's candidate load offset (see :func:`get_module_load_offset`)."""
+) -> Generator[Any, Any, VmStruct | None]:  # fmt: skip
+    """``module_alloc`` in ``window``, its outcome counted under ``label`` (a request
+    larger than the window is refused before it reaches vmalloc and is not counted);
+    ``offset`` is the caller's candidate load offset."""
     vstart = window.modules_vaddr()
-    if -(-size // PAGE_SIZE) * PAGE_SIZE > MODULES_END - vstart:
+    if not module_fits(size, vstart):
         return None
-    vstart += get_module_load_offset(machine, offset, window.kaslr)
     before = tally.begin()
-    area = yield from machine.vmalloc.vmalloc_node_range(
-        task, size, window.module_align(), vstart, MODULES_END, GFP_KERNEL, caller=caller, pool="slab_unreclaimable"
-    )
+    area = yield from module_alloc(
+        machine, task, size, modules_vaddr=vstart, align=window.module_align(), kaslr=window.kaslr, offset=offset,
+        caller=caller,
+    )  # fmt: skip
     if area is None:
         tally.failure(label, before)
     else:
@@ -203,7 +179,9 @@ class ModuleLoad:
 
     def _module_alloc(self, task: Any, pages: int) -> Generator[Any, Any, VmStruct | None]:
         return (
-            yield from module_alloc(self.m, task, pages * PAGE_SIZE, self.spec, self.offset, self.tally, self.prefix)
+            yield from tallied_module_alloc(
+                self.m, task, pages * PAGE_SIZE, self.spec, self.offset, self.tally, self.prefix
+            )
         )
 
     def _do_free_init(self, init: VmStruct) -> Generator[Any, Any, None]:

@@ -45,7 +45,7 @@ from sim.schema.limits import MAX_TASKS
 from sim.schema.units import Duration
 from sim.workloads.base import WorkloadSpec
 from sim.workloads.fork_storm import THREAD_ALIGN
-from sim.workloads.percpu import PercpuAllocator, PercpuLayout
+from sim.workloads.percpu import PercpuLayout, TalliedPercpuAllocator
 from sim.workloads.tally import VmapTally
 
 CaseName = Literal[
@@ -127,7 +127,7 @@ class VmallocTest:
         self.m = machine
         self.vm = machine.vmalloc
         self.tally = VmapTally(machine)
-        self.pcpu = PercpuAllocator(machine, self.spec.percpu, f"{self.prefix}.pcpu_alloc_test")
+        self.pcpu = TalliedPercpuAllocator(machine, self.spec.percpu, f"{self.prefix}.pcpu_alloc_test")
         ncpus = machine.sched.ncpus
         if self.spec.nr_threads:
             cpus = [i % ncpus for i in range(self.spec.nr_threads)]

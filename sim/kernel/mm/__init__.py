@@ -1,2 +1,3 @@
 """mm/: the page allocator, zones and watermarks, reclaim (vmscan), the OOM killer, page
-pools, slab caches and vmalloc."""
+pools, slab caches, vmalloc and percpu chunks; internal.py is what page_alloc hands its
+helpers (mm/internal.h)."""

@@ -1,7 +1,8 @@
 """The OOM killer of Linux 5.3 (mm/oom_kill.c) and the processes it can kill.
 
-A :class:`MemoryOwner` stands for one process (an mm): the page allocator charges
-its anon pages, page tables and kernel stacks to it when an allocation names it.
+A :class:`MemoryOwner` (in :mod:`sim.kernel.mm.mm_types`, re-exported here) stands
+for one process (an mm): the page allocator charges its anon pages, page tables and
+kernel stacks to it when an allocation names it.
 :class:`OomKiller` is called from the GFP_KERNEL slow path with ``oom_lock``
 held (see :mod:`sim.kernel.mm.slowpath`): it picks the owner with the highest
 ``oom_badness``, marks its tasks (``oom_victim``, ``killed``), calls its kill
@@ -16,16 +17,22 @@ frees its swap entries when its last task exits.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
 
 from sim.kernel.mm.gfp import Gfp
+from sim.kernel.mm.internal import ZoneOps
+from sim.kernel.mm.mm_types import OOM_SCORE_ADJ_MIN, OWNER_POOLS, MemoryOwner
+from sim.kernel.mm.pools import MemoryPools
+from sim.kernel.mm.vmscan import Reclaimer
+from sim.kernel.mm.zones import MemoryParams
+from sim.kernel.sched.cpu import Scheduler
+from sim.record.metrics import Metrics
 
-if TYPE_CHECKING:
-    from sim.kernel.mm.page_alloc import PageAllocator
-
-OWNER_POOLS = ("anon", "pagetables", "kernel_stack")
-OOM_SCORE_ADJ_MIN = -1000
+__all__ = ["OOM_SCORE_ADJ_MIN", "OWNER_POOLS", "KernelPanic", "MemoryOwner", "OomKiller"]
 _FS = int(Gfp.FS)
 
 
@@ -33,60 +40,28 @@ class KernelPanic(RuntimeError):
     """The simulated kernel panicked ("System is deadlocked on memory")."""
 
 
-class MemoryOwner:
-    """A process whose memory the OOM killer ranks and frees (``struct mm_struct``)."""
-
-    __slots__ = ("charged", "name", "on_kill", "oom_killed", "oom_score_adj", "reaped", "swap", "tasks", "watched")
-
-    def __init__(
-        self, name: str, *, oom_score_adj: int = 0, on_kill: Callable[[MemoryOwner], None] | None = None
-    ) -> None:
-        self.name = name
-        self.charged = dict.fromkeys(OWNER_POOLS, 0)
-        self.swap = 0  # anon pages swapped out (MM_SWAPENTS)
-        self.oom_score_adj = oom_score_adj
-        self.on_kill = on_kill
-        self.tasks: list[Any] = []  # the scheduler tasks that use this mm
-        self.oom_killed = False
-        self.reaped = False  # MMF_OOM_SKIP: its memory is gone
-        self.watched = 0  # how many of ``tasks`` MemoryPools watches for their exit
-
-    @property
-    def exited(self) -> bool:
-        """All its tasks have exited (no task holds the mm: ``find_lock_task_mm`` fails)."""
-        return bool(self.tasks) and all(getattr(t, "state", None) == "dead" for t in self.tasks)
-
-    @property
-    def pages(self) -> int:
-        """Pages charged to this process now."""
-        return sum(self.charged.values())
-
-    def badness(self, totalpages: int) -> int | None:
-        """``oom_badness`` (5.3): rss + swap entries + page tables, plus oom_score_adj
-        times (totalpages / 1000) in integer arithmetic; None if it may not be chosen
-        (OOM_SCORE_ADJ_MIN, already killed, or no live task holds the mm)."""
-        if self.oom_score_adj == OOM_SCORE_ADJ_MIN or self.oom_killed or self.exited:
-            return None
-        points = self.charged["anon"] + self.swap + self.charged["pagetables"]
-        points += self.oom_score_adj * (totalpages // 1000)
-        return max(points, 1)
-
-    def kill(self) -> None:
-        """Deliver SIGKILL: the workload's callback decides what its tasks do next."""
-        if self.on_kill is not None:
-            self.on_kill(self)
-
-    def __repr__(self) -> str:
-        return f"MemoryOwner({self.name}, {self.charged}, killed={self.oom_killed})"
-
-
 class OomKiller:
     """``oom_lock`` and ``out_of_memory`` for the machine."""
 
-    def __init__(self, pa: PageAllocator) -> None:
-        self.pa = pa
-        self.env = pa.env
-        self.metrics = pa.metrics
+    def __init__(
+        self,
+        env: simpy.Environment,
+        zone_ops: ZoneOps,
+        pools: MemoryPools,
+        reclaim: Reclaimer,
+        params: MemoryParams,
+        metrics: Metrics,
+        rng: np.random.Generator,
+        scheduler: Scheduler | None,
+    ) -> None:
+        self.env = env
+        self.zone_ops = zone_ops
+        self.pools = pools
+        self.reclaim = reclaim  # its throttled tasks are released by a kill
+        self.params = params
+        self.metrics = metrics
+        self.rng = rng  # the page allocator's stream (kill latencies)
+        self.scheduler = scheduler  # None: the OOM report costs no CPU time
         self.lock_holder: Any = None  # oom_lock
         self.pending: list[MemoryOwner] = []  # killed, memory not yet freed
 
@@ -112,10 +87,9 @@ class OomKiller:
 
     def select_bad_process(self) -> MemoryOwner | None:
         """``select_bad_process``: the owner with the highest badness (first on a tie)."""
-        pa = self.pa
-        totalpages = sum(z.managed for z in pa.zones)
+        totalpages = sum(z.managed for z in self.zone_ops.zones)
         best, best_points = None, 0
-        for owner in pa.pools.owners:
+        for owner in self.pools.owners:
             points = owner.badness(totalpages)
             if points is not None and points > best_points:
                 best, best_points = owner, points
@@ -123,14 +97,13 @@ class OomKiller:
 
     def dump_header(self, task: Any) -> Generator[Any, Any, None]:
         """The OOM report printed under oom_lock (costs CPU time)."""
-        seconds = self.pa.params.oom_report_ms / 1000.0
-        sched = self.pa.scheduler
+        seconds = self.params.oom_report_ms / 1000.0
+        sched = self.scheduler
         if sched is not None and seconds > 0:
             yield from sched.run(task, seconds)
 
     def oom_kill_process(self, victim: MemoryOwner, task: Any, order: int) -> None:
         """``oom_kill_process``: mark and kill the victim; its memory is freed after the kill latency."""
-        pa = self.pa
         victim.oom_killed = True
         self.pending.append(victim)
         tasks = list(victim.tasks)
@@ -143,12 +116,12 @@ class OomKiller:
         self.metrics.event(
             "oom_kill", self.env.now, victim=victim.name, anon=victim.charged["anon"],
             pagetables=victim.charged["pagetables"], kernel_stack=victim.charged["kernel_stack"],
-            trigger=getattr(task, "name", None), order=order, free=pa.nr_free_pages(),
+            trigger=getattr(task, "name", None), order=order, free=self.zone_ops.nr_free_pages(),
         )  # fmt: skip
         victim.kill()
-        pa.reclaim.wake_pfmemalloc_waiters()  # SIGKILL ends killable waits
-        lat = pa.params.oom_kill_latency
-        delay = pa.rng.lognormal(math.log(lat.median_ms / 1000.0), lat.sigma)
+        self.reclaim.wake_pfmemalloc_waiters()  # SIGKILL ends killable waits
+        lat = self.params.oom_kill_latency
+        delay = self.rng.lognormal(math.log(lat.median_ms / 1000.0), lat.sigma)
         ev = self.env.timeout(delay)
         ev.callbacks.append(lambda _ev: self.reap(victim, tasks))
 
@@ -159,11 +132,11 @@ class OomKiller:
         for pool in OWNER_POOLS:
             n = victim.charged[pool]
             if n:
-                self.pa.free_pages(cpu, pool=pool, nr=n, owner=victim)
+                self.zone_ops.free_pages(cpu, pool=pool, nr=n, owner=victim)
                 freed += n
-        self.pa.pools.swap_used -= victim.swap  # its swap entries go too
+        self.pools.swap_used -= victim.swap  # its swap entries go too
         victim.swap = 0
-        self.pa.pools.owners.pop(victim, None)
+        self.pools.owners.pop(victim, None)
         victim.reaped = True
         self.pending.remove(victim)
         self.metrics.add("oom_reaped_pages", freed)

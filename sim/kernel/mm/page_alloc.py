@@ -14,10 +14,17 @@ Paths:
   plain function (never yields, creates no SimPy event on the fast path);
 * :meth:`PageAllocator.alloc_pages`: any gfp; both slow paths (and ``warn_alloc``)
   are in :mod:`sim.kernel.mm.slowpath`;
+
 * ``*_bulk`` variants charge many order-0 pages at once; each page passes exactly
   the watermark test it would pass alone (the folded counter only falls while a
   bulk request runs, so a test that fails stays failed);
 * :meth:`PageAllocator.free_pages`.
+
+The slow path (:class:`sim.kernel.mm.slowpath.SlowPath`), reclaim
+(:mod:`sim.kernel.mm.vmscan`) and the OOM killer (:mod:`sim.kernel.mm.oom_kill`) are
+built here and call back only through :class:`sim.kernel.mm.internal.ZoneOps`, which
+this class satisfies; a request that leaves the fast path goes down to the slow path
+as an :class:`sim.kernel.mm.internal.AllocContext`.
 
 Rules that changed by version are read from the :class:`KernelProfile`.
 Simplifications: one pcp list per CPU and zone (the kernel keeps one per
@@ -34,9 +41,11 @@ import numpy as np
 import simpy
 
 from sim.kernel.mm.gfp import Gfp, gfp_name
+from sim.kernel.mm.internal import AllocContext
+from sim.kernel.mm.mm_types import MemoryOwner
 from sim.kernel.mm.oom_kill import OomKiller
 from sim.kernel.mm.pools import MemoryPools
-from sim.kernel.mm.slowpath import alloc_pages_slowpath, alloc_pages_slowpath_nonblocking
+from sim.kernel.mm.slowpath import SlowPath
 from sim.kernel.mm.vmscan import Reclaimer
 from sim.kernel.mm.watermarks import Zone, zone_watermark_fast
 from sim.kernel.mm.zones import (
@@ -54,6 +63,7 @@ from sim.kernel.mm.zones import (
     build_zones,
 )
 from sim.kernel.profile import KernelProfile
+from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
 
 __all__ = ["MemoryParams", "PageAllocator", "Zone", "build_zones"]  # build_zones lives in zones.py
@@ -76,7 +86,7 @@ class PageAllocator:
         *,
         rng: np.random.Generator,
         metrics: Metrics | None = None,
-        scheduler: Any = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.env = env
         self.table = table
@@ -99,9 +109,11 @@ class PageAllocator:
         self.pools = MemoryPools()
         self._steal_left = self._draw_steal()
         self._next_vmstat = self.params.stat_interval_s or float("inf")
-        self.warn_ratelimit: list[Any] = [None, 0]  # warn_alloc's ratelimit: window start, printed
-        self.reclaim = Reclaimer(self)
-        self.oom = OomKiller(self)
+        # the helpers of mm/internal.h: they reach the zones only through ZoneOps (self)
+        ctx = (self.profile, self.params, self.metrics)
+        self.reclaim = Reclaimer(env, self, self.pools, *ctx, rng, scheduler, self.ncpus)
+        self.oom = OomKiller(env, self, self.pools, self.reclaim, self.params, self.metrics, rng, scheduler)
+        self.slowpath = SlowPath(self, self.reclaim, self.oom, self.pools, *ctx, scheduler, lambda: env.now)
 
     # -- zone lists and watermarks ------------------------------------------------
 
@@ -173,7 +185,7 @@ class PageAllocator:
 
     def get_page_from_freelist(
         self, cpu: int, gfp: int, order: int, flags: int, zones: tuple[Zone, ...], classzone: int,
-        pool: str, owner: Any, n: int = 1,
+        pool: str, owner: MemoryOwner | None, n: int = 1,
     ) -> int:  # fmt: skip
         """Up to ``n`` blocks of ``order`` from the first zone that passes the watermark,
         as many ``get_page_from_freelist`` calls would (5.3); returns how many."""
@@ -220,8 +232,9 @@ class PageAllocator:
         self.reclaim.wakeup_kswapd(order, high_zoneidx, gfp)
 
     def alloc_pages_nowait(
-        self, cpu: int, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: Any = None, task: Any = None
-    ) -> bool:
+        self, cpu: int, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: MemoryOwner | None = None,
+        task: Any = None,
+    ) -> bool:  # fmt: skip
         """One allocation that may not sleep (``__alloc_pages_nodemask`` 5.3 with a gfp
         lacking ``__GFP_DIRECT_RECLAIM``).  Fast path: LOW on each zone, then the CPU's
         list; slow path: wake kswapd, MIN with the class's reductions, once more, fail."""
@@ -239,22 +252,25 @@ class PageAllocator:
         return self.alloc_pages_bulk_nowait(cpu, gfp, 1, order=order, pool=pool, site=site, owner=owner, task=task) == 1
 
     def alloc_pages_bulk_nowait(
-        self, cpu: int, gfp: int, nr: int, *, order: int = 0, pool: str, site: str = "", owner: Any = None,
-        task: Any = None,
+        self, cpu: int, gfp: int, nr: int, *, order: int = 0, pool: str, site: str = "",
+        owner: MemoryOwner | None = None, task: Any = None,
     ) -> int:  # fmt: skip
         """``nr`` non-blocking allocations in one step; stops at the first that fails
         (which is warned about and counted).  Returns how many succeeded."""
         gfp = int(gfp)
         if gfp & _DIRECT:
             raise ValueError(f"alloc_pages_bulk_nowait with blocking gfp {gfp_name(gfp)}")
-        zones, classzone, _ = self.zonelist_for(gfp)
+        zones, classzone, high = self.zonelist_for(gfp)
         fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0)
         got = self.get_page_from_freelist(cpu, gfp, order, fast, zones, classzone, pool, owner, nr)
         if got == nr:
             return got
-        return got + alloc_pages_slowpath_nonblocking(self, cpu, gfp, order, nr - got, pool, site, owner, task)
+        ac = AllocContext(gfp, order, zones, classzone, high, pool, owner, site)
+        return got + self.slowpath.alloc_pages_slowpath_nonblocking(cpu, ac, nr - got, task)
 
-    def alloc_pages(self, task: Any, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: Any = None) -> Any:
+    def alloc_pages(
+        self, task: Any, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: MemoryOwner | None = None
+    ) -> Any:
         """Any gfp (``__alloc_pages_nodemask``); a generator returning success.  A
         blocking gfp checks might_sleep first, then may sleep in direct reclaim,
         throttling, pcp drain and the OOM path."""
@@ -262,8 +278,9 @@ class PageAllocator:
         return got == 1
 
     def alloc_pages_bulk(
-        self, task: Any, gfp: int, nr: int, *, order: int = 0, pool: str, site: str = "", owner: Any = None
-    ) -> Any:
+        self, task: Any, gfp: int, nr: int, *, order: int = 0, pool: str, site: str = "",
+        owner: MemoryOwner | None = None,
+    ) -> Any:  # fmt: skip
         """``nr`` allocations as a generator returning how many succeeded; a blocking
         gfp takes the slow path for the first page the fast path refuses, then
         goes on (a non-blocking gfp stops at the first failure)."""
@@ -276,14 +293,17 @@ class PageAllocator:
         if self.scheduler is None:
             raise RuntimeError("a blocking allocation needs the machine's scheduler")
         self.scheduler.might_sleep(task, site or "alloc_pages")
-        zones, classzone, _ = self.zonelist_for(gfp)
+        zones, classzone, high = self.zonelist_for(gfp)
         fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+        ac = None
         got = 0
         while got < nr:
             got += self.get_page_from_freelist(task.cpu, gfp, order, fast, zones, classzone, pool, owner, nr - got)
             if got == nr:
                 break
-            k = yield from alloc_pages_slowpath(self, task, gfp, order, nr - got, pool, site, owner)
+            if ac is None:
+                ac = AllocContext(gfp, order, zones, classzone, high, pool, owner, site)
+            k = yield from self.slowpath.alloc_pages_slowpath(task, ac, nr - got)
             if not k:
                 break
             got += k
@@ -291,7 +311,7 @@ class PageAllocator:
 
     # -- freeing -----------------------------------------------------------------------------
 
-    def free_pages(self, cpu: int, order: int = 0, *, pool: str, nr: int = 1, owner: Any = None) -> None:
+    def free_pages(self, cpu: int, order: int = 0, *, pool: str, nr: int = 1, owner: MemoryOwner | None = None) -> None:
         """Free ``nr`` blocks of ``order`` charged to ``pool`` (``__free_pages``): order 0
         to ``cpu``'s list, which spills a batch to the buddy lists whenever it
         reaches its high mark (``free_unref_page_commit``); higher orders straight back."""
@@ -346,7 +366,7 @@ class PageAllocator:
                 return True
         return False
 
-    def populate(self, pool: str, nr: int, *, zone: str | None = None, owner: Any = None) -> None:
+    def populate(self, pool: str, nr: int, *, zone: str | None = None, owner: MemoryOwner | None = None) -> None:
         """Boot-time state: charge ``nr`` pages to ``pool`` straight from the buddy lists
         (highest zone first, or only ``zone``), with no watermark test or drift."""
         for z in self.zonelist:

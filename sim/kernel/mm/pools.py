@@ -5,17 +5,15 @@ pages, anon, shmem, reclaimable slab (reclaimable), and kernel stacks, page
 tables and unreclaimable slab (not).  The page allocator charges and uncharges
 it on each alloc and free (``pool=``); reclaim isolates pages from it, cheapest
 first; anon pages, page tables and kernel stacks are also charged to the
-:class:`sim.kernel.mm.oom_kill.MemoryOwner` named by the allocation.  Pages are counted per
+:class:`sim.kernel.mm.mm_types.MemoryOwner` named by the allocation.  Pages are counted per
 zone type so that a free returns them to a zone that holds them (highest first)
-and ``zone_reclaimable_pages`` can be answered per zone.  Split off reclaim.py,
+and ``zone_reclaimable_pages`` can be answered per zone.  Split off vmscan.py,
 which re-exports :class:`MemoryPools`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from sim.kernel.mm.oom_kill import OWNER_POOLS
+from sim.kernel.mm.mm_types import OWNER_POOLS, MemoryOwner
 
 POOLS = (
     "file_clean", "file_dirty", "file_mapped_hot", "anon", "shmem", "slab_reclaimable",
@@ -48,11 +46,11 @@ class MemoryPools:
 
     def __init__(self) -> None:
         self.pool = {name: Pool(name) for name in POOLS}
-        self.owners: dict[Any, None] = {}  # insertion-ordered set
+        self.owners: dict[MemoryOwner, None] = {}  # insertion-ordered set
         self.swap_enabled = False
         self.swap_used = 0
 
-    def charge(self, pool: str, zone_idx: int, n: int, owner: Any) -> None:
+    def charge(self, pool: str, zone_idx: int, n: int, owner: MemoryOwner | None) -> None:
         p = self.pool[pool]
         p.pages += n
         p.by_zone[zone_idx] += n
@@ -63,7 +61,7 @@ class MemoryPools:
             if owner.watched < len(owner.tasks):
                 self._watch(owner)
 
-    def _watch(self, owner: Any) -> None:
+    def _watch(self, owner: MemoryOwner) -> None:
         """Call :meth:`exit_mm` when the owner's tasks exit (``Task.on_exit``)."""
         for task in owner.tasks[owner.watched :]:
             hooks = getattr(task, "on_exit", None)
@@ -71,7 +69,7 @@ class MemoryPools:
                 hooks.append(lambda _task, o=owner: self.exit_mm(o))
         owner.watched = len(owner.tasks)
 
-    def exit_mm(self, owner: Any) -> None:
+    def exit_mm(self, owner: MemoryOwner) -> None:
         """The last task of ``owner`` exited (``exit_mmap``, 5.3): its swap entries are
         freed, and without charged pages it leaves the OOM candidates.  The
         workload frees its resident pages itself."""
@@ -82,7 +80,7 @@ class MemoryPools:
         if not any(owner.charged.values()):
             self.owners.pop(owner, None)
 
-    def uncharge(self, pool: str, n: int, owner: Any) -> list[tuple[int, int]]:
+    def uncharge(self, pool: str, n: int, owner: MemoryOwner | None) -> list[tuple[int, int]]:
         """Remove ``n`` pages; returns (zone type, pages) taken highest zone first.
         Pages of an owner the OOM reaper has freed are not freed again."""
         p = self.pool[pool]

@@ -16,17 +16,21 @@
 kswapd is a plain SimPy process, not a scheduler task: its CPU use is modelled by
 its share 1 / (1 + tasks on the least busy CPU) and is not taken from the tasks.
 The OOM killer is in :mod:`sim.kernel.mm.oom_kill` (split off to keep modules short).
+The page allocator builds the :class:`Reclaimer` and is reached back only through
+:class:`sim.kernel.mm.internal.ZoneOps`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import simpy
 
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, Gfp
+from sim.kernel.mm.internal import ZoneOps
 from sim.kernel.mm.pools import ANON_POOLS, BOOST_ORDER, DIRECT_ORDER, KSWAPD_ORDER, MemoryPools
 from sim.kernel.mm.watermarks import zone_watermark_ok_safe
 from sim.kernel.mm.zones import (
@@ -38,10 +42,11 @@ from sim.kernel.mm.zones import (
     WMARK_HIGH,
     WMARK_MIN,
     ZONE_NORMAL,
+    MemoryParams,
 )
-
-if TYPE_CHECKING:
-    from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.profile import KernelProfile
+from sim.kernel.sched.cpu import Scheduler
+from sim.record.metrics import Metrics
 
 __all__ = ["MemoryPools", "Reclaimer"]
 REFAULT_GFP = int(GFP_HIGHUSER_MOVABLE & ~Gfp.DIRECT_RECLAIM)
@@ -51,13 +56,27 @@ _FS = int(Gfp.FS)
 class Reclaimer:
     """kswapd and direct reclaim of the machine's one node (``pg_data_t`` reclaim state)."""
 
-    def __init__(self, pa: PageAllocator) -> None:
-        self.pa = pa
-        self.env = pa.env
-        self.params = pa.params
-        self.metrics = pa.metrics
-        self.rng = pa.rng
-        self.pools = pa.pools
+    def __init__(
+        self,
+        env: simpy.Environment,
+        zone_ops: ZoneOps,
+        pools: MemoryPools,
+        profile: KernelProfile,
+        params: MemoryParams,
+        metrics: Metrics,
+        rng: np.random.Generator,
+        scheduler: Scheduler | None,
+        ncpus: int,
+    ) -> None:
+        self.env = env
+        self.zone_ops = zone_ops
+        self.pools = pools
+        self.profile = profile
+        self.params = params
+        self.metrics = metrics
+        self.rng = rng  # the page allocator's stream (refault delays and CPUs, direct reclaim)
+        self.scheduler = scheduler  # None: kswapd has a whole CPU and cpu_slowdown is 1
+        self.ncpus = ncpus
         self.pools.swap_enabled = self.params.swap_bw_pages_s is not None
         rates = self.params.reclaim_rates
         swap = self.params.swap_bw_pages_s or 0.0
@@ -80,16 +99,16 @@ class Reclaimer:
     def pgdat_balanced(self, order: int, classzone: int) -> bool:
         """``pgdat_balanced``: any eligible zone above its high mark (plus boost and reserve)."""
         seen = False
-        for zone in self.pa.zones:
+        for zone in self.zone_ops.zones:
             if zone.idx > classzone:
                 break
             seen = True
-            if zone_watermark_ok_safe(self.pa.profile, zone, order, zone.wmark_pages(WMARK_HIGH), classzone):
+            if zone_watermark_ok_safe(self.profile, zone, order, zone.wmark_pages(WMARK_HIGH), classzone):
                 return True
         return not seen
 
     def pgdat_watermark_boosted(self, classzone: int) -> bool:
-        return any(z.boost for z in self.pa.zones if z.idx <= classzone)
+        return any(z.boost for z in self.zone_ops.zones if z.idx <= classzone)
 
     def allow_direct_reclaim(self) -> bool:
         """``allow_direct_reclaim``: free pages above half the summed min marks of the
@@ -97,7 +116,7 @@ class Reclaimer:
         if self.kswapd_failures >= MAX_RECLAIM_RETRIES:
             return True
         reserve = free = 0
-        for zone in self.pa.zones:
+        for zone in self.zone_ops.zones:
             if self.pools.zone_reclaimable_pages(zone.idx):
                 reserve += zone.wmark_pages(WMARK_MIN)
                 free += max(zone.vm_free, 0)
@@ -139,14 +158,14 @@ class Reclaimer:
 
     def _slowdown(self) -> float:
         """The scheduler's CPU-cost factor (``SchedParams.cpu_slowdown``)."""
-        sched = self.pa.scheduler
+        sched = self.scheduler
         return 1.0 if sched is None else sched.slowdown
 
     def kswapd_cpu_share(self) -> float:
         share = self.params.kswapd_cpu_share
         if share is not None:
             return share
-        sched = self.pa.scheduler
+        sched = self.scheduler
         return 1.0 if sched is None else 1.0 / (1 + sched.nr_running(self.kswapd_cpu))
 
     def kswapd(self) -> Generator[Any, Any, None]:
@@ -184,7 +203,7 @@ class Reclaimer:
             if remaining:  # woken early: the order it reclaimed for stays requested
                 self.kswapd_order = max(self.kswapd_order, order)
         if not remaining and self.prepare_kswapd_sleep(order, classzone):
-            self.pa.set_pgdat_percpu_threshold(False)
+            self.zone_ops.set_pgdat_percpu_threshold(False)
             self.kswapd_sleeping = True
             self._kswapd_wait = env.event()
             yield from self._sleep_until_woken()
@@ -198,8 +217,8 @@ class Reclaimer:
         yield self._kswapd_wait
         self._kswapd_wait = None
         self.kswapd_sleeping = False
-        self.pa.set_pgdat_percpu_threshold(True)
-        sched = self.pa.scheduler
+        self.zone_ops.set_pgdat_percpu_threshold(True)
+        sched = self.scheduler
         if sched is not None:
             self.kswapd_cpu = min(range(sched.ncpus), key=sched.nr_running)
 
@@ -208,12 +227,12 @@ class Reclaimer:
         is balanced; a boost is reclaimed from clean file pages only, and dropped if the
         node is really unbalanced; a run that reclaims nothing is a kswapd failure.  A
         run that finds the node balanced at once costs ``kswapd_empty_pass_s``."""
-        pa = self.pa
+        zone_ops = self.zone_ops
         self.metrics.add("pageoutrun")
-        zones = [z for z in pa.zones if z.idx <= classzone]
+        zones = [z for z in zone_ops.zones if z.idx <= classzone]
         zone_boosts = [z.boost for z in zones]
         nr_boost = sum(zone_boosts)
-        limit_pcp = pa.profile.pcp_high_reclaim_limit
+        limit_pcp = self.profile.pcp_high_reclaim_limit
         for z in zones:
             z.reclaim_active = limit_pcp
         nr_reclaimed = passes = 0
@@ -249,10 +268,10 @@ class Reclaimer:
             self.kswapd_failures += 1
             self.metrics.add("kswapd_failures")
             if self.kswapd_failures == MAX_RECLAIM_RETRIES:
-                self.metrics.event("kswapd_hopeless", self.env.now, free=pa.nr_free_pages())
+                self.metrics.event("kswapd_hopeless", self.env.now, free=zone_ops.nr_free_pages())
         for z, b in zip(zones, zone_boosts):
             if b:
-                z.set_boost(z.boost - min(z.boost, b), pa.classzone)
+                z.set_boost(z.boost - min(z.boost, b), zone_ops.classzone)
             z.reclaim_active = False
         if not passes:  # balanced at once, e.g. woken by allow_direct_reclaim: without a cost,
             # kswapd and throttled tasks could wake each other forever at one instant
@@ -282,7 +301,7 @@ class Reclaimer:
 
     def putback_reclaimed(self, cpu: int, take: list[tuple[str, int]]) -> int:
         """Free isolated pages (``free_unref_page_list``); schedule refaults of hot pages."""
-        pa, pools = self.pa, self.pools
+        zone_ops, pools = self.zone_ops, self.pools
         total = 0
         for name, k in take:
             p = pools.pool[name]
@@ -293,7 +312,7 @@ class Reclaimer:
             if name == "anon":
                 self._swap_out_anon(cpu, k)
             else:
-                pa.free_pages(cpu, pool=name, nr=k)
+                zone_ops.free_pages(cpu, pool=name, nr=k)
             if name in ANON_POOLS:
                 pools.swap_used += k
                 self.metrics.add("pswpout", k)
@@ -308,13 +327,13 @@ class Reclaimer:
         unowned = self.pools.pool["anon"].pages - sum(o.charged["anon"] for o in owned)
         n = min(k, unowned)
         if n > 0:
-            self.pa.free_pages(cpu, pool="anon", nr=n)
+            self.zone_ops.free_pages(cpu, pool="anon", nr=n)
             k -= n
         for owner in owned:
             n = min(k, owner.charged["anon"])
             if n <= 0:
                 break
-            self.pa.free_pages(cpu, pool="anon", nr=n, owner=owner)
+            self.zone_ops.free_pages(cpu, pool="anon", nr=n, owner=owner)
             owner.swap += n
             k -= n
 
@@ -329,14 +348,14 @@ class Reclaimer:
         """Hot file pages fault back in: at the low mark (``__alloc_pages_nodemask``'s
         fast path), then, waking kswapd as the slow path does, down to min; the rest
         later.  (A real fault would reclaim directly; this stands for it without a task.)"""
-        pa = self.pa
-        zones, classzone, high = pa.zonelist_for(REFAULT_GFP)
-        cpu = int(self.rng.integers(pa.ncpus))
+        zone_ops = self.zone_ops
+        zones, classzone, high = zone_ops.zonelist_for(REFAULT_GFP)
+        cpu = int(self.rng.integers(self.ncpus))
         args = (zones, classzone, "file_mapped_hot", None)
-        got = pa.get_page_from_freelist(cpu, REFAULT_GFP, 0, ALLOC_WMARK_LOW | ALLOC_KSWAPD, *args, n)
+        got = zone_ops.get_page_from_freelist(cpu, REFAULT_GFP, 0, ALLOC_WMARK_LOW | ALLOC_KSWAPD, *args, n)
         if got < n:
             self.wakeup_kswapd(0, high, REFAULT_GFP)
-            got += pa.get_page_from_freelist(cpu, REFAULT_GFP, 0, ALLOC_WMARK_MIN | ALLOC_KSWAPD, *args, n - got)
+            got += zone_ops.get_page_from_freelist(cpu, REFAULT_GFP, 0, ALLOC_WMARK_MIN | ALLOC_KSWAPD, *args, n - got)
         self.metrics.add("workingset_refault", got)
         if got < n:
             self._schedule_refault(n - got)
@@ -350,16 +369,15 @@ class Reclaimer:
         if getattr(task, "kthread", False) or getattr(task, "killed", False) or self.allow_direct_reclaim():
             return False
         self.metrics.add("pgscan_direct_throttle")
-        sched, env = self.pa.scheduler, self.env
-        # env._now is SimPy's clock without the ``now`` property call (a hot path)
-        start = env._now
+        sched, env = self.scheduler, self.env
+        start = env.now
         deadline = start + self.params.hz * self.jiffy if not gfp & _FS else math.inf
-        while not task.killed and env._now < deadline and not self.allow_direct_reclaim():
+        while not task.killed and env.now < deadline and not self.allow_direct_reclaim():
             if self._pfmemalloc_wait is None:
                 self._pfmemalloc_wait = env.event()
-            timeout = None if deadline == math.inf else deadline - env._now
+            timeout = None if deadline == math.inf else deadline - env.now
             yield from sched.wait_event(task, self._pfmemalloc_wait, "throttle_direct_reclaim", timeout=timeout)
-        self.metrics.add_time("throttle_direct_reclaim", env._now - start)
+        self.metrics.add_time("throttle_direct_reclaim", env.now - start)
         return bool(task.killed)
 
     def try_to_free_pages(self, task: Any, gfp: int, order: int) -> Generator[Any, Any, int]:
@@ -368,12 +386,12 @@ class Reclaimer:
         if (yield from self.throttle_direct_reclaim(task, gfp)):
             return 1
         env, rng, lat = self.env, self.rng, self.params.direct_reclaim_latency
-        sched = self.pa.scheduler
+        sched = self.scheduler
         self.metrics.add("allocstall")
-        start = env._now
+        start = env.now
         reclaimable = self.pools.reclaimable(DIRECT_ORDER)
         take = self.pools.isolate(SWAP_CLUSTER_MAX, DIRECT_ORDER)
-        knee = lat.stall_knee_high * sum(z.wmark_pages(WMARK_HIGH) for z in self.pa.zones)
+        knee = lat.stall_knee_high * sum(z.wmark_pages(WMARK_HIGH) for z in self.zone_ops.zones)
         # stalls come from isolating pages (too_many_isolated, congestion): none on empty LRUs
         p_stall = lat.p_stall_max * min(1.0, max(0.0, 1.0 - reclaimable / knee)) if knee and reclaimable else 0.0
         if rng.random() < p_stall:
@@ -386,7 +404,7 @@ class Reclaimer:
         if got:
             self.kswapd_failures = 0
             self.metrics.add("direct_reclaimed", got)
-        self.metrics.add_time("direct_reclaim", env._now - start)
-        if not got and self.pa.profile.reclaim_throttle:  # 5.16: VMSCAN_THROTTLE_NOPROGRESS
+        self.metrics.add_time("direct_reclaim", env.now - start)
+        if not got and self.profile.reclaim_throttle:  # 5.16: VMSCAN_THROTTLE_NOPROGRESS
             yield from sched.sleep(task, self.jiffy, "reclaim_throttle")
         return got

@@ -13,8 +13,9 @@ Everything here is pure arithmetic done once at boot (no SimPy, no randomness):
 
 The run-time parameters of the page allocator and reclaim live in
 :class:`MemoryParams` (defaults: the 256 MB guest of the 2019 report), and the ``ALLOC_*``
-flags of mm/internal.h are defined here for page_alloc.py and slowpath.py.  This
-module was split off page_alloc.py to keep both under 400 lines.
+flags of mm/internal.h are defined here, below watermarks.py which tests them
+(:mod:`sim.kernel.mm.internal` holds the alloc context and the zone operations).
+This module was split off page_alloc.py to keep both under 400 lines.
 """
 
 from __future__ import annotations
