@@ -148,7 +148,7 @@ def test_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(strict=True, reason="page_alloc <-> slowpath/vmscan/oom_kill/pools and vmalloc alloc <-> purge "
-                   "are still cycles (issue 12, item 1)")  # fmt: skip
+@pytest.mark.xfail(strict=True, reason="vmalloc alloc <-> purge "
+                   "is still a cycle (issue 12, item 1)")  # fmt: skip
 def test_no_import_cycle_in_sim():
     assert cycles(edges()) == []
