@@ -30,8 +30,8 @@ import numpy as np
 from pydantic import Field
 
 from sim.kernel.mm.gfp import GFP_KERNEL, Gfp
-from sim.kernel.mm.vmalloc.alloc import VmStruct
 from sim.kernel.mm.vmalloc.space import MODULES_END, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.kernel.mm.vmalloc.vm_struct import VmStruct
 from sim.schema.units import Duration, Rate
 from sim.workloads.base import draw_lifetime, poisson_arrivals
 from sim.workloads.modules import ModuleWindowSpec, draw_module_load_offset, module_alloc
