@@ -251,6 +251,24 @@ MaxRunsOption = Annotated[
     int,
     typer.Option("--max-runs", min=1, help="Refuse to plan more runs than this (strategies x replications x points)."),
 ]
+PluginOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugin",
+        metavar="FILE.py",
+        help="Load a Python file defining more split-object strategies (repeatable); workers load it too.",
+    ),
+]
+
+
+def load_plugin_options(paths: list[Path] | None) -> tuple[str, ...]:
+    """Load the entry-point plug-ins and the ``--plugin`` files (an InputError naming a bad one);
+    their absolute paths, for worker processes to load."""
+    from sim.engine.plugins import load_plugins
+
+    files = tuple(str(Path(p).expanduser().resolve()) for p in paths or ())
+    load_plugins(files)
+    return files
 
 
 @app.command()
@@ -258,6 +276,7 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario or sweep YAML files.")],
     overrides: SetOption = None,
     max_runs: MaxRunsOption = MAX_RUNS,
+    plugin: PluginOption = None,
 ) -> None:
     """Check scenario and sweep files: one line each, "FILE: ok (N runs ...)" or the first
     error as FILE:LINE: key.path: message (on standard error).  Exit 2 if any file is bad."""
@@ -265,6 +284,7 @@ def validate(
     from sim.config.sweepfile import is_sweep_data, load_sweep
     from sim.config.yamlpos import read_yaml
 
+    load_plugin_options(plugin)
     sets = parse_set_options(overrides)
     bad = 0
     for path in files:
@@ -336,6 +356,7 @@ def run(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, help="Worker processes for the runs (same results as -j 1).")
     ] = 1,
+    plugin: PluginOption = None,
 ) -> None:
     """Run a scenario once per strategy and replication; write the results folder
     (manifest.json, runs.parquet, events.parquet, timeseries.parquet) and print a
@@ -348,6 +369,7 @@ def run(
     from sim.record.results import build_manifest, counter_rows, write_run_folder
     from sim.sweep.executors import make_backend
 
+    plugins = load_plugin_options(plugin)
     sets = parse_set_options(overrides)
     scenario = load_scenario(scenario_file, sets, max_runs=max_runs)
     root_seed = scenario.seed if seed is None else seed
@@ -370,7 +392,9 @@ def run(
             estimate = _estimate(str(scenario_file), [(scenario, 0)], root_seed, scenario.run_count(), jobs, yes)
             print(estimate, flush=True)
         with stop_on_signals(), make_backend("process" if jobs > 1 else "serial", jobs) as backend:
-            results = run_scenario(scenario, root_seed, params=params, on_result=progress, backend=backend)
+            results = run_scenario(
+                scenario, root_seed, params=params, on_result=progress, backend=backend, plugins=plugins
+            )
     except Interrupted as stop:
         print(f"vmsim: stopped by {stop.name} after {len(finished)} of {total} runs; nothing written "
               "(a run's folder is written when all its runs have finished)", file=sys.stderr)  # fmt: skip
@@ -428,6 +452,7 @@ def plot(
         str | None, typer.Option("--run", help="Run of the timeline (default: most split failures).")
     ] = None,
     x: Annotated[str | None, typer.Option("--x", help="Factor column of the failure curves' x axis.")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Draw the figures a results folder supports into FOLDER/figures/ (PNG and SVG):
     failure curves with Wilson bands, a run's timeline, the fit-type mix, and the
@@ -436,6 +461,8 @@ def plot(
 
     matplotlib.use("Agg")
     from sim.analysis.plots import plot_folder
+
+    load_plugin_options(plugin)  # the strategies' order and colours
 
     report = plot_folder(folder, run_id=run_id, x=x)
     for path in report.written:
@@ -466,6 +493,7 @@ def sweep(
             help="Override a value of the base scenario after the sweep file's own (repeatable): --set duration=1s.",
         ),
     ] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Run a sweep: every grid point x strategy x replication, in chunks on an executor; the
     folder gets part files, a status log (--resume skips what it has finished), and then the
@@ -482,6 +510,7 @@ def sweep(
     if scheduler is not None and executor not in (None, "dask"):
         raise InputError("--scheduler", None, f"needs --executor dask, not {executor}")
     executor = executor or ("dask" if scheduler else "process")
+    plugins = load_plugin_options(plugin)
     sets = parse_set_options(overrides)
     plan = load_sweep(sweep_file, sets, max_runs=max_runs)
     runs = plan.runs()
@@ -506,10 +535,11 @@ def sweep(
         with stop_on_signals(), _sweep_progress() as progress:
             outcome = run_sweep(
                 plan, target, executor=executor, jobs=jobs, scheduler=scheduler, resume=resume,
-                chunk_size=chunk, argv=sys.argv, progress=progress,
+                chunk_size=chunk, argv=sys.argv, progress=progress, plugins=plugins,
             )  # fmt: skip
     except Interrupted as stop:
         again = ["vmsim", "sweep", str(sweep_file), "--resume", *(f"--set {text}" for text in sets)]
+        again += [f"--plugin {path}" for path in plugins]
         again += ["--out", str(out)] if out is not None else []
         print(f"vmsim: stopped by {stop.name}; {kept_runs(plan, target)} of {len(runs)} runs finished are kept "
               f"in {target}; continue with: {' '.join(again)}", file=sys.stderr)  # fmt: skip
@@ -632,6 +662,7 @@ def answer(
         int | None, typer.Option("-j", "--jobs", min=1, help="Worker processes (default: CPU count).")
     ] = None,
     executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
+    plugin: PluginOption = None,
 ) -> None:
     """Run the answer suite (scenarios/answer/), draw its figures and write report.md:
     which workloads suffer NE_FIT split failures without the preload, when, how, and
@@ -642,11 +673,14 @@ def answer(
     if executor not in EXECUTORS:
         raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     target = out or Path("results") / ("answer-quick" if quick else "answer")
+    plugins = load_plugin_options(plugin)
 
     def progress(name: str, done: int, failed: int, total: int) -> None:
         print(f"  {name}: {done}/{total} runs done, {failed} failed", flush=True)
 
-    summary = run_answer(target, quick=quick, executor=executor, jobs=jobs, argv=sys.argv, progress=progress)
+    summary = run_answer(
+        target, quick=quick, executor=executor, jobs=jobs, argv=sys.argv, progress=progress, plugins=plugins
+    )
     for name, info in summary["sweeps"].items():
         print(f"{name}: {info['runs']} runs, {info['statuses']}")
     print(f"report: {summary['report']}")

@@ -66,5 +66,5 @@ def test_a_fill_that_reclaims_is_counted_in_a_slower_bucket():
 
 def test_every_strategy_has_a_name_and_the_commit_it_models():
     for name, cls in STRATEGIES.items():
-        strategy = make_strategy(name)
+        strategy = make_strategy(name, 2)
         assert strategy.name == name and cls.commit

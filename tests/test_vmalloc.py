@@ -83,20 +83,20 @@ def test_objects_in_use_equal_busy_lazy_free_blocks_and_preloads():
     stacks(m, 400)
     m.env.run(until=2)
     vm = m.vmalloc
-    preloaded = sum(c.percpu["ne_fit_preload_node"] is not None for c in m.sched.cpus)
+    preloaded = sum(m.vmalloc.strategy.preloaded(c.id) for c in m.sched.cpus)
     free_blocks = sum(1 for _ in vm.space.free_areas()) - 1  # the boot block is not a slab object
     assert m.vmap_area_cache.objects_in_use == len(vm.space.busy) + free_blocks + preloaded
 
 
 def test_lazy_frees_purge_past_lazy_max_pages():
     m = machine("nowait", cpus=4)
-    assert m.vmalloc.lazy_max == lazy_max_pages(4) == 24576
+    assert m.vmalloc.lazy.lazy_max == lazy_max_pages(4) == 24576
     stacks(m, 2000, keep=10)
     m.env.run(until=5)
     c = m.metrics.counters
     assert c["lazy_purges"] >= 1
     assert c["tlb_flushes"] == c["lazy_purges"]
-    assert m.vmalloc.vmap_lazy_nr <= m.vmalloc.lazy_max
+    assert m.vmalloc.lazy.vmap_lazy_nr <= m.vmalloc.lazy.lazy_max
 
 
 def _leave_one_free_object(m, cpu=0):
@@ -127,7 +127,7 @@ def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
     vm = m.vmalloc
     stacks(m, 60, keep=0, per_cpu=False)  # 60 stacks freed lazily, not yet purged
     m.env.run(until=0.5)
-    assert vm.vmap_lazy_nr > 0 and m.metrics.counters["lazy_purges"] == 0
+    assert vm.lazy.vmap_lazy_nr > 0 and m.metrics.counters["lazy_purges"] == 0
     _leave_one_free_object(m)
     squeeze(m)
     result = _one_stack(m)
@@ -147,7 +147,7 @@ def test_preload_fills_with_gfp_kernel_at_min_and_never_takes_nowait():
     m.env.run(until=0.5)
     _leave_one_free_object(m)
     squeeze(m)
-    m.vmalloc.sched.cpus[0].percpu["ne_fit_preload_node"] = None
+    m.vmalloc.strategy.ne_fit_preload_node[0] = None
     result = _one_stack(m)
     c = m.metrics.counters
     assert not isinstance(result[0], int)
@@ -155,7 +155,7 @@ def test_preload_fills_with_gfp_kernel_at_min_and_never_takes_nowait():
     assert c["allocstall"] >= 1  # the GFP_KERNEL fill went through direct reclaim
 
 
-class KernelUnderLock(NowaitSplit):
+class KernelUnderLock(NowaitSplit, register=False):
     """A deliberately wrong strategy: GFP_KERNEL for the split, under the lock."""
 
     name = "kernel-under-lock"
@@ -167,7 +167,7 @@ class KernelUnderLock(NowaitSplit):
 
 def test_gfp_kernel_under_the_lock_is_caught_as_a_bug():
     m = machine("nowait")
-    m.vmalloc.strategy = KernelUnderLock()
+    m.vmalloc.strategy = KernelUnderLock(m.sched.ncpus)
     stacks(m, 5, per_cpu=False)
     m.env.run(until=1)
     assert m.metrics.counters["sleep_in_atomic_bugs"] == 5
@@ -238,7 +238,7 @@ def test_a_purge_offers_the_lock_after_each_area_under_full_preemption(model, of
     vm = m.vmalloc
     _lazy_stacks(m, 200)
     m.env.run(until=0.1)
-    assert len(vm.purge_list) == 200 and m.metrics.counters["lazy_purges"] == 0
+    assert len(vm.lazy.purge_list) == 200 and m.metrics.counters["lazy_purges"] == 0
     m.metrics.seconds["lock_wait:vmap_area_lock"] = 0.0
     start = m.env.now
 
@@ -259,7 +259,7 @@ def test_a_purge_offers_the_lock_after_each_area_under_full_preemption(model, of
         assert 0 < wait <= per_va + 1e-9
     else:  # PREEMPT_NONE, nothing to run on the purger's CPU: the whole batch
         assert wait > 150 * per_va
-    assert not vm.purge_list and vm.vmap_lazy_nr == 0
+    assert not vm.lazy.purge_list and vm.lazy.vmap_lazy_nr == 0
 
 
 def test_v55_lazy_areas_leave_the_busy_tree_when_freed_and_merge_at_the_purge():
@@ -267,17 +267,17 @@ def test_v55_lazy_areas_leave_the_busy_tree_when_freed_and_merge_at_the_purge():
     vm = m.vmalloc
     _lazy_stacks(m, 50)
     m.env.run(until=0.1)
-    assert len(vm.purge_list) == 50 and not vm.space.busy  # dd3b8353bae7 (v5.4)
-    preloaded = sum(c.percpu["ne_fit_preload_node"] is not None for c in m.sched.cpus)
+    assert len(vm.lazy.purge_list) == 50 and not vm.space.busy  # dd3b8353bae7 (v5.4)
+    preloaded = sum(m.vmalloc.strategy.preloaded(c.id) for c in m.sched.cpus)
     free_blocks = sum(1 for _ in vm.space.free_areas()) - 1
-    assert m.vmap_area_cache.objects_in_use == len(vm.purge_list) + free_blocks + preloaded
+    assert m.vmap_area_cache.objects_in_use == len(vm.lazy.purge_list) + free_blocks + preloaded
 
     def purger(task):
         yield from vm.purge_vmap_area_lazy(task)
 
     m.spawn("purger", purger, cpu=0)
     m.env.run(until=0.2)
-    assert not vm.purge_list and len(vm.space.free_blocks()) == 1  # everything merged back
+    assert not vm.lazy.purge_list and len(vm.space.free_blocks()) == 1  # everything merged back
 
 
 def _race(strategy, t_check_lock=1e-3):
@@ -321,7 +321,7 @@ def test_v55_lockless_preload_misses_when_preempted_and_migrated_before_the_lock
     c = m.metrics.counters
     assert lock_cpus == [1] and c["migrations"] >= 1
     assert c["preload_misses"] == 1 and c["split_nowait_attempts"] == 1 and c["split_from_preload"] == 1
-    assert m.sched.cpus[0].percpu["ne_fit_preload_node"] is not None  # the object stayed behind
+    assert m.vmalloc.strategy.ne_fit_preload_node[0] is not None  # the object stayed behind
 
 
 def test_v53_preload_keeps_the_checked_cpu_until_the_lock():
@@ -357,7 +357,7 @@ def test_vunmap_frees_the_range_before_the_pages():
     vm = m.vmalloc
     order = []
     free_pages = m.page_alloc.free_pages
-    noflush = vm.free_vmap_area_noflush
+    noflush = vm.lazy.free_vmap_area_noflush
 
     def logged_free_pages(*args, **kwargs):
         order.append(("pages", kwargs.get("pool")))
@@ -368,7 +368,7 @@ def test_vunmap_frees_the_range_before_the_pages():
         yield from noflush(task, v)
 
     m.page_alloc.free_pages = logged_free_pages
-    vm.free_vmap_area_noflush = logged_noflush
+    vm.lazy.free_vmap_area_noflush = logged_noflush
 
     def body(task):
         area = yield from vm.vmalloc_node_range(
@@ -411,4 +411,4 @@ def test_a_page_failure_of_vmalloc_is_an_event_with_its_chain():
     (e,) = m.metrics.events_of("vmalloc_page_failure")
     assert e["stage"] == "pages" and e["allocated"] == 2 and e["wanted"] == 4
     assert e["chain"] == "__vmalloc_area_node <- __vmalloc_node_range <- copy_process"
-    assert not vm._chains  # every frame pushed was popped
+    assert not vm.calls.active  # every frame entered was left

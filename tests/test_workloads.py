@@ -55,7 +55,7 @@ def run(workloads, until, **config):
 
 def live_busy(m):
     """Busy areas that are not lazily freed ones waiting for a purge."""
-    lazy = {id(vm.va) for vm in m.vmalloc.purge_list}
+    lazy = {id(vm.va) for vm in m.vmalloc.lazy.purge_list}
     return [va for va in m.vmalloc.space.busy.values() if id(va) not in lazy]
 
 
@@ -318,7 +318,7 @@ def test_a_block_behind_a_misaligned_frontier_is_an_ne_split_at_4mib_and_goes_ba
     assert out["maps"] == [block + i * 16 * PAGE_SIZE for i in range(64)]
     assert counters(m, "vmap_blocks") == {"calls": 1, "fit_ne": 1, "blocks": 1, "blocks_freed": 1, "unmaps": 64}
     assert (VMALLOC_START + 4 * PAGE_SIZE, block) in m.vmalloc.space.free_blocks()  # the split's left remainder
-    assert m.vmalloc.vmap_lazy_nr == 4 * MiB // PAGE_SIZE  # the block waits for a purge
+    assert m.vmalloc.lazy.vmap_lazy_nr == 4 * MiB // PAGE_SIZE  # the block waits for a purge
 
 
 def test_vmap_blocks_behind_a_moving_vmalloc_frontier_are_mostly_ne_splits_at_4mib():

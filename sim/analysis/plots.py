@@ -37,33 +37,14 @@ from sim.analysis.data import (
 )
 from sim.analysis.timeline import timeline_figure
 from sim.record.results import atomic_write_bytes
+from sim.record.strategy_info import strategy_colour, strategy_order
 
 log = logging.getLogger(__name__)
 
-# Okabe-Ito colours (safe for colour-blind readers), one per strategy, in every figure.
-STRATEGY_COLOURS = {
-    "nowait": "#D55E00",
-    "preload": "#0072B2",
-    "preload-lockless": "#009E73",
-    "preload-gfp": "#CC79A7",
-    "atomic": "#E69F00",
-}
-_SPARE_COLOURS = ("#56B4E9", "#F0E442", "#000000", "#999999")
 FIT_COLOURS = {"fl": "#BBBBBB", "le": "#88CCEE", "re": "#44AA99", "ne": "#882255"}
 _METRIC_TITLES = {"split_nowait": "split NOWAIT failures", "fork_enomem": "fork -ENOMEM"}
-
-
-def strategy_colour(name: str) -> str:
-    """The colour of a strategy; unknown names get a spare colour chosen by name."""
-    if name in STRATEGY_COLOURS:
-        return STRATEGY_COLOURS[name]
-    return _SPARE_COLOURS[sum(map(ord, name)) % len(_SPARE_COLOURS)]
-
-
-def strategy_order(names: list[str]) -> list[str]:
-    """Strategies in kernel-history order (v5.2 nowait first), unknown ones after."""
-    known = [s for s in STRATEGY_COLOURS if s in names]
-    return known + sorted(set(names) - set(known))
+# Strategies are ordered and coloured as their classes declare (sim.record.strategy_info):
+# Okabe-Ito colours, safe for colour-blind readers, for the built-in ones.
 
 
 # -- 1. failure curves ----------------------------------------------------------------

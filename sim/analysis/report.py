@@ -23,8 +23,10 @@ import pandas as pd
 from sim.analysis.data import short_name, usable_runs, wilson_interval
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
 from sim.record.results import atomic_write_bytes
+from sim.record.strategy_info import strategy_order, strategy_preloads
 
-STRATEGY_ORDER = ("nowait", "preload", "preload-lockless", "preload-gfp", "atomic")
+BASELINE = "nowait"  # the question's strategy: the split's GFP_NOWAIT with no preload (v5.2)
+PRELOAD = "preload"  # the fix it asks about (v5.3); other strategies are listed the same way
 KEY = ("sweep", "point")
 
 
@@ -112,14 +114,14 @@ def suffer_table(suite: Suite) -> pd.DataFrame:
             row[f"{strategy}.enomem"] = _rate(float(mine["fork_enomem"].sum()), forks)[0]
             row[f"{strategy}.oom_per_run"] = float(mine["oom_kills"].mean())
             row[f"{strategy}.runs"] = len(mine)
-        base = row.get("nowait.rate")
-        for strategy in STRATEGY_ORDER[1:]:
-            if f"{strategy}.rate" in row and base and base > 0:
+        base = row.get(f"{BASELINE}.rate")
+        for strategy in strategy_order(list(part["strategy"].unique())):
+            if strategy != BASELINE and base and base > 0:
                 row[f"{strategy}.reduction"] = 1.0 - float(row[f"{strategy}.rate"]) / float(base)
         rows.append(row)
     table = pd.DataFrame(rows)
-    if "nowait.rate" in table:
-        table = table.sort_values(["nowait.rate", "condition"], ascending=[False, True], kind="stable")
+    if f"{BASELINE}.rate" in table:
+        table = table.sort_values([f"{BASELINE}.rate", "condition"], ascending=[False, True], kind="stable")
     return table.reset_index(drop=True)
 
 
@@ -129,7 +131,7 @@ def boundaries(suite: Suite, table: pd.DataFrame) -> list[str]:
     usable = usable_runs(suite.runs)
     for sweep, cols in suite.factors.items():
         mine = table[table["sweep"] == sweep]
-        if mine.empty or "nowait.failures" not in mine:
+        if mine.empty or f"{BASELINE}.failures" not in mine:
             continue
         runs = usable[usable["sweep"] == sweep]
         for col in cols:
@@ -137,7 +139,7 @@ def boundaries(suite: Suite, table: pd.DataFrame) -> list[str]:
             failing, clean = [], []
             for value in order:
                 points = runs[runs[col].astype(str) == value]["point"].unique()
-                k = mine[mine["point"].isin(points)]["nowait.failures"].sum()
+                k = mine[mine["point"].isin(points)][f"{BASELINE}.failures"].sum()
                 (failing if k > 0 else clean).append(show(_parse(value)))
             order = [show(_parse(v)) for v in order]
             lines.append(
@@ -208,7 +210,7 @@ def preload_costs(suite: Suite) -> pd.DataFrame:
                 "fills": fills,
                 "waited_share": waited / fills if fills else math.nan,
                 "failed_fills": float(mine["split_nowait_attempts"].sum() - mine["preload_misses"].sum())
-                if strategy.startswith("preload")
+                if strategy_preloads(strategy)
                 else math.nan,
             }
         )
@@ -248,7 +250,7 @@ def _fmt_rate(row: pd.Series, strategy: str) -> str:
 def render(suite: Suite) -> str:
     """report.md's text."""
     table = suffer_table(suite)
-    strategies = [s for s in STRATEGY_ORDER if f"{s}.rate" in table]
+    strategies = strategy_order([str(c)[: -len(".rate")] for c in table.columns if str(c).endswith(".rate")])
     runs = usable_runs(suite.runs)
     out = ["# Which workloads suffer when the NE_FIT split uses GFP_NOWAIT, when, and how", ""]
     out += [
@@ -265,14 +267,14 @@ def render(suite: Suite) -> str:
         "|" + "---|" * (len(strategies) + 5),
     ]
     for i, row in table.iterrows():
-        red = row.get("preload.reduction")
+        red = row.get(f"{PRELOAD}.reduction")
         red_s = f"{red:.0%}" if isinstance(red, float) and not math.isnan(red) else "–"
         out.append(
             f"| {i + 1} | {row['condition']} | "
             + " | ".join(_fmt_rate(row, s) for s in strategies)
-            + f" | {red_s} | {_num(row.get('nowait.enomem'))} | {_num(row.get('nowait.oom_per_run'))} |"
+            + f" | {red_s} | {_num(row.get(f'{BASELINE}.enomem'))} | {_num(row.get(f'{BASELINE}.oom_per_run'))} |"
         )
-    suffering = int((table.get("nowait.failures", pd.Series(dtype=float)) > 0).sum())
+    suffering = int((table.get(f"{BASELINE}.failures", pd.Series(dtype=float)) > 0).sum())
     out += ["", f"{suffering} of {len(table)} conditions show split GFP_NOWAIT failures without the preload.", ""]
     callers = caller_table(suite)
     if not callers.empty:
@@ -293,7 +295,7 @@ def render(suite: Suite) -> str:
     out += ["## What the preload costs", "", "| strategy | GFP_KERNEL fills per vmalloc call | fills that waited |",
             "|---|---|---|"]  # fmt: skip
     for _, row in costs.iterrows():
-        if row["strategy"].startswith("preload"):
+        if strategy_preloads(row["strategy"]):
             out.append(f"| {row['strategy']} | {row['fills_per_call']:.3f} | {row['waited_share']:.2%} |")
     out += ["", "A filled slot holds one `struct vmap_area` per CPU (88 bytes on 5.2-5.3) until the next NE split.", ""]
     misses = lockless_misses(suite)

@@ -59,9 +59,11 @@ def run_answer(
     argv: list[str] | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
     suite: Path = ANSWER_DIR,
+    plugins: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run every sweep of the suite into ``out/<sweep name>/`` (resuming what is
-    there), draw the figures, write ``out/report.md``; returns a summary."""
+    there), draw the figures, write ``out/report.md``; returns a summary.  ``plugins``
+    (plug-in files, loaded by the caller) go to the sweeps' workers."""
     from sim.analysis.plots import plot_folder
     from sim.analysis.report import write_report
     from sim.config.sweepfile import load_sweep
@@ -81,8 +83,9 @@ def run_answer(
                 progress(name, done, failed, total)
 
         outcome = run_sweep(
-            plan, target, executor=executor, jobs=jobs, resume=resume, argv=argv, progress=report_progress
-        )
+            plan, target, executor=executor, jobs=jobs, resume=resume, argv=argv, progress=report_progress,
+            plugins=plugins,
+        )  # fmt: skip
         summary["sweeps"][plan.name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
         factors = list(plan.factors)
         plot_folder(target, x=factors[0] if factors else None)

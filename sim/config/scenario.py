@@ -50,7 +50,7 @@ from sim.config.yamlpos import Loc, line_of, read_yaml
 from sim.kernel.machine import MachineConfig
 from sim.kernel.mm.pools import POOLS
 from sim.kernel.mm.vmalloc.alloc import VmallocParams
-from sim.kernel.mm.vmalloc.strategies import STRATEGIES
+from sim.kernel.mm.vmalloc.strategies import STRATEGIES, unknown_strategy_message
 from sim.kernel.mm.zones import PAGE_SIZE, MemoryParams, build_zones
 from sim.kernel.profile import DEFAULT_PROFILE, PROFILES
 from sim.kernel.sched.cpu import FORK_BALANCE, PICK, PREEMPT_MODELS, SchedParams
@@ -120,6 +120,25 @@ def _upper(value: Any) -> Any:
 def _as_list(value: Any) -> Any:
     """``strategies: nowait`` (one name, e.g. from --set) is a list of one."""
     return [value] if isinstance(value, str) else value
+
+
+def _known_strategy(value: Any) -> str:
+    """A name of the strategy registry *now*: a plug-in loaded before validation counts.  The
+    error is pydantic's literal error, so that it reads like any other unknown name."""
+    if isinstance(value, str) and value in STRATEGIES:
+        return value
+    expected = ", ".join(repr(name) for name in STRATEGIES)
+    raise PydanticCustomError("literal_error", "Input should be one of {expected}", {"expected": expected})
+
+
+class _StrategyNames:
+    """The JSON Schema of a strategy name: the registry's names when the schema is made."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"enum": list(STRATEGIES), "type": "string"}
+
+
+StrategyName = Annotated[str, BeforeValidator(_known_strategy), _StrategyNames()]
 
 
 def _kernel_schema() -> WithJsonSchema:
@@ -212,7 +231,7 @@ class Scenario(InputModel):
     name: str = Field("scenario", min_length=1, description="default: the file's stem")
     description: str = ""
     kernel: KernelName = DEFAULT_PROFILE
-    strategies: Annotated[list[Literal[tuple(STRATEGIES)]], BeforeValidator(_as_list), Field(min_length=1)]
+    strategies: Annotated[list[StrategyName], BeforeValidator(_as_list), Field(min_length=1)]
     duration: Duration
     seed: int = Field(0, ge=0)
     replications: int = Field(1, ge=1)
@@ -308,7 +327,7 @@ class Scenario(InputModel):
     def machine_config(self, strategy: str) -> MachineConfig:
         """The kernel-side configuration of the runs of ``strategy`` (tunables replaced, swap in pages/s)."""
         if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+            raise ValueError(unknown_strategy_message(strategy))
         m = self.machine
         return MachineConfig(
             cpus=m.cpus,

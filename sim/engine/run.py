@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.engine.plugins import load_plugins
 from sim.kernel.machine import Machine
 from sim.kernel.mm.oom_kill import KernelPanic
 from sim.record.metrics import Metrics
@@ -114,14 +115,15 @@ def run_scenario(
     params: dict[str, Any] | None = None,
     on_result: Any = None,
     backend: Any = None,
+    plugins: tuple[str, ...] = (),
 ) -> list[RunResult]:
     """Every (strategy, replication) of ``scenario``, replication by replication so that the
     strategies of one replication run side by side; on ``backend`` (a :mod:`sim.sweep.executors`
     backend, e.g. worker processes) if given, else here.  ``on_result`` sees each result as it
     finishes; the list comes back in run order, the same whatever the backend (a run's seed
-    depends on its replication only)."""
+    depends on its replication only).  ``plugins``: plug-in files a worker loads before its run."""
     tasks = [
-        RunTask(scenario, strategy, replication, root_seed, point, params)
+        RunTask(scenario, strategy, replication, root_seed, point, params, tuple(plugins))
         for replication in range(scenario.replications)
         for strategy in scenario.strategies
     ]
@@ -148,10 +150,12 @@ class RunTask:
     root_seed: int
     point: int = 0
     params: dict[str, Any] | None = None
+    plugins: tuple[str, ...] = ()  # plug-in files (their strategies) to load first
 
 
 def run_task(task: RunTask) -> RunResult:
-    """:func:`run_once` of ``task`` (what a worker process runs)."""
+    """:func:`run_once` of ``task`` (what a worker process runs), its plug-ins loaded first."""
+    load_plugins(task.plugins)
     return run_once(task.scenario, task.strategy, task.replication, task.root_seed, task.point, task.params)
 
 

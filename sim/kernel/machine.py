@@ -96,7 +96,7 @@ class Machine:
             self.vmap_area_cache,
             self.kmalloc,
             self.profile,
-            make_strategy(self.strategy_name),
+            make_strategy(self.strategy_name, self.sched.ncpus),
             self.metrics,
             config.vmalloc,
         )
@@ -142,7 +142,7 @@ class Machine:
                 levels[f"{z.name}_high"] = z.wmark[2]
             self.metrics.sample(
                 self.env.now,
-                vmap_lazy_pages=vm.vmap_lazy_nr,
+                vmap_lazy_pages=vm.lazy.vmap_lazy_nr,
                 vmap_area_objects=self.vmap_area_cache.objects_in_use,
                 kswapd_awake=int(not pa.reclaim.kswapd_sleeping),
                 kswapd_reclaimed=int(self.metrics.counters["kswapd_reclaimed"]),

@@ -30,6 +30,7 @@ from typing import Any
 from sim.config.scenario import Scenario, resolved_dict
 from sim.config.sweepfile import RunSpec, SweepPlan, key_loc, point_data
 from sim.config.yamlpos import Loc
+from sim.engine.plugins import load_plugins
 from sim.engine.run import RUN_COLUMNS, run_once, run_seed
 from sim.record.results import build_manifest, counter_rows, write_json
 from sim.schema.errors import InputError
@@ -60,6 +61,7 @@ class ChunkTask:
     runs: tuple[RunSpec, ...]
     points: dict[int, PointTask]
     columns: tuple[str, ...]
+    plugins: tuple[str, ...] = ()  # plug-in files the worker loads before validating its points
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class SweepOutcome:
 def run_chunk(task: ChunkTask) -> ChunkDone:
     """Run every run of ``task`` in order; write its events, timeseries and runs parts (runs last,
     each atomically) under ``task.out``; return the summaries.  Runs in a worker process."""
+    load_plugins(task.plugins)
     store = SweepStore(Path(task.out))
     scenarios: dict[int, Scenario | str] = {}
     rows, events, samples, counters = [], [], [], []
@@ -236,7 +239,9 @@ def _check_folder(store: SweepStore, plan: SweepPlan, resume: bool) -> None:
         raise InputError(str(store.root), None, f"holds another sweep's results (not {plan.source} as it is now)")
 
 
-def _tasks(plan: SweepPlan, store: SweepStore, chunks: list[list[RunSpec]]) -> Iterator[ChunkTask]:
+def _tasks(
+    plan: SweepPlan, store: SweepStore, chunks: list[list[RunSpec]], plugins: tuple[str, ...] = ()
+) -> Iterator[ChunkTask]:
     """One task per chunk, made as the executor asks for them; part names are unique per session."""
     session = uuid.uuid4().hex[:8]
     points = {}
@@ -254,6 +259,7 @@ def _tasks(plan: SweepPlan, store: SweepStore, chunks: list[list[RunSpec]]) -> I
             runs=tuple(chunk),
             points={spec.point: points[spec.point] for spec in chunk},
             columns=columns,
+            plugins=plugins,
         )
 
 
@@ -269,12 +275,14 @@ def run_sweep(
     argv: list[str] | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     chunk_fn: Callable[[ChunkTask], ChunkDone] = run_chunk,
+    plugins: tuple[str, ...] = (),
 ) -> SweepOutcome:
     """Run the runs of ``plan`` that ``out`` does not hold yet, then merge and write the manifest.
 
     ``progress(done, failed, total)`` is called after each chunk (and once at the start).  A
     chunk whose future raises (a worker died) is recorded as failed runs, marked for retry on
-    the next ``resume``; the sweep goes on."""
+    the next ``resume``; the sweep goes on.  ``plugins`` (plug-in files, already loaded here)
+    go with every chunk, for workers to load before they validate the points."""
     from sim import __version__
 
     wall0 = time.perf_counter()
@@ -293,7 +301,7 @@ def run_sweep(
         progress(done, failed, len(runs))
     with make_backend(executor, jobs, scheduler) as backend, store.status_log() as log:
         size = chunk_size or default_chunk_size(len(pending), backend.jobs)
-        tasks = _tasks(plan, store, make_chunks(runs, pending, size))
+        tasks = _tasks(plan, store, make_chunks(runs, pending, size), tuple(plugins))
         for task, result in backend.map_unordered(chunk_fn, tasks):
             lines = _status_lines(store, task, result)
             log.append(lines)

@@ -31,8 +31,8 @@ from pydantic import Field
 
 from sim.kernel.arch.x86.module import draw_module_load_offset
 from sim.kernel.mm.gfp import GFP_KERNEL, Gfp
-from sim.kernel.mm.vmalloc.alloc import VmStruct
 from sim.kernel.mm.vmalloc.space import MODULES_END, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.kernel.mm.vmalloc.vm_struct import VmStruct
 from sim.schema.units import Duration, Rate
 from sim.workloads.base import draw_lifetime, poisson_arrivals
 from sim.workloads.modules import ModuleWindowSpec, tallied_module_alloc

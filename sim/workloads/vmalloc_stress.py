@@ -39,8 +39,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from sim.kernel.mm.gfp import GFP_KERNEL, Gfp
-from sim.kernel.mm.vmalloc.alloc import VmStruct, fls
+from sim.kernel.mm.vmalloc.alloc import fls
 from sim.kernel.mm.vmalloc.space import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.kernel.mm.vmalloc.vm_struct import VmStruct
 from sim.schema.limits import MAX_TASKS
 from sim.schema.units import Duration
 from sim.workloads.base import WorkloadSpec

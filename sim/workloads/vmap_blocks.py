@@ -33,8 +33,8 @@ import numpy as np
 from pydantic import Field
 
 from sim.kernel.mm.gfp import GFP_KERNEL, GFP_NOFS, Gfp
-from sim.kernel.mm.vmalloc.alloc import VM_ALLOC, VmStruct
 from sim.kernel.mm.vmalloc.space import PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapArea
+from sim.kernel.mm.vmalloc.vm_struct import VM_ALLOC, VmStruct
 from sim.schema.units import Duration, Rate
 from sim.workloads.base import WorkloadSpec
 from sim.workloads.tally import VmapTally
@@ -88,7 +88,7 @@ class VmapBlocks:
         self.vm = machine.vmalloc
         self.tally = VmapTally(machine)
         self.queues: list[list[VmapBlock]] = [[] for _ in range(machine.sched.ncpus)]  # vmap_block_queue
-        self.vm.purge_hooks.append(self.purge_fragmented_blocks_allcpus)  # run by purge_vmap_area_lazy
+        self.vm.lazy.purge_hooks.append(self.purge_fragmented_blocks_allcpus)  # run by purge_vmap_area_lazy
         n = self.spec.mappers or machine.sched.ncpus
         for i, r in enumerate(rng.spawn(n)):
             machine.env.process(self._start_mapper(i, r, n))
@@ -177,7 +177,7 @@ class VmapBlocks:
             yield from self.vb_free(task, addr, count)
         else:
             va = self.vm.space.find_vmap_area(addr)
-            yield from self.vm.free_vmap_area_noflush(task, _vm_of(va, "vm_map_ram"))
+            yield from self.vm.lazy.free_vmap_area_noflush(task, _vm_of(va, "vm_map_ram"))
         self.m.metrics.add(self.prefix + ".unmaps")
 
     def vb_alloc(self, task: Any, count: int) -> Generator[Any, Any, int | None]:
@@ -221,7 +221,7 @@ class VmapBlocks:
         """``free_vmap_block``: forget the block, free its area lazily."""
         del self.blocks[self.addr_to_vb_idx(vb.va.va_start)]
         self.m.metrics.add(self.prefix + ".blocks_freed")
-        yield from self.vm.free_vmap_area_noflush(task, _vm_of(vb.va, "vmap_block"))
+        yield from self.vm.lazy.free_vmap_area_noflush(task, _vm_of(vb.va, "vmap_block"))
 
     def purge_fragmented_blocks_allcpus(self, task: Any) -> Generator[Any, Any, None]:
         """``purge_fragmented_blocks_allcpus`` (v5.3): blocks whose every used

@@ -158,7 +158,7 @@ class VmapAreaObjects:
         self.current_cpu = current_cpu
         self.gfp = gfp
 
-    def alloc_split_object(self) -> VmapArea | None:
+    def alloc_split_object(self, task: Any = None) -> VmapArea | None:
         slab = self.cache.alloc_nowait(self.current_cpu(), self.gfp)
         if slab is None:
             return None
@@ -166,7 +166,7 @@ class VmapAreaObjects:
         va.slab = slab
         return va
 
-    def free_object(self, va: VmapArea) -> None:
+    def free_object(self, va: VmapArea, task: Any = None) -> None:
         slab = va.slab
         if slab is not None:
             va.slab = None

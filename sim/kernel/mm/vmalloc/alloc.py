@@ -4,7 +4,8 @@ This joins the allocator core (:mod:`sim.kernel.mm.vmalloc.space`) to the machin
 ``struct vmap_area`` the core takes or gives back goes through the
 ``vmap_area`` slab cache, the free tree is guarded by ``vmap_area_lock`` (a
 spinlock: preemption off, no sleeping), and the NE_FIT split gets its extra
-object from the split-object strategy of :mod:`sim.kernel.mm.vmalloc.strategies`.
+object from the split-object strategy of :mod:`sim.kernel.mm.vmalloc.strategies`
+(:class:`~sim.kernel.mm.vmalloc.strategies.base.SplitStrategy`).
 
 The path of one request, as in mm/vmalloc.c v5.3:
 
@@ -19,7 +20,8 @@ The path of one request, as in mm/vmalloc.c v5.3:
 * ``__vmalloc_area_node``: the page-pointer array and one order-0 page at a
   time with ``gfp | __GFP_NOWARN``.
 
-Frees are lazy (:mod:`sim.kernel.mm.vmalloc.purge`): ``vfree`` unmaps the area, and
+Frees are lazy (:class:`~sim.kernel.mm.vmalloc.purge.LazyFree`, which ``Vmalloc``
+holds as ``lazy``): ``vfree`` unmaps the area, and
 its range waits (``vmap_lazy_nr``) until more than ``lazy_max_pages`` pages
 wait, when the freeing context purges (mutex trylock).  ``vfree_atomic``
 defers the whole free to a per-CPU worker.  A purge flushes the TLB on every
@@ -34,12 +36,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.kernel.mm.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name
-from sim.kernel.mm.vmalloc.purge import Deferred, LazyFree
+from sim.kernel.mm.vmalloc.purge import LazyFree
 from sim.kernel.mm.vmalloc.space import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
+from sim.kernel.mm.vmalloc.strategies.base import SplitStrategy
+from sim.kernel.mm.vmalloc.vm_struct import VM_ALLOC, VM_IOREMAP, VM_NO_GUARD, VmStruct
 from sim.kernel.profile import KernelProfile
 from sim.kernel.sched.cpu import Scheduler, Task
-from sim.kernel.sched.locks import Mutex, SpinLock
+from sim.kernel.sched.locks import SpinLock
 from sim.record.metrics import Metrics
+
+__all__ = [
+    "EBUSY",
+    "VM_ALLOC",
+    "VM_IOREMAP",
+    "VM_NO_GUARD",
+    "CallChains",
+    "VmStruct",
+    "Vmalloc",
+    "VmallocParams",
+    "fls",
+    "lazy_max_pages",
+]
 
 EBUSY = -16
 # plain ints: IntFlag arithmetic costs more than the rest of a fast path
@@ -48,11 +65,7 @@ _DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 _NOWARN = int(Gfp.NOWARN)
 _ZERO = int(Gfp.ZERO)
 _NOWAIT = int(GFP_NOWAIT)
-VM_IOREMAP = 0x1
-VM_ALLOC = 0x2
-VM_NO_GUARD = 0x40
 IOREMAP_MAX_ORDER = 30  # PUD_SHIFT on x86_64 with huge vmap
-PRELOAD_SLOT = "ne_fit_preload_node"
 FAILURE_CAUSE = {ENOENT: "no_space", ERANGE: "no_space", ENOMEM: "no_split_object"}
 
 
@@ -88,23 +101,38 @@ class VmallocParams:
     warn_interval: float = 5.0
 
 
-@dataclass
-class VmStruct:
-    """``struct vm_struct``: one mapped area and what it holds."""
+class CallChains:
+    """The chain of calls that led each task to its current request (``dump_stack`` of a failure
+    event, innermost first).  ``with chains.frame(task, "alloc_vmap_area"):`` enters a frame and
+    leaves it however the block ends."""
 
-    va: VmapArea
-    size: int  # with the guard page
-    flags: int
-    caller: str
-    pool: str
-    owner: Any = None
-    nr_pages: int = 0
-    vm_slab: Any = None
-    pages_slab: Any = None
+    __slots__ = ("active",)
 
-    @property
-    def addr(self) -> int:
-        return self.va.va_start
+    def __init__(self) -> None:
+        self.active: dict[int, list[str]] = {}  # pid -> frames, outermost first
+
+    def frame(self, task: Task, name: str) -> _Frame:
+        return _Frame(self.active, task.pid, name)
+
+    def of(self, task: Task) -> str:
+        """``innermost <- ... <- outermost`` for ``task`` ("" outside any frame)."""
+        return " <- ".join(reversed(self.active.get(task.pid, [])))
+
+
+class _Frame:
+    __slots__ = ("active", "name", "pid")
+
+    def __init__(self, active: dict[int, list[str]], pid: int, name: str) -> None:
+        self.active, self.pid, self.name = active, pid, name
+
+    def __enter__(self) -> None:
+        self.active.setdefault(self.pid, []).append(self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        chain = self.active[self.pid]
+        chain.pop()
+        if not chain:
+            del self.active[self.pid]
 
 
 @dataclass
@@ -123,9 +151,10 @@ class _RateLimit:
         return False
 
 
-class Vmalloc(LazyFree):
-    """The vmalloc state of one kernel and its entry points (the frees and
-    purges come from :class:`~sim.kernel.mm.vmalloc.purge.LazyFree`)."""
+class Vmalloc:
+    """The vmalloc state of one kernel and its entry points.  The lazy frees and
+    purges are :class:`~sim.kernel.mm.vmalloc.purge.LazyFree`'s (``self.lazy``);
+    the NE_FIT split's object is the ``strategy``'s."""
 
     def __init__(
         self,
@@ -134,7 +163,7 @@ class Vmalloc(LazyFree):
         vmap_area_cache: Any,
         kmalloc: dict[int, Any],
         profile: KernelProfile,
-        strategy: Any,
+        strategy: SplitStrategy,
         metrics: Metrics,
         params: VmallocParams | None = None,
     ) -> None:
@@ -150,38 +179,49 @@ class Vmalloc(LazyFree):
         self.space = VmapSpace(provider=self, search=profile.search)
         self.vmap_area_lock = SpinLock(sched, "vmap_area_lock")
         self.free_lock = SpinLock(sched, "free_vmap_area_lock") if profile.free_vmap_area_lock else self.vmap_area_lock
-        self.purge_lock = Mutex(sched, "vmap_purge_lock")
-        # v5.4+ (dd3b8353bae7, with the v5.5 lock split here): lazy areas leave the busy tree at free time
-        self.busy_unlinked_on_free = profile.free_vmap_area_lock
-        self.vmap_lazy_nr = 0
-        self.purge_list: list[VmStruct] = []
-        self.lazy_max = lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu)
+        self.lazy = LazyFree(
+            sched, self.space, page_alloc, kmalloc, self.free_lock, self.vmap_area_lock,
+            # v5.4+ (dd3b8353bae7, with the v5.5 lock split here): lazy areas leave the busy tree at free time
+            busy_unlinked_on_free=profile.free_vmap_area_lock,
+            lazy_max=lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu),
+            costs=self.params, metrics=metrics,
+        )  # fmt: skip
         self.notifiers: list[Any] = []  # vmap_notify_list: callables returning pages freed
-        # run by purge_vmap_area_lazy before the purge: purge_fragmented_blocks_allcpus
-        self.purge_hooks: list[Any] = []  # generator functions taking the task
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
-        self._current: Task | None = None  # the task inside the core (for per-CPU reads)
-        self._chains: dict[int, list[str]] = {}  # pid -> the calls that led to its current request
+        self.calls = CallChains()  # the calls that led each task to its current request
         self._retries: dict[int, int] = {}  # pid -> overflow purges done by its current alloc_vmap_area
-        self.deferred = [Deferred() for _ in range(sched.ncpus)]
-        for cpu in sched.cpus:
-            cpu.percpu[PRELOAD_SLOT] = None
-        for i in range(sched.ncpus):
-            sched.spawn(f"kworker/{i}:vfree", self._free_work, cpu=i, pinned=True, kthread=True)
+        self.lazy.start_workers()
+
+    def frame(self, task: Task, name: str) -> Any:
+        """``with vm.frame(task, "alloc_vmap_area"):``: a frame of the call chain that failure
+        events report, left however the block ends."""
+        return self.calls.frame(task, name)
+
+    # -- the frees (LazyFree's) --------------------------------------------
+
+    def vfree(self, task: Task, vm: VmStruct) -> Generator[Any, Any, None]:
+        """``vfree`` from process context (:meth:`LazyFree.vfree`)."""
+        return self.lazy.vfree(task, vm)
+
+    def vfree_atomic(self, cpu: int, vm: VmStruct) -> None:
+        """``vfree_atomic``: the free deferred to ``cpu``'s worker (:meth:`LazyFree.vfree_atomic`)."""
+        self.lazy.vfree_atomic(cpu, vm)
+
+    def purge_vmap_area_lazy(self, task: Task) -> Generator[Any, Any, None]:
+        """``purge_vmap_area_lazy``: purge, waiting for the purge mutex (:class:`LazyFree`)."""
+        return self.lazy.purge_vmap_area_lazy(task)
 
     # -- the object provider of the core ------------------------------------
 
-    def alloc_split_object(self) -> VmapArea | None:
+    def alloc_split_object(self, task: Task) -> VmapArea | None:
         """The NE_FIT split's object: asked of the strategy, on the CPU the
-        lock-holding task runs on right now."""
-        task = self._current
+        lock-holding ``task`` runs on right now."""
         assert task is not None, "split outside alloc_vmap_area"
         return self.strategy.split_object(self, task)
 
-    def free_object(self, va: VmapArea) -> None:
-        """``kmem_cache_free(vmap_area_cachep, va)`` on the current CPU."""
+    def free_object(self, va: VmapArea, task: Task | None) -> None:
+        """``kmem_cache_free(vmap_area_cachep, va)`` on the CPU ``task`` runs on."""
         if va.slab is not None:
-            task = self._current
             self.cache.free(task.cpu if task is not None else 0, va.slab)
             va.slab = None
 
@@ -198,15 +238,6 @@ class Vmalloc(LazyFree):
         va.slab = slab
         return va
 
-    def take_preload(self, task: Task) -> VmapArea | None:
-        """``__this_cpu_xchg(ne_fit_preload_node, NULL)`` on the task's CPU now."""
-        percpu = self.sched.cpus[task.cpu].percpu
-        va = percpu[PRELOAD_SLOT]
-        if va is not None:
-            percpu[PRELOAD_SLOT] = None
-            self.metrics.add("split_from_preload")
-        return va
-
     def new_object(self, task: Task, gfp: int) -> Generator[Any, Any, VmapArea | None]:
         """``kmem_cache_alloc(vmap_area_cachep, gfp)``; may sleep if gfp allows."""
         if gfp & _DIRECT_RECLAIM:
@@ -219,15 +250,6 @@ class Vmalloc(LazyFree):
         va.slab = slab
         return va
 
-    def _push(self, task: Task, frame: str) -> None:
-        self._chains.setdefault(task.pid, []).append(frame)
-
-    def _pop(self, task: Task) -> None:
-        chain = self._chains[task.pid]
-        chain.pop()
-        if not chain:
-            del self._chains[task.pid]
-
     def _record_failure(self, task: Task, kind: str, gfp: int, fit: str | None = None, **extra: Any) -> None:
         """A failure event with the machine state, the fit type (NE for a split),
         the chain of calls that led to it, and ``retry``: how many overflow
@@ -238,7 +260,7 @@ class Vmalloc(LazyFree):
             "pid": task.pid,
             "gfp": gfp_name(gfp),
             "fit": fit,
-            "chain": " <- ".join(reversed(self._chains.get(task.pid, []))),
+            "chain": self.calls.of(task),
             "retry": self._retries.get(task.pid, 0),
             **extra,
         }
@@ -258,22 +280,25 @@ class Vmalloc(LazyFree):
         """
         if size <= 0 or size % PAGE_SIZE or align & (align - 1):
             raise ValueError(f"alloc_vmap_area({size}, {align}): BUG_ON")
-        sched = self.sched
         self.metrics.add("vmap_alloc_calls")
-        yield from sched.might_resched(task, "alloc_vmap_area")
-        self._push(task, "alloc_vmap_area")
+        yield from self.sched.might_resched(task, "alloc_vmap_area")
+        with self.frame(task, "alloc_vmap_area"):
+            return (yield from self._alloc_vmap_area(task, size, align, vstart, vend, gfp))
+
+    def _alloc_vmap_area(
+        self, task: Task, size: int, align: int, vstart: int, vend: int, gfp: int
+    ) -> Generator[Any, Any, VmapArea | int]:
+        """The body of :meth:`alloc_vmap_area` from the busy descriptor on."""
+        sched = self.sched
         busy = yield from self.new_object(task, gfp & _RECLAIM_MASK)
         if busy is None:
             self.metrics.add("vmap_alloc_failures")
-            self._pop(task)
             return ENOMEM
         purged = False
         metrics = self.metrics
         while True:  # retry:
             yield from self.strategy.lock_for_alloc(self, task, gfp)
-            self._current = task
-            addr = self.space.alloc(size, align, vstart, vend)
-            self._current = None
+            addr = self.space.alloc(size, align, vstart, vend, task)
             yield from sched.run(task, self.params.t_core_alloc)
             if addr >= 0:
                 metrics.add(("fit_fl", "fit_le", "fit_re", "fit_ne")[self.space.last_fit - 1])
@@ -289,7 +314,6 @@ class Vmalloc(LazyFree):
                 self.space.insert_busy(busy)
                 yield from self.vmap_area_lock.unlock(task)
                 self._retries.pop(task.pid, None)
-                self._pop(task)
                 return busy
             # overflow:
             metrics.add(f"vmap_fail_{FAILURE_CAUSE.get(addr, 'other')}")
@@ -297,7 +321,7 @@ class Vmalloc(LazyFree):
             if not purged:
                 metrics.add("overflow_purges")
                 start, before = self.env.now, metrics.counters["purged_areas"]
-                yield from self.purge_vmap_area_lazy(task)
+                yield from self.lazy.purge_vmap_area_lazy(task)
                 metrics.event(
                     "vmap_overflow_purge", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu,
                     purged=int(metrics.counters["purged_areas"] - before), seconds=self.env.now - start,
@@ -323,7 +347,6 @@ class Vmalloc(LazyFree):
         self._record_failure(task, "vmap_ebusy", gfp, cause=cause, size=size, align_shift=align.bit_length() - 1)
         self.free_object_of(task, busy)
         self._retries.pop(task.pid, None)
-        self._pop(task)
         return EBUSY
 
     def free_object_of(self, task: Task, va: VmapArea) -> None:
@@ -349,9 +372,8 @@ class Vmalloc(LazyFree):
             return None
         if not flags & VM_NO_GUARD:
             size += PAGE_SIZE
-        self._push(task, "__get_vm_area_node")
-        va = yield from self.alloc_vmap_area(task, size, align, vstart, vend, gfp)
-        self._pop(task)
+        with self.frame(task, "__get_vm_area_node"):
+            va = yield from self.alloc_vmap_area(task, size, align, vstart, vend, gfp)
         if isinstance(va, int):
             self.kmalloc[64].free(task.cpu, vm_slab)
             return None
@@ -380,16 +402,25 @@ class Vmalloc(LazyFree):
         """Allocate and map ``size`` bytes (``__vmalloc_node_range`` +
         ``__vmalloc_area_node``, v5.3).  None on failure."""
         gfp = int(gfp)  # plain int arithmetic from here on
-        self._push(task, caller)
-        self._push(task, "__vmalloc_node_range")
-        vm = yield from self.get_vm_area_node(task, size, align, flags | VM_ALLOC, vstart, vend, gfp, caller, pool)
-        if vm is None:
-            self._pop(task)
-            self._pop(task)
-            self.metrics.add("vmalloc_failures")
+        with self.frame(task, caller), self.frame(task, "__vmalloc_node_range"):
+            vm = yield from self.get_vm_area_node(task, size, align, flags | VM_ALLOC, vstart, vend, gfp, caller, pool)
+            if vm is None:
+                self.metrics.add("vmalloc_failures")
+                return None
+            vm.owner = owner
+            nr_pages = (vm.size - (0 if flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
+            ok = yield from self._vmalloc_area_node(task, vm, nr_pages, gfp, caller, pool, owner)
+        if not ok:
+            yield from self.lazy.vunmap(task, vm)
             return None
-        vm.owner = owner
-        nr_pages = (vm.size - (0 if flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
+        yield from self.sched.run(task, self.params.t_map_page * nr_pages)
+        return vm
+
+    def _vmalloc_area_node(
+        self, task: Task, vm: VmStruct, nr_pages: int, gfp: int, caller: str, pool: str, owner: Any
+    ) -> Generator[Any, Any, bool]:
+        """The page-pointer array and the pages of ``vm``, one order-0 page at a time
+        (``__vmalloc_area_node``, v5.3); False (and a failure event) if one cannot be had."""
         nested = (gfp & _RECLAIM_MASK) | _ZERO
         vm.pages_slab = yield from self._kmalloc(task, 32, nested)
         ok = vm.pages_slab is not None
@@ -405,14 +436,8 @@ class Vmalloc(LazyFree):
         if not ok:  # warn_alloc "vmalloc: allocation failure, allocated %ld of %ld bytes"
             self.metrics.add("vmalloc_page_failures")
             self.metrics.add("vmalloc_failures")
-            self._push(task, "__vmalloc_area_node")
             stage = "pages" if vm.pages_slab is not None else "page_array"
-            self._record_failure(task, "vmalloc_page_failure", gfp, stage=stage, allocated=vm.nr_pages, wanted=nr_pages)
-            self._pop(task)
-        self._pop(task)
-        self._pop(task)
-        if not ok:
-            yield from self.vunmap(task, vm)
-            return None
-        yield from self.sched.run(task, self.params.t_map_page * nr_pages)
-        return vm
+            with self.frame(task, "__vmalloc_area_node"):
+                self._record_failure(task, "vmalloc_page_failure", gfp, stage=stage, allocated=vm.nr_pages,
+                                     wanted=nr_pages)  # fmt: skip
+        return bool(ok)

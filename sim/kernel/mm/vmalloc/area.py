@@ -9,7 +9,7 @@ tests ``is_within_this_va`` and ``classify_va_fit_type``.  The allocator itself
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sim.kernel.lib.rbtree import RBNode
 
@@ -102,11 +102,13 @@ class ObjectProvider(Protocol):
     ``kmem_cache_alloc`` under the lock; in v5.3 the per-CPU preload first).
     It returns ``None`` when no object can be had, and the split then fails
     with the free space untouched.  ``free_object`` is ``kmem_cache_free``.
+    Both receive the ``task`` the core was called with (None from callers that
+    have none): the machine's provider works on the CPU that task runs on.
     """
 
-    def alloc_split_object(self) -> VmapArea | None: ...
+    def alloc_split_object(self, task: Any) -> VmapArea | None: ...
 
-    def free_object(self, va: VmapArea) -> None: ...
+    def free_object(self, va: VmapArea, task: Any) -> None: ...
 
 
 class CountingProvider:
@@ -124,7 +126,7 @@ class CountingProvider:
         self.failed = 0
         self.fail_next_split = False
 
-    def alloc_split_object(self) -> VmapArea | None:
+    def alloc_split_object(self, task: Any = None) -> VmapArea | None:
         if self.fail_next_split:
             self.fail_next_split = False
             self.failed += 1
@@ -132,7 +134,7 @@ class CountingProvider:
         self.allocated += 1
         return VmapArea()
 
-    def free_object(self, va: VmapArea) -> None:
+    def free_object(self, va: VmapArea, task: Any = None) -> None:
         self.freed += 1
 
     @property

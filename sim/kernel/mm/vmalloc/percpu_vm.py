@@ -25,7 +25,6 @@ from typing import Any
 
 from sim.kernel.lib.rbtree import rb_prev
 from sim.kernel.mm.gfp import GFP_KERNEL
-from sim.kernel.mm.vmalloc.alloc import VM_ALLOC, VmStruct
 from sim.kernel.mm.vmalloc.space import (
     EINVAL,
     ENOENT,
@@ -41,6 +40,7 @@ from sim.kernel.mm.vmalloc.space import (
     align_up,
     classify_va_fit_type,
 )
+from sim.kernel.mm.vmalloc.vm_struct import VM_ALLOC, VmStruct
 
 PMD_SIZE = 2 << 20  # pcpu_atom_size on x86_64 (setup_per_cpu_areas, v5.3)
 
@@ -120,7 +120,12 @@ def pcpu_find_base(space: VmapSpace, offsets: Sequence[int], sizes: Sequence[int
 
 
 def pcpu_carve_areas(
-    space: VmapSpace, base: int, offsets: Sequence[int], sizes: Sequence[int], vas: list[VmapArea | None]
+    space: VmapSpace,
+    base: int,
+    offsets: Sequence[int],
+    sizes: Sequence[int],
+    vas: list[VmapArea | None],
+    task: object = None,
 ) -> tuple[int, list[int]]:
     """Carve every area at ``base`` and make ``vas[i]`` its busy descriptor (the
     insert loop of ``pcpu_get_vm_areas``, v5.3).
@@ -142,11 +147,11 @@ def pcpu_carve_areas(
             fit = int(classify_va_fit_type(va, start, size))
             if fit == NOTHING_FIT:
                 error = EINVAL
-            elif not space.adjust_va_to_fit_type(va, start, size, fit):
+            elif not space.adjust_va_to_fit_type(va, start, size, fit, task):
                 error = ENOMEM
         if error:
             for done in range(area):
-                space.free_vmap_area(vas[done])  # type: ignore[arg-type]
+                space.free_vmap_area(vas[done], task)  # type: ignore[arg-type]
                 vas[done] = None
             return error, []
         busy = vas[area]
@@ -183,11 +188,8 @@ def pcpu_get_vm_areas(
     last_end = max(o + s for o, s in zip(offsets, sizes))
     if (VMALLOC_END & ~(align - 1)) - align_up(VMALLOC_START, align) < last_end:
         return None, [], EINVAL
-    vmalloc._push(task, "pcpu_get_vm_areas")  # the call chain of failure events
-    try:
+    with vmalloc.frame(task, "pcpu_get_vm_areas"):  # the call chain of failure events
         return (yield from _get_vm_areas(vmalloc, task, offsets, sizes, align))
-    finally:
-        vmalloc._pop(task)
 
 
 def _get_vm_areas(
@@ -202,12 +204,10 @@ def _get_vm_areas(
     while not error:  # retry:
         lock = vmalloc.free_lock
         yield from lock.lock(task)
-        vmalloc._current = task
         base = pcpu_find_base(vmalloc.space, offsets, sizes, align)
         error, fits = ENOENT, []
         if base is not None:
-            error, fits = pcpu_carve_areas(vmalloc.space, base, offsets, sizes, vas)
-        vmalloc._current = None
+            error, fits = pcpu_carve_areas(vmalloc.space, base, offsets, sizes, vas, task)
         yield from vmalloc.sched.run(task, vmalloc.params.t_core_alloc * len(offsets))
         if not error:
             if lock is not vmalloc.vmap_area_lock:  # v5.5+: busy areas under their own lock

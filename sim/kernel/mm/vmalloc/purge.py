@@ -1,7 +1,10 @@
 """Lazy freeing of vmalloc areas: ``vfree``, ``vfree_atomic`` and the purge.
 
-A mixin of :class:`sim.kernel.mm.vmalloc.alloc.Vmalloc` (mm/vmalloc.c v5.3, with the
-v5.4/v5.5 changes where the kernel profile asks for them):
+:class:`LazyFree` owns the lazy-free state of one kernel (``vmap_purge_list``,
+``vmap_lazy_nr``, ``vmap_purge_lock``, the per-CPU ``vfree_deferred``) and the
+code that drains it; :class:`sim.kernel.mm.vmalloc.alloc.Vmalloc` holds one and
+calls it for its overflow purge.  It follows mm/vmalloc.c v5.3, with the
+v5.4/v5.5 changes where the kernel profile asks for them:
 
 * ``__vunmap`` unmaps the range and frees it lazily (``remove_vm_area`` ->
   ``free_vmap_area_noflush``), then gives back the pages, the page array and
@@ -20,17 +23,32 @@ v5.4/v5.5 changes where the kernel profile asks for them):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import simpy
 
-from sim.kernel.mm.vmalloc.space import PAGE_SHIFT
-from sim.kernel.sched.cpu import Task
+from sim.kernel.mm.vmalloc.space import PAGE_SHIFT, VmapSpace
+from sim.kernel.mm.vmalloc.vm_struct import VmStruct
+from sim.kernel.sched.cpu import Scheduler, Task
+from sim.kernel.sched.locks import Mutex, SpinLock
+from sim.record.metrics import Metrics
 
-if TYPE_CHECKING:
-    from sim.kernel.mm.vmalloc.alloc import VmStruct
+PurgeHook = Callable[[Task], Generator[Any, Any, None]]
+
+
+class PurgeCosts(Protocol):
+    """The costs the free path charges (simulated CPU seconds; ``VmallocParams`` has them)."""
+
+    @property
+    def t_map_page(self) -> float: ...
+    @property
+    def purge_base(self) -> float: ...
+    @property
+    def purge_per_va(self) -> float: ...
+    @property
+    def purge_ipi_per_cpu(self) -> float: ...
 
 
 @dataclass
@@ -42,26 +60,48 @@ class Deferred:
 
 
 class LazyFree:
-    """The freeing half of ``Vmalloc``: it uses the vmalloc state (locks,
-    ``purge_list``, ``vmap_lazy_nr``, ``space``) that ``Vmalloc`` sets up."""
+    """The lazy-free state of one kernel and its frees and purges.
 
-    sched: Any
-    env: Any
-    metrics: Any
-    params: Any
-    space: Any
-    page_alloc: Any
-    kmalloc: dict[int, Any]
-    free_lock: Any
-    vmap_area_lock: Any
-    purge_lock: Any
-    purge_list: list[VmStruct]
-    purge_hooks: list[Any]
-    vmap_lazy_nr: int
-    lazy_max: int
-    busy_unlinked_on_free: bool
-    deferred: list[Deferred]
-    _current: Task | None
+    ``free_lock`` guards the free tree (``vmap_area_lock`` in v5.3,
+    ``free_vmap_area_lock`` from v5.5); with ``busy_unlinked_on_free`` (v5.4+,
+    dd3b8353bae7) a freed area leaves the busy tree at once, under
+    ``vmap_area_lock``, instead of at the purge.  ``purge_hooks`` run before a
+    waited-for purge (``purge_fragmented_blocks_allcpus``)."""
+
+    def __init__(
+        self,
+        sched: Scheduler,
+        space: VmapSpace,
+        page_alloc: Any,
+        kmalloc: dict[int, Any],
+        free_lock: SpinLock,
+        vmap_area_lock: SpinLock,
+        busy_unlinked_on_free: bool,
+        lazy_max: int,
+        costs: PurgeCosts,
+        metrics: Metrics,
+    ) -> None:
+        self.sched = sched
+        self.env = sched.env
+        self.space = space
+        self.page_alloc = page_alloc
+        self.kmalloc = kmalloc
+        self.free_lock = free_lock
+        self.vmap_area_lock = vmap_area_lock
+        self.busy_unlinked_on_free = busy_unlinked_on_free
+        self.lazy_max = lazy_max  # lazy_max_pages()
+        self.params = costs
+        self.metrics = metrics
+        self.purge_lock = Mutex(sched, "vmap_purge_lock")
+        self.vmap_lazy_nr = 0
+        self.purge_list: list[VmStruct] = []  # vmap_purge_list
+        self.purge_hooks: list[PurgeHook] = []
+        self.deferred = [Deferred() for _ in range(sched.ncpus)]
+
+    def start_workers(self) -> None:
+        """One ``free_work`` kthread per CPU, pinned (the per-CPU ``vfree_deferred`` work)."""
+        for i in range(self.sched.ncpus):
+            self.sched.spawn(f"kworker/{i}:vfree", self._free_work, cpu=i, pinned=True, kthread=True)
 
     # -- lazy freeing and purging ------------------------------------------
 
@@ -115,12 +155,10 @@ class LazyFree:
         yield from lock.lock(task)
         held = 0.0  # merge time not yet charged: areas above the threshold run back to back
         for vm in batch:
-            self._current = task
             if unlinked:
-                space.merge_or_add_vmap_area(vm.va)  # 0, 1 or 2 objects freed
+                space.merge_or_add_vmap_area(vm.va, task)  # 0, 1 or 2 objects freed
             else:
-                space.free_vmap_area(vm.va)  # __free_vmap_area: unlink, then merge
-            self._current = None
+                space.free_vmap_area(vm.va, task)  # __free_vmap_area: unlink, then merge
             self.vmap_lazy_nr -= vm.size >> PAGE_SHIFT
             held += params.purge_per_va
             if self.vmap_lazy_nr < resched_threshold:

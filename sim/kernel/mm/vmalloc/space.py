@@ -302,14 +302,17 @@ class VmapSpace:
                 node = node.rb_parent
         return None
 
-    def adjust_va_to_fit_type(self, va: VmapArea, nva_start_addr: int, size: int, fit: int) -> bool:
+    def adjust_va_to_fit_type(
+        self, va: VmapArea, nva_start_addr: int, size: int, fit: int, task: object = None
+    ) -> bool:
         """Carve ``[nva_start_addr, +size)`` out of free block ``va``
         (``adjust_va_to_fit_type``, v5.3).  FL erases the node and frees its
         object; LE and RE shrink it; NE asks the provider for one object for the
         left remainder and, without it, fails with everything unchanged.  The
-        carved range enters the address list as a placeholder (see the class)."""
+        carved range enters the address list as a placeholder (see the class).
+        ``task`` (the caller, opaque here) goes to the provider with each request."""
         if fit == NE_FIT_TYPE:
-            lva = self.provider.alloc_split_object()
+            lva = self.provider.alloc_split_object(task)
             if lva is None:
                 return False
             nva_end = nva_start_addr + size
@@ -360,7 +363,7 @@ class VmapSpace:
             self._unlink_va(va)
             carved = VmapArea(va.va_start, va.va_end)
             self._replace_in_list(va, carved)
-            self.provider.free_object(va)
+            self.provider.free_object(va, task)
         else:
             return False
         self._carved[nva_start_addr] = carved
@@ -377,12 +380,13 @@ class VmapSpace:
         nxt.va_prev = new  # type: ignore[union-attr]
         old.va_prev = old.va_next = None
 
-    def alloc(self, size: int, align: int, vstart: int, vend: int) -> int:
+    def alloc(self, size: int, align: int, vstart: int, vend: int, task: object = None) -> int:
         """Find and carve free space (``__alloc_vmap_area``, v5.3).
 
         Returns the start address, or a negative error: ENOENT (no block),
         ERANGE (past ``vend``), EINVAL (NOTHING_FIT), ENOMEM (the NE split got no
         object).  ``last_fit`` records the fit type of the last success.
+        ``task`` is passed to the provider (the machine's needs the CPU it runs on).
         """
         adjust = not (align <= PAGE_SIZE or ((vend - vstart) & ULONG_MAX) == size) if self.v518 else True
         va = self.find_vmap_lowest_match(size, align, vstart, adjust)
@@ -402,7 +406,7 @@ class VmapSpace:
             fit = RE_FIT_TYPE
         else:
             fit = NE_FIT_TYPE
-        if not self.adjust_va_to_fit_type(va, nva, size, fit):
+        if not self.adjust_va_to_fit_type(va, nva, size, fit, task):
             return ENOMEM
         self.last_fit = fit
         self.fit_counts[fit] += 1
@@ -445,7 +449,7 @@ class VmapSpace:
         """The busy area starting exactly at ``addr`` (``find_vmap_area``)."""
         return self.busy.get(addr)
 
-    def merge_or_add_vmap_area(self, va: VmapArea) -> int:
+    def merge_or_add_vmap_area(self, va: VmapArea, task: object = None) -> int:
         """Give ``[va.va_start, va.va_end)`` back to the free space
         (``merge_or_add_vmap_area``, v5.3).
 
@@ -457,6 +461,7 @@ class VmapSpace:
         lazily and not yet purged); its list neighbours are the candidates.
         A free block (a double free) or an object off the list is a caller's
         bug and raises ``ValueError``, as the kernel's overlap check would BUG.
+        Objects go back through the provider with ``task``.
         """
         prv = va.va_prev
         nxt = va.va_next
@@ -473,7 +478,7 @@ class VmapSpace:
                 after.va_prev = prv  # type: ignore[union-attr]
                 va.va_prev = va.va_next = None
                 nxt.va_prev = nxt.va_next = None  # type: ignore[union-attr]
-                self.provider.free_object(va)
+                self.provider.free_object(va, task)
                 va = nxt  # type: ignore[assignment]
                 freed = 2
             else:
@@ -484,7 +489,7 @@ class VmapSpace:
             prv.va_end = va_end = va.va_end  # type: ignore[union-attr]
             prv.va_size = self._shared_size(va_end - prv.va_start)  # type: ignore[union-attr]
             augment_tree_grow_from(prv)  # type: ignore[arg-type]
-            self.provider.free_object(va)
+            self.provider.free_object(va, task)
             return freed
         if nxt.fit < 0:  # type: ignore[union-attr]
             va_start = va.va_start
@@ -494,17 +499,17 @@ class VmapSpace:
             nxt.va_prev = prv  # type: ignore[union-attr]
             va.va_prev = va.va_next = None
             augment_tree_grow_from(nxt)  # type: ignore[arg-type]
-            self.provider.free_object(va)
+            self.provider.free_object(va, task)
             return 1
         parent, is_left = self._link_near(va)
         self._link_va(va, parent, is_left)
         return 0
 
-    def free_vmap_area(self, va: VmapArea) -> int:
+    def free_vmap_area(self, va: VmapArea, task: object = None) -> int:
         """Remove a busy area and merge its range into the free space
         (``__free_vmap_area``); returns the objects freed (0, 1 or 2)."""
         del self.busy[va.va_start]
-        return self.merge_or_add_vmap_area(va)
+        return self.merge_or_add_vmap_area(va, task)
 
     def free(self, addr: int) -> int:
         """Free the busy area starting at ``addr``; -1 if there is none."""
