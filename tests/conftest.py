@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,6 +17,14 @@ def vectors_dir() -> Path:
     """``$VMSIM_VECTORS_DIR`` if set, else ``../shared/vectors`` beside the checkout."""
     env = os.environ.get("VMSIM_VECTORS_DIR")
     return Path(env) if env else ROOT.parent / "shared" / "vectors"
+
+
+def make_machine(strategy: str | None = None, seed: int = 1, **config: Any) -> Any:
+    """A Machine with MachineConfig's defaults except ``config``, seeded with ``seed`` (the one
+    helper the kernel tests share; each test states what it changes)."""
+    from sim.kernel.machine import Machine, MachineConfig
+
+    return Machine(MachineConfig(strategy=strategy, **config), np.random.SeedSequence(seed))
 
 
 def vector_files() -> list[Path]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from sim.kernel.machine import Machine, MachineConfig
 from sim.kernel.mm.gfp import GFP_KERNEL, GFP_THREAD_STACK
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.vmalloc.alloc import VmallocParams, lazy_max_pages
@@ -13,12 +11,9 @@ from sim.kernel.mm.vmalloc.space import VMALLOC_END, VMALLOC_START
 from sim.kernel.mm.vmalloc.strategies import NowaitSplit
 from sim.kernel.mm.zones import MemoryParams
 from sim.kernel.sched.cpu import SchedParams
+from tests.conftest import make_machine
 
 STACK = 16384
-
-
-def machine(strategy="nowait", seed=1, **config):
-    return Machine(MachineConfig(strategy=strategy, **config), np.random.SeedSequence(seed))
 
 
 def stacks(m, n, keep=50, per_cpu=True, log=None):
@@ -65,7 +60,7 @@ def squeeze(m, to_min_plus=0):
 
 @pytest.mark.parametrize("strategy", ["nowait", "preload", "preload-lockless", "preload-gfp", "atomic"])
 def test_stacks_are_ne_splits_under_every_strategy(strategy):
-    m = machine(strategy)
+    m = make_machine(strategy)
     stacks(m, 300)
     m.env.run(until=2)
     c = m.metrics.counters
@@ -79,7 +74,7 @@ def test_stacks_are_ne_splits_under_every_strategy(strategy):
 
 
 def test_objects_in_use_equal_busy_lazy_free_blocks_and_preloads():
-    m = machine("preload")
+    m = make_machine("preload")
     stacks(m, 400)
     m.env.run(until=2)
     vm = m.vmalloc
@@ -89,7 +84,7 @@ def test_objects_in_use_equal_busy_lazy_free_blocks_and_preloads():
 
 
 def test_lazy_frees_purge_past_lazy_max_pages():
-    m = machine("nowait", cpus=4)
+    m = make_machine("nowait", cpus=4)
     assert m.vmalloc.lazy.lazy_max == lazy_max_pages(4) == 24576
     stacks(m, 2000, keep=10)
     m.env.run(until=5)
@@ -123,7 +118,7 @@ def _one_stack(m):
 
 
 def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
-    m = machine("nowait", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
+    m = make_machine("nowait", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
     vm = m.vmalloc
     stacks(m, 60, keep=0, per_cpu=False)  # 60 stacks freed lazily, not yet purged
     m.env.run(until=0.5)
@@ -142,7 +137,7 @@ def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
 
 
 def test_preload_fills_with_gfp_kernel_at_min_and_never_takes_nowait():
-    m = machine("preload", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
+    m = make_machine("preload", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
     stacks(m, 60, keep=0, per_cpu=False)
     m.env.run(until=0.5)
     _leave_one_free_object(m)
@@ -166,7 +161,7 @@ class KernelUnderLock(NowaitSplit, register=False):
 
 
 def test_gfp_kernel_under_the_lock_is_caught_as_a_bug():
-    m = machine("nowait")
+    m = make_machine("nowait")
     m.vmalloc.strategy = KernelUnderLock(m.sched.ncpus)
     stacks(m, 5, per_cpu=False)
     m.env.run(until=1)
@@ -177,14 +172,14 @@ def test_gfp_kernel_under_the_lock_is_caught_as_a_bug():
 
 def test_v53_preload_on_preempt_rt_is_a_bug_and_v55_is_not():
     for strategy, bugs in (("preload", True), ("preload-lockless", False)):
-        m = machine(strategy, preemption="rt")
+        m = make_machine(strategy, preemption="rt")
         stacks(m, 20, per_cpu=False)
         m.env.run(until=1)
         assert (m.metrics.counters["sleep_in_atomic_bugs"] > 0) is bugs, strategy
 
 
 def test_exhausted_window_fails_with_ebusy_after_one_purge():
-    m = machine("preload")
+    m = make_machine("preload")
     vm = m.vmalloc
     out = []
 
@@ -207,7 +202,7 @@ def test_exhausted_window_fails_with_ebusy_after_one_purge():
 
 def test_same_seed_same_counters():
     def run():
-        m = machine("preload-lockless", preemption="full")
+        m = make_machine("preload-lockless", preemption="full")
         stacks(m, 200)
         m.env.run(until=1)
         return dict(m.metrics.counters)
@@ -234,7 +229,7 @@ def _lazy_stacks(m, n, cpu=0):
 
 @pytest.mark.parametrize("model, offered", [("full", True), ("none", False)])
 def test_a_purge_offers_the_lock_after_each_area_under_full_preemption(model, offered):
-    m = machine("nowait", cpus=2, preemption=model)
+    m = make_machine("nowait", cpus=2, preemption=model)
     vm = m.vmalloc
     _lazy_stacks(m, 200)
     m.env.run(until=0.1)
@@ -263,7 +258,7 @@ def test_a_purge_offers_the_lock_after_each_area_under_full_preemption(model, of
 
 
 def test_v55_lazy_areas_leave_the_busy_tree_when_freed_and_merge_at_the_purge():
-    m = machine("preload-gfp", cpus=1, kernel="5.5")
+    m = make_machine("preload-gfp", cpus=1, kernel="5.5")
     vm = m.vmalloc
     _lazy_stacks(m, 50)
     m.env.run(until=0.1)
@@ -285,7 +280,7 @@ def _race(strategy, t_check_lock=1e-3):
     area the second), then asks for an NE stack while a pinned task wakes on
     CPU 0 inside the check-to-lock window; a preemption there moves x to CPU 1,
     whose slot is empty."""
-    m = machine(
+    m = make_machine(
         strategy,
         cpus=2,
         preemption="full",
@@ -332,7 +327,7 @@ def test_v53_preload_keeps_the_checked_cpu_until_the_lock():
 
 
 def test_page_loop_is_a_preemption_point_under_preempt_none():
-    m = machine("nowait", cpus=1)
+    m = make_machine("nowait", cpus=1)
     vm = m.vmalloc
     log = []
 
@@ -353,7 +348,7 @@ def test_page_loop_is_a_preemption_point_under_preempt_none():
 
 
 def test_vunmap_frees_the_range_before_the_pages():
-    m = machine("nowait", cpus=1)
+    m = make_machine("nowait", cpus=1)
     vm = m.vmalloc
     order = []
     free_pages = m.page_alloc.free_pages
@@ -382,7 +377,7 @@ def test_vunmap_frees_the_range_before_the_pages():
 
 
 def test_a_page_failure_of_vmalloc_is_an_event_with_its_chain():
-    m = machine("nowait", cpus=1)
+    m = make_machine("nowait", cpus=1)
     vm = m.vmalloc
     calls = []
     alloc_pages = m.page_alloc.alloc_pages

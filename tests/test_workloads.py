@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from sim.kernel.lib.rbtree import rb_first, rb_next, rb_prev
-from sim.kernel.machine import Machine, MachineConfig
 from sim.kernel.mm.gfp import GFP_KERNEL
 from sim.kernel.mm.vmalloc.percpu_vm import (
     PMD_SIZE,
@@ -34,18 +33,18 @@ from sim.workloads.registry import WORKLOADS
 from sim.workloads.tally import VmapTally
 from sim.workloads.vmalloc_stress import CASES, VmallocTestSpec, shuffle_array
 from sim.workloads.vmap_blocks import VmapBlocks, VmapBlocksSpec
+from tests.conftest import make_machine
 
 MiB = 1 << 20
 TOP = VMALLOC_END & ~(PMD_SIZE - 1)  # the aligned end percpu chunks start below
 
 
-def machine(cpus=1, kernel="5.3", strategy=None, seed=1, ram=1 << 30):
-    return Machine(MachineConfig(cpus=cpus, kernel=kernel, strategy=strategy, ram=ram), np.random.SeedSequence(seed))
+SMALL = {"cpus": 1, "kernel": "5.3", "ram": 1 << 30}  # the machine these workload tests run on
 
 
 def run(workloads, until, **config):
     """A machine running ``workloads`` ((kind, spec fields) pairs) until ``until``."""
-    m = machine(**config)
+    m = make_machine(**{**SMALL, **config})
     for i, (kind, fields) in enumerate(workloads):
         spec_cls, cls = WORKLOADS[kind]
         cls(spec_cls(**fields)).start(m, m.workload_rng(i))
@@ -205,7 +204,7 @@ def test_one_pinned_kthread_per_cpu_unless_single_cpu_test():
 
 
 def test_tally_takes_a_fit_the_busy_area_reports():
-    m = machine()
+    m = make_machine(**SMALL)
     tally = VmapTally(m)
     assert tally.success("x", tally.begin(), SimpleNamespace(fit=4)) == 4
     assert counters(m, "x") == {"calls": 1, "fit_ne": 1}
@@ -299,7 +298,7 @@ def test_vmap_blocks_alone_are_ne_only_first_and_go_back_when_fully_unmapped():
 
 
 def test_a_block_behind_a_misaligned_frontier_is_an_ne_split_at_4mib_and_goes_back_when_unmapped():
-    m = machine()
+    m = make_machine(**SMALL)
     blocks = VmapBlocks(VmapBlocksSpec(rate=0))
     blocks.start(m, m.workload_rng(0))
     out = {}
@@ -363,14 +362,14 @@ def test_the_same_seed_gives_the_same_counters_and_another_seed_does_not():
 
 
 def test_a_workload_stream_depends_only_on_its_index():
-    a, b = machine(), machine()
+    a, b = make_machine(**SMALL), make_machine(**SMALL)
     b.workload_rng(0)  # asking for another stream first changes nothing
     assert a.workload_rng(1).integers(1 << 62) == b.workload_rng(1).integers(1 << 62)
     assert a.workload_rng(0).integers(1 << 62) != a.workload_rng(1).integers(1 << 62)
 
 
 def test_an_oom_killed_anon_hog_leaves_its_pause_and_is_restarted():
-    m = machine(ram=256 * MiB)
+    m = make_machine(**{**SMALL, "ram": 256 * MiB})
     spawned = []
     spawn = m.spawn
 
