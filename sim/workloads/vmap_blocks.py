@@ -6,10 +6,10 @@ new block reaches the vmap allocator, ``new_vmap_block`` ->
 ``alloc_vmap_area(VMAP_BLOCK_SIZE, VMAP_BLOCK_SIZE, VMALLOC_START,
 VMALLOC_END)``, a 4 MiB request at 4 MiB alignment (VMAP_BBMAP_BITS = 1024
 pages for NR_CPUS <= 2048).  Behind an ordinary vmalloc frontier, which is not
-block-aligned, that is an NE_FIT split (kernel.md 5.3).  A block's free space
-is handed out in order and never reused; the block goes back, lazily
-(``free_vmap_block`` -> ``free_vmap_area_noflush``), when all of it has been
-unmapped.  Larger mappings take an area of their own at page alignment.
+block-aligned, that is an NE_FIT split (``classify_va_fit_type``, mm/vmalloc.c,
+v5.3).  A block's free space is handed out in order and never reused; the block
+goes back, lazily (``free_vmap_block`` -> ``free_vmap_area_noflush``), when all
+of it has been unmapped.  Larger mappings take an area of their own at page alignment.
 
 The mappers are XFS-buffer-like: multi-page metadata buffers (inode clusters,
 directory blocks) mapped with ``vm_map_ram`` and unmapped when the buffer is

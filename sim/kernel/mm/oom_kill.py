@@ -6,8 +6,9 @@ kernel stacks to it when an allocation names it.
 :class:`OomKiller` is called from the GFP_KERNEL slow path with ``oom_lock``
 held (see :mod:`sim.kernel.mm.slowpath`): it picks the owner with the highest
 ``oom_badness``, marks its tasks (``oom_victim``, ``killed``), calls its kill
-callback, and after a kill latency (exit or oom_reaper; lognormal, pressure.md
-8.1 item 8) gives its anon, page tables and kernel stacks back to the free lists.
+callback, and after a kill latency (exit or oom_reaper; lognormal, an estimate, not
+measured, see :class:`sim.kernel.mm.zones.OomKillLatency`) gives its anon, page
+tables and kernel stacks back to the free lists.
 While a victim's memory is not yet freed, later invocations kill nobody and
 report progress, as ``select_bad_process`` aborts on a pending victim.  An owner
 whose tasks have all exited is no candidate; :class:`sim.kernel.mm.pools.MemoryPools`

@@ -9,8 +9,11 @@
   reclaim (``try_to_free_pages`` with ``throttle_direct_reclaim``).  Reclaim is
   modelled by rates, not by LRU scanning: kswapd reclaims 32-page batches whose
   time is the sum of pages / rate of their pools, divided by its CPU share;
-  a direct reclaim call takes up to 32 pages after a latency drawn from
-  pressure.md 3.4.  Reclaimed hot mapped file pages fault back in after
+  a direct reclaim call takes up to 32 pages after a latency that is an
+  estimate shaped after bcc's tools/drsnoop_example.txt (commit 11bf5d02c895:
+  0.03-0.6 ms, outliers at multiples of the 100 ms sleep in
+  ``shrink_inactive_list``), see :class:`sim.kernel.mm.zones.DirectReclaimLatency`.
+  Reclaimed hot mapped file pages fault back in after
   ``refault_delay_ms`` (thrashing).  Anon and shmem are reclaimable only with swap.
 
 kswapd is a plain SimPy process, not a scheduler task: its CPU use is modelled by

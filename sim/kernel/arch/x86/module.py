@@ -5,7 +5,8 @@
 KASLR offset, 1..1024 pages, is drawn once and kept for the boot.  The free tree is
 global, so the first allocation in the window lands inside the block that straddles
 its start: an NE_FIT split; later ones take the window's frontier (LE) or a purged
-hole (FL/LE) (kernel.md 5.3).  When the window is full the request fails as "no space".
+hole (FL/LE) (``vmap_init_free_space`` and ``classify_va_fit_type``, mm/vmalloc.c,
+v5.3).  When the window is full the request fails as "no space".
 
 Its callers (module loading, the BPF JIT) are workloads: :mod:`sim.workloads.modules`
 and :mod:`sim.workloads.bpf`.

@@ -83,10 +83,12 @@ def lazy_max_pages(ncpus: int, mb_per_fls: int = 32) -> int:
 class VmallocParams:
     """Costs and limits of the vmalloc path (simulated CPU seconds).
 
-    The core costs follow the 2019 test_vmalloc figures (an alloc plus a free
-    of a small area ~1.1 us on an i5-3320M, kernel.md 4.3); the purge cost is
-    pressure.md 8.1 item 10 (an estimate): 50 us + 2 us per area + 5 us of
-    TLB-flush IPI per CPU.
+    The core costs follow the test_vmalloc figures in Uladzislau Rezki's RFC
+    <20181019173538.590-1-urezki@gmail.com> (2018, 4.18 on an i5-3320M, with the
+    patch: le_fit_alloc_test ~1.14 s per 1M iterations, i.e. an alloc plus a free
+    of a small area ~1.1 us); the purge cost is an estimate, not measured, of the
+    steps of ``__purge_vmap_area_lazy`` (mm/vmalloc.c, v5.3): 50 us + 2 us per
+    area + 5 us of ``flush_tlb_kernel_range`` IPI per CPU.
     """
 
     t_core_alloc: float = 0.6e-6
