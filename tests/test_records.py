@@ -128,3 +128,29 @@ def test_an_undeclared_event_kind_or_field_fails():
         m.event("oom_reaped", 1.0, victim="hog", page=3)
     with pytest.raises(KeyError):
         check_event("kswapd_hopeless", {})  # a fixed field missing
+
+
+def test_the_run_columns_keep_their_names_and_order():
+    from sim.record.results import RUN_COLUMNS
+
+    assert RUN_COLUMNS == (
+        "run_id", "scenario", "strategy", "kernel", "seed", "replication", "sim_seconds", "wall_seconds",
+        "vmalloc_calls", "vmalloc_failures", "fit_fl", "fit_le", "fit_re", "fit_ne", "split_from_preload",
+        "split_nowait_attempts", "split_nowait_failures", "preload_fills", "preload_misses", "overflow_purges",
+        "overflow_retry_successes", "vmap_ebusy", "forks", "fork_enomem", "nowait_page_failures", "direct_reclaims",
+        "direct_reclaim_seconds", "oom_kills", "min_free_pages", "seconds_below_min", "sleep_in_atomic_bugs",
+        "status", "error",
+    )  # fmt: skip
+
+
+def test_the_headline_row_sums_the_declared_counters():
+    from sim.engine.run import _headline
+
+    m = Metrics()
+    m.add("vmap_alloc_calls", 3)
+    m.add("pcpu_get_vm_areas_calls", 2)
+    m.add("allocstall")
+    m.add_time("direct_reclaim", 0.5)
+    row = _headline(m, None)
+    assert (row["vmalloc_calls"], row["direct_reclaims"], row["direct_reclaim_seconds"]) == (5, 1, 0.5)
+    assert row["fit_ne"] == 0 and row["min_free_pages"] == 0

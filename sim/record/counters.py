@@ -85,8 +85,8 @@ allocstall                direct reclaim entered (try_to_free_pages)
 direct_reclaim_stall      direct reclaim that stalled on the latency model
 pgscan_direct_throttle    throttle_direct_reclaim put a reclaimer to sleep
 kswapd_wake               wakeup_kswapd that woke a sleeping kswapd
-kswapd_low_wmark_hit_quickly   kswapd went back to sleep and was woken before the low wmark sleep ended
-kswapd_high_wmark_hit_quickly  kswapd was woken during its short high-wmark nap
+kswapd_low_wmark_hit_quickly   kswapd woken again during its HZ/10 nap
+kswapd_high_wmark_hit_quickly  kswapd's HZ/10 nap ended with the node unbalanced
 pageoutrun                balance_pgdat run of kswapd
 kswapd_failures           balance_pgdat run that reclaimed nothing
 oom_invoke                out_of_memory called
