@@ -13,6 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: Any) -> None:
+    """Counter names are checked as they are recorded (sim/record/counters.py), here and in
+    worker processes."""
+    from sim.record.metrics import check_names
+
+    check_names()
+
+
 def vectors_dir() -> Path:
     """``$VMSIM_VECTORS_DIR`` if set, else ``../shared/vectors`` beside the checkout."""
     env = os.environ.get("VMSIM_VECTORS_DIR")

@@ -26,11 +26,9 @@ from sim.engine.plugins import load_plugins
 from sim.kernel.machine import Machine
 from sim.kernel.mm.oom_kill import KernelPanic
 from sim.record.metrics import Metrics
-from sim.record.results import RUN_COLUMNS, run_id_of
+from sim.record.results import RUN_COLUMNS, run_id_of  # noqa: F401 (RUN_COLUMNS: the CLI and the sweep import it here)
+from sim.record.runs import RUN_ROW
 from sim.workloads.registry import build
-
-# counters copied as they are: the fit types through fork_enomem, and the BUG count
-_DIRECT = (*RUN_COLUMNS[RUN_COLUMNS.index("fit_fl") : RUN_COLUMNS.index("fork_enomem") + 1], "sleep_in_atomic_bugs")
 
 
 def run_seed(root_seed: int, point: int, replication: int) -> np.random.SeedSequence:
@@ -171,15 +169,14 @@ def failed_run(task: RunTask, error: str) -> RunResult:
 
 
 def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:
-    c = metrics.counters
-    row: dict[str, Any] = {key: int(c[key]) for key in _DIRECT}
-    # KVA reservations: alloc_vmap_area and pcpu_get_vm_areas
-    row["vmalloc_calls"] = int(c["vmap_alloc_calls"] + c["pcpu_get_vm_areas_calls"])
-    row["vmalloc_failures"] = int(c["vmap_alloc_failures"] + c["pcpu_get_vm_areas_failures"])
-    row["nowait_page_failures"] = int(c["nowait_page_failures"])
-    row["direct_reclaims"] = int(c["allocstall"])
-    row["direct_reclaim_seconds"] = float(metrics.seconds["direct_reclaim"])
-    row["oom_kills"] = int(c["oom_kill"])
+    """The run columns that come from counters (``record/runs.py``), and the free page levels."""
+    c, seconds = metrics.counters, metrics.seconds
+    row: dict[str, Any] = {}
+    for column in RUN_ROW:
+        if column.source == "counters":
+            row[column.name] = int(sum(c[name] for name in column.sum))
+        elif column.source == "seconds":
+            row[column.name] = float(sum(seconds[name] for name in column.sum))
     row["min_free_pages"], row["seconds_below_min"] = _free_levels(metrics, machine)
     return row
 

@@ -22,44 +22,27 @@ from typing import Any
 
 import pyarrow as pa
 
+from sim.record.events import FIELDS as EVENT_FIELDS
+from sim.record.events import POOLS, ZONE_SUFFIXES
+from sim.record.runs import RUN_ROW
+
 TEXT, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
-_POOLS = (
-    "file_clean", "file_dirty", "file_mapped_hot", "anon", "shmem", "slab_reclaimable",
-    "kernel_stack", "pagetables", "slab_unreclaimable", "swap_used",
-)  # fmt: skip
-_ZONE_SUFFIXES = ("_free", "_min", "_low", "_high", "_boost")
+_POOLS, _ZONE_SUFFIXES = POOLS, ZONE_SUFFIXES
+_ARROW = {str: TEXT, int: INT, float: FLOAT, bool: BOOL}
 
+# the run columns (record/runs.py): ids, times and status, then the counts
+_COUNT = {"counters", "derived"}
 RUNS: dict[str, pa.DataType] = {
-    "run_id": TEXT, "point": INT, "scenario": TEXT, "strategy": TEXT, "kernel": TEXT, "seed": INT,
-    "replication": INT, "sim_seconds": FLOAT, "wall_seconds": FLOAT, "direct_reclaim_seconds": FLOAT,
-    "seconds_below_min": FLOAT, "status": TEXT, "error": TEXT,
+    "run_id": TEXT, "point": INT,
+    **{c.name: _ARROW[c.type] for c in RUN_ROW if not (c.source in _COUNT and c.type is int)},
+    **{c.name: _ARROW[c.type] for c in RUN_ROW if c.source in _COUNT and c.type is int},
 }  # fmt: skip
-# every other engine column of runs.parquet is a count
-RUN_COUNTS = (
-    "vmalloc_calls", "vmalloc_failures", "fit_fl", "fit_le", "fit_re", "fit_ne", "split_from_preload",
-    "split_nowait_attempts", "split_nowait_failures", "preload_fills", "preload_misses", "overflow_purges",
-    "overflow_retry_successes", "vmap_ebusy", "forks", "fork_enomem", "nowait_page_failures", "direct_reclaims",
-    "oom_kills", "min_free_pages", "sleep_in_atomic_bugs",
-)  # fmt: skip
-RUNS.update(dict.fromkeys(RUN_COUNTS, INT))
 
+# the event fields and their types come from the event declarations (record/events.py)
 EVENTS: dict[str, pa.DataType] = {
-    "run_id": TEXT, "kind": TEXT, "time": FLOAT,
-    # who and where
-    "cpu": INT, "task": TEXT, "pid": INT, "gfp": TEXT, "mode": TEXT, "order": INT, "site": TEXT,
-    "fit": TEXT, "chain": TEXT, "retry": INT, "cause": TEXT, "size": INT, "align_shift": INT,
-    "stage": TEXT, "allocated": INT, "wanted": INT, "message": TEXT, "preempt_count": INT,
-    # vmap_retry, vmap_overflow_purge
-    "ok": BOOL, "purged": INT, "seconds": FLOAT,
-    # slab_out_of_memory
-    "cache": TEXT, "allocator": TEXT, "slabs": INT, "objects": INT, "objects_in_use": INT,
-    # oom_kill, oom_reaped
-    "victim": TEXT, "trigger": TEXT, "pages": INT,
-    # the machine state at a failure (page_alloc.failure_state)
-    "free": INT, "free_pcp": INT, "kswapd_failures": INT,
+    "run_id": TEXT, "kind": TEXT, "time": FLOAT, **{name: _ARROW[kind] for name, kind in EVENT_FIELDS.items()},
 }  # fmt: skip
-EVENTS.update(dict.fromkeys(_POOLS, INT))
 
 TIMESERIES: dict[str, pa.DataType] = {
     "run_id": TEXT, "time": FLOAT, "free": INT, "free_pcp": INT, "kswapd_failures": INT,

@@ -17,42 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-# runs.parquet columns, in order (issue 4); swept or overridden parameters follow
-RUN_COLUMNS = (
-    "run_id",
-    "scenario",
-    "strategy",
-    "kernel",
-    "seed",
-    "replication",
-    "sim_seconds",
-    "wall_seconds",
-    "vmalloc_calls",
-    "vmalloc_failures",
-    "fit_fl",
-    "fit_le",
-    "fit_re",
-    "fit_ne",
-    "split_from_preload",
-    "split_nowait_attempts",
-    "split_nowait_failures",
-    "preload_fills",
-    "preload_misses",
-    "overflow_purges",
-    "overflow_retry_successes",
-    "vmap_ebusy",
-    "forks",
-    "fork_enomem",
-    "nowait_page_failures",
-    "direct_reclaims",
-    "direct_reclaim_seconds",
-    "oom_kills",
-    "min_free_pages",
-    "seconds_below_min",
-    "sleep_in_atomic_bugs",
-    "status",
-    "error",
-)
+from sim.record.runs import RUN_ROW
+
+# runs.parquet columns, in order (record/runs.py); swept or overridden parameters follow
+RUN_COLUMNS = tuple(column.name for column in RUN_ROW)
 
 
 @contextmanager

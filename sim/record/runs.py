@@ -1,0 +1,67 @@
+"""The columns of runs.parquet, declared once, in order (issue 4).
+
+Each :class:`RunColumn` says where its value comes from: the run itself
+(``run``: ids, seed, status, set by the engine), a sum of declared counters
+(``counters``) or time counters (``seconds``), or a level the engine derives
+from the samples (``derived``).  ``RUN_COLUMNS`` (``record/results.py``), the
+Arrow types of the runs table (``record/columns.py``) and the engine's headline
+numbers (``engine/run.py``) are all built from :data:`RUN_ROW`; swept or
+overridden parameters follow these columns.  Imports nothing outside record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.record.counters import declaration
+
+
+@dataclass(frozen=True)
+class RunColumn:
+    """One runs.parquet column: its name, Python type and source (``run``, ``counters``,
+    ``seconds``, ``derived``); ``sum`` names the counters it adds up."""
+
+    name: str
+    type: type
+    source: str
+    sum: tuple[str, ...] = ()
+
+
+def _run(name: str, kind: type = str) -> RunColumn:
+    return RunColumn(name, kind, "run")
+
+
+def _count(name: str, *counters: str) -> RunColumn:
+    """A column that is the sum of ``counters`` (by default the counter of the same name)."""
+    return RunColumn(name, int, "counters", counters or (name,))
+
+
+RUN_ROW: tuple[RunColumn, ...] = (
+    _run("run_id"), _run("scenario"), _run("strategy"), _run("kernel"), _run("seed", int),
+    _run("replication", int), _run("sim_seconds", float), _run("wall_seconds", float),
+    # KVA reservations: alloc_vmap_area and pcpu_get_vm_areas
+    _count("vmalloc_calls", "vmap_alloc_calls", "pcpu_get_vm_areas_calls"),
+    _count("vmalloc_failures", "vmap_alloc_failures", "pcpu_get_vm_areas_failures"),
+    _count("fit_fl"), _count("fit_le"), _count("fit_re"), _count("fit_ne"), _count("split_from_preload"),
+    _count("split_nowait_attempts"), _count("split_nowait_failures"), _count("preload_fills"),
+    _count("preload_misses"), _count("overflow_purges"), _count("overflow_retry_successes"),
+    _count("vmap_ebusy"), _count("forks"), _count("fork_enomem"), _count("nowait_page_failures"),
+    _count("direct_reclaims", "allocstall"),
+    RunColumn("direct_reclaim_seconds", float, "seconds", ("direct_reclaim",)),
+    _count("oom_kills", "oom_kill"),
+    RunColumn("min_free_pages", int, "derived"),  # lowest free pages seen
+    RunColumn("seconds_below_min", float, "derived"),  # time a GFP_NOWAIT request would fail
+    _count("sleep_in_atomic_bugs"),
+    _run("status"), _run("error"),
+)  # fmt: skip
+
+
+def _check() -> None:
+    """Every counter a column sums is declared (at import)."""
+    for col in RUN_ROW:
+        for name in col.sum:
+            if declaration(name, seconds=col.source == "seconds") is None:
+                raise ValueError(f"run column {col.name}: counter {name!r} is not declared")
+
+
+_check()
