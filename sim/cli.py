@@ -420,16 +420,12 @@ def run(
     print(f"results: {target}")
 
 
-def _estimate(source: str, scenarios: list[tuple[Any, int]], root_seed: int, runs: int, workers: int,
-              sure: bool) -> str:  # fmt: skip
-    """Probe each (scenario, point) and state the estimated computing time; refuse one above
-    MAX_ESTIMATED_SECONDS unless ``sure`` (sim.engine.cost)."""
-    from sim.engine.cost import check_cost, probe_run
+def _estimate(source: str, probes: list[tuple[Any, int]], root_seed: int, runs: int, workers: int, sure: bool) -> str:
+    """sim.engine.cost.estimate_runs against MAX_ESTIMATED_SECONDS."""
+    from sim.engine.cost import estimate_runs
     from sim.schema.limits import MAX_ESTIMATED_SECONDS
 
-    bound = MAX_ESTIMATED_SECONDS * max(workers, 1) / max(runs, 1)  # per run, for the probe to aim at
-    costs = [probe_run(scenario, root_seed, point, bound=bound) for scenario, point in scenarios]
-    return check_cost(source, costs, runs, workers, MAX_ESTIMATED_SECONDS, sure)
+    return estimate_runs(source, probes, root_seed, runs, workers, MAX_ESTIMATED_SECONDS, sure)
 
 
 def _print_summary(rows: list[dict], strategies: list[str]) -> None:

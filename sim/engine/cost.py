@@ -62,7 +62,6 @@ def probe_run(scenario: Any, root_seed: int, point: int = 0, bound: float = floa
     built = time.perf_counter()
     step = min(scenario.duration / PROBE_STEPS, 1e-3)
     marks = [(0.0, built)]  # (simulated, wall) after each step
-    cost = _cost(wall0, marks, scenario.duration)
     for budget in (PROBE_WALL_SECONDS, PROBE_LONGER_SECONDS):
         try:
             while marks[-1][0] < scenario.duration and marks[-1][1] - built < budget:
@@ -88,12 +87,17 @@ def _cost(wall0: float, marks: list[tuple[float, float]], duration: float) -> Ru
     return RunCost(built - wall0, end_sim, end_wall - built, duration, end_sim - half[0], end_wall - half[1])
 
 
-def check_cost(source: str, costs: list[RunCost], runs: int, workers: int, bound: float, sure: bool) -> str:
-    """One line that states the estimate of ``runs`` runs on ``workers`` workers, from the
-    probes ``costs`` (the most expensive one counts); an InputError naming ``source`` if it
-    is above ``bound`` seconds and the user did not say ``sure`` (--yes)."""
+def estimate_runs(
+    source: str, probes: list[tuple[Any, int]], root_seed: int, runs: int, workers: int, bound: float, sure: bool
+) -> str:
+    """Probe each (scenario, grid point) of ``probes`` and state what ``runs`` runs will take on
+    ``workers`` workers (the most expensive probe counts, ``runs / workers`` rounded up after
+    one another); an InputError naming ``source`` if that is above ``bound`` seconds and the
+    user did not say ``sure`` (--yes)."""
+    waves = -(-runs // max(workers, 1))
+    costs = [probe_run(scenario, root_seed, point, bound=bound / waves) for scenario, point in probes]
     per_run = max(cost.seconds for cost in costs)
-    total = per_run * -(-runs // max(workers, 1))
+    total = per_run * waves
     measured = all(cost.finished for cost in costs)
     basis = "measured" if measured else f"from a probe of {min(c.probe_sim_seconds for c in costs):.3g} s simulated"
     line = (f"estimated {format_seconds(total)} of computing: {runs} runs x {format_seconds(per_run)} "
