@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
-from sim.kernel.mm.vmalloc.space import SEARCH_MODES
+from sim.app.options import load_plugin_options, parse_set_options
 from sim.schema.errors import InputError
 from sim.schema.limits import MAX_RUNS
 
@@ -19,6 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate the
 
 
 def _search_option(value: str | None) -> str | None:
+    from sim.app.replay import SEARCH_MODES
+
     if value is not None and value not in SEARCH_MODES:
         raise typer.BadParameter(f"expected one of {', '.join(SEARCH_MODES)}")
     return value
@@ -39,19 +38,14 @@ def replay(
     Writes one line per op with the result (same format); with --check prints
     ops, mismatches and the first mismatch instead.  Ends with the fit-type mix.
     """
-    from sim.app.replay import read_trace
-    from sim.app.replay import replay as run_replay
-    from sim.record.results import atomic_write_lines
+    from sim.app.replay import replay_file
 
-    header, ops = read_trace(trace)
-    report, lines = run_replay(header, ops, search=search, check=check)
+    report, lines = replay_file(trace, search=search, check=check, out=out)
     summary = sys.stdout
-    if out is not None:
-        atomic_write_lines(out, lines)
-    elif check:
-        for _ in lines:
+    if check:
+        for _ in lines:  # the report fills as the lines are made
             pass
-    else:
+    elif out is None:
         for line in lines:
             sys.stdout.write(line + "\n")
         summary = sys.stderr
@@ -97,11 +91,9 @@ def fit_mix(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the random frees.")] = 1,
 ) -> None:
     """Run a built-in churn workload on the allocator core and print its fit-type mix."""
-    from sim.workloads.churn import CHURN_KINDS, run_churn
+    from sim.app.churn import fit_mix as run_fit_mix
 
-    if workload not in CHURN_KINDS:
-        raise InputError("--workload", None, f"expected one of {', '.join(CHURN_KINDS)}, got {workload!r}")
-    result = run_churn(workload, live, steps, np.random.default_rng(seed), search=search)
+    result = run_fit_mix(workload, live, steps, search, seed)
     total = sum(result.fits.values())
     print(f"{workload}: {live} live areas, {steps} free/alloc steps, search {search}, seed {seed}")
     print(f"{'fit':<4} {'allocs':>8} {'share':>8}")
@@ -135,55 +127,25 @@ def machine(
     and min_free_kbytes (sqrt rule, THP rule), as /proc/zoneinfo would show them at boot.
     With --zoneinfo: the model's values computed from that machine's managed pages, beside
     the file's own, and those of the uncalibrated model."""
-    from sim.kernel.mm.zones import MIB, build_zones, zone_table_dict
-    from sim.kernel.profile import PROFILES, get_profile
+    from sim.app.machine import zone_table, zone_table_json, zones_beside_real
 
-    if kernel not in PROFILES:
-        raise InputError("--kernel", None, f"expected one of {', '.join(PROFILES)}, got {kernel!r}")
-    if thp not in (None, "on", "off"):
-        raise InputError("--thp", None, f"expected on or off, got {thp!r}")
     if zoneinfo is not None:
-        _machine_from_zoneinfo(zoneinfo, min_free_kbytes, dmesg, kernel, thp != "off", json_out)
+        result = zones_beside_real(zoneinfo, min_free_kbytes, dmesg, kernel, thp)
+        _print_zones_beside_real(zoneinfo, kernel, result, json_out)
         return
     if min_free_kbytes is not None or dmesg is not None:
         raise InputError("--min-free-kbytes" if min_free_kbytes is not None else "--dmesg", None, "needs --zoneinfo")
-    if ram is None:
-        raise InputError("--ram", None, "expected a RAM size such as 256MiB (or --zoneinfo FILE)")
-    spec = _machine_spec(ram, cpus)
-    ram_bytes, cpus = spec.ram, spec.cpus
-    thp_on = ram_bytes >= 512 * MIB if thp is None else thp == "on"
-    table = build_zones(ram_bytes, cpus, thp_on, get_profile(kernel))
+    table = zone_table(ram, cpus, thp, kernel)
     if json_out:
-        import json
-
-        print(json.dumps(zone_table_dict(table), indent=2))
+        print(zone_table_json(table))
         return
     _print_zone_table(table)
 
 
-def _machine_spec(ram: str, cpus: int) -> Any:
-    """--ram and --cpus checked as a scenario's machine.ram and machine.cpus are (same units, same bounds)."""
-    from pydantic import ValidationError
-
-    from sim.config.paths import describe_error
-    from sim.config.scenario import MachineSpec
-
-    try:
-        return MachineSpec.model_validate({"ram": ram, "cpus": cpus})
-    except ValidationError as err:
-        loc, message = describe_error(err.errors()[0], {}, MachineSpec)
-        raise InputError(f"--{loc[0]}", None, message) from None
-
-
-def _machine_from_zoneinfo(path: Path, min_free_kbytes: int | None, dmesg: Path | None, kernel: str, thp: bool,
-                           json_out: bool) -> None:  # fmt: skip
-    import json
-
-    from sim.config.zoneinfo import check_zones, read_dmesg, read_zoneinfo
-
-    dmesg_text = None if dmesg is None else read_dmesg(dmesg)
-    result = check_zones(read_zoneinfo(path), min_free_kbytes, dmesg_text, kernel, thp)
+def _print_zones_beside_real(path: Path, kernel: str, result: dict[str, Any], json_out: bool) -> None:
     if json_out:
+        import json
+
         print(json.dumps(result, indent=2))
         return
     cal, mfk = result["calibration"], result["min_free_kbytes"]
@@ -231,19 +193,6 @@ SetOption = Annotated[
 ]
 
 
-def parse_set_options(values: list[str] | None) -> list[str]:
-    """The ``--set`` options, each checked for KEY.PATH=VALUE syntax (an InputError if not);
-    pass the result to ``load_scenario``, which checks the paths against the schema."""
-    from sim.config.paths import parse_override
-
-    for text in values or []:
-        try:
-            parse_override(text)
-        except ValueError as err:
-            raise InputError(f"--set {text.partition('=')[0].strip()[:60]}", None, str(err)) from None
-    return list(values or [])
-
-
 YesOption = Annotated[
     bool, typer.Option("--yes", help="Run even if the estimated computing time is above the bound (8 h).")
 ]
@@ -261,16 +210,6 @@ PluginOption = Annotated[
 ]
 
 
-def load_plugin_options(paths: list[Path] | None) -> tuple[str, ...]:
-    """Load the entry-point plug-ins and the ``--plugin`` files (an InputError naming a bad one);
-    their absolute paths, for worker processes to load."""
-    from sim.engine.plugins import load_plugins
-
-    files = tuple(str(Path(p).expanduser().resolve()) for p in paths or ())
-    load_plugins(files)
-    return files
-
-
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario or sweep YAML files.")],
@@ -280,33 +219,17 @@ def validate(
 ) -> None:
     """Check scenario and sweep files: one line each, "FILE: ok (N runs ...)" or the first
     error as FILE:LINE: key.path: message (on standard error).  Exit 2 if any file is bad."""
-    from sim.config.scenario import load_scenario
-    from sim.config.sweepfile import is_sweep_data, load_sweep
-    from sim.config.yamlpos import read_yaml
+    from sim.app.validate import validate_file
 
     load_plugin_options(plugin)
     sets = parse_set_options(overrides)
     bad = 0
     for path in files:
         try:
-            if is_sweep_data(read_yaml(path).data):
-                if sets:
-                    raise InputError(str(path), None, "a sweep file: --set applies to scenario files only")
-                plan = load_sweep(path, max_runs=max_runs)
-                runs = len(plan.points) * len(plan.strategies) * plan.replications
-                print(f"{path}: ok (sweep: {len(plan.points)} points x {len(plan.strategies)} strategies x "
-                      f"{plan.replications} replications = {runs} runs)")  # fmt: skip
-                continue
-            scenario = load_scenario(path, sets, max_runs=max_runs)
+            print(validate_file(path, sets, max_runs))
         except InputError as err:
             print(err, file=sys.stderr)
             bad += 1
-            continue
-        runs, nstrat, nrep = scenario.run_count(), len(scenario.strategies), scenario.replications
-        print(
-            f"{path}: ok ({runs} run{'s' * (runs != 1)}: {nstrat} strateg{'ies' if nstrat != 1 else 'y'}"
-            f" x {nrep} replication{'s' * (nrep != 1)})"
-        )
     if bad:
         raise typer.Exit(2)
 
@@ -316,33 +239,12 @@ def schema(
     out: Annotated[Path | None, typer.Option(help="Write the schema here instead of standard output.")] = None,
 ) -> None:
     """Print the JSON Schema of scenario files (for editors: yaml-language-server, VS Code)."""
-    import json
+    from sim.app.schema import schema_text, write_schema
 
-    from sim.config.scenario import scenario_json_schema
-    from sim.record.results import atomic_write_bytes
-
-    text = json.dumps(scenario_json_schema(), indent=2, allow_nan=False) + "\n"
     if out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(schema_text())
     else:
-        atomic_write_bytes(out, text.encode())
-
-
-SUMMARY_COLUMNS = (
-    ("vmalloc_calls", "vmallocs"),
-    ("fit_ne", "NE"),
-    ("split_nowait_attempts", "nowait"),
-    ("split_nowait_failures", "nowait fail"),
-    ("preload_fills", "fills"),
-    ("preload_misses", "misses"),
-    ("overflow_purges", "purges"),
-    ("vmap_ebusy", "EBUSY"),
-    ("forks", "forks"),
-    ("fork_enomem", "ENOMEM"),
-    ("oom_kills", "OOM kills"),
-    ("direct_reclaims", "dreclaims"),
-    ("sleep_in_atomic_bugs", "BUGs"),
-)
+        write_schema(out)
 
 
 @app.command()
@@ -362,23 +264,15 @@ def run(
     (manifest.json, runs.parquet, events.parquet, timeseries.parquet) and print a
     summary table per strategy (means over replications).  Ctrl-C stops at once and
     writes nothing."""
-    from sim import __version__
+    from sim.app.run import execute_run, prepare_run, summary_table
     from sim.app.signals import Interrupted, stop_on_signals
-    from sim.config.scenario import load_scenario, resolved_dict
-    from sim.engine.run import RUN_COLUMNS, run_scenario, run_seed
-    from sim.record.results import build_manifest, counter_rows, write_run_folder
-    from sim.sweep.executors import make_backend
 
     plugins = load_plugin_options(plugin)
     sets = parse_set_options(overrides)
-    scenario = load_scenario(scenario_file, sets, max_runs=max_runs)
-    root_seed = scenario.seed if seed is None else seed
-    params = {text.split("=", 1)[0]: text.split("=", 1)[1] for text in sets}
-    target = out or Path("results") / scenario.name
-    check_out_folder(target)
-    total = len(scenario.strategies) * scenario.replications
+    plan = prepare_run(scenario_file, sets, seed=seed, out=out, max_runs=max_runs, plugins=plugins)
+    scenario = plan.scenario
     print(f"{scenario.name}: {len(scenario.strategies)} strategies x {scenario.replications} replications, "
-          f"{scenario.duration:g} s simulated, kernel {scenario.kernel}, root seed {root_seed}"
+          f"{scenario.duration:g} s simulated, kernel {scenario.kernel}, root seed {plan.root_seed}"
           + (f", {jobs} workers" if jobs > 1 else ""), flush=True)  # fmt: skip
     finished = []
 
@@ -389,56 +283,17 @@ def run(
 
     try:
         with stop_on_signals():
-            estimate = _estimate(str(scenario_file), [(scenario, 0)], root_seed, scenario.run_count(), jobs, yes)
-            print(estimate, flush=True)
-        with stop_on_signals(), make_backend("process" if jobs > 1 else "serial", jobs) as backend:
-            results = run_scenario(
-                scenario, root_seed, params=params, on_result=progress, backend=backend, plugins=plugins
-            )
+            rows = execute_run(
+                plan, jobs=jobs, sure=yes, argv=sys.argv, on_estimate=lambda line: print(line, flush=True),
+                on_result=progress,
+            )  # fmt: skip
     except Interrupted as stop:
-        print(f"vmsim: stopped by {stop.name} after {len(finished)} of {total} runs; nothing written "
+        print(f"vmsim: stopped by {stop.name} after {len(finished)} of {plan.total} runs; nothing written "
               "(a run's folder is written when all its runs have finished)", file=sys.stderr)  # fmt: skip
         raise typer.Exit(stop.exit_code) from None
-    rows = [r.row for r in results]
-    seeds = {
-        f"r{k}": {"entropy": root_seed, "spawn_key": list(run_seed(root_seed, 0, k).spawn_key)}
-        for k in range(scenario.replications)
-    }
-    manifest = build_manifest(
-        resolved_dict(scenario), scenario.scenario_hash(), root_seed, rows, sys.argv, seeds, __version__
-    )
-    write_run_folder(
-        target,
-        manifest,
-        rows,
-        [e for r in results for e in r.events],
-        [s for r in results for s in r.samples],
-        list(RUN_COLUMNS),
-        [c for r in results for c in counter_rows(r.row["run_id"], r.counters)],
-    )
-    _print_summary(rows, scenario.strategies)
-    print(f"results: {target}")
-
-
-def _estimate(source: str, probes: list[tuple[Any, int]], root_seed: int, runs: int, workers: int, sure: bool) -> str:
-    """sim.engine.cost.estimate_runs against MAX_ESTIMATED_SECONDS."""
-    from sim.engine.cost import estimate_runs
-    from sim.schema.limits import MAX_ESTIMATED_SECONDS
-
-    return estimate_runs(source, probes, root_seed, runs, workers, MAX_ESTIMATED_SECONDS, sure)
-
-
-def _print_summary(rows: list[dict], strategies: list[str]) -> None:
-    header = f"{'strategy':<18}" + "".join(f"{label:>12}" for _, label in SUMMARY_COLUMNS) + f"{'status':>10}"
-    print(header)
-    for strategy in strategies:
-        mine = [r for r in rows if r["strategy"] == strategy]
-        cells = []
-        for key, _ in SUMMARY_COLUMNS:
-            mean = sum(r[key] for r in mine) / len(mine)
-            cells.append(f"{mean:>12,.0f}" if mean >= 100 or mean == int(mean) else f"{mean:>12.2f}")
-        ok = sum(r["status"] == "ok" for r in mine)
-        print(f"{strategy:<18}" + "".join(cells) + f"{f'{ok}/{len(mine)} ok':>10}")
+    for line in summary_table(rows, scenario.strategies):
+        print(line)
+    print(f"results: {plan.target}")
 
 
 @app.command()
@@ -453,14 +308,10 @@ def plot(
     """Draw the figures a results folder supports into FOLDER/figures/ (PNG and SVG):
     failure curves with Wilson bands, a run's timeline, the fit-type mix, and the
     preload fill latency; print the files written and what was skipped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from sim.analysis.plots import plot_folder
+    from sim.app.figures import draw_figures
 
     load_plugin_options(plugin)  # the strategies' order and colours
-
-    report = plot_folder(folder, run_id=run_id, x=x)
+    report = draw_figures(folder, run_id=run_id, x=x)
     for path in report.written:
         print(path)
     for note in report.notes:
@@ -496,49 +347,34 @@ def sweep(
     merged runs/events/timeseries.parquet and manifest.json.  Exit 1 if a worker crash left
     runs to retry.  Ctrl-C (or SIGTERM, SIGHUP) stops the workers at once and keeps what
     has finished for --resume."""
+    from sim.app.progress import sweep_progress
     from sim.app.signals import Interrupted, stop_on_signals
-    from sim.config.sweepfile import load_sweep
-    from sim.sweep.executors import EXECUTORS
-    from sim.sweep.runner import kept_runs, run_sweep
+    from sim.app.sweep import dry_run_lines, execute_sweep, prepare_sweep
 
-    if executor is not None and executor not in EXECUTORS:
-        raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if scheduler is not None and executor not in (None, "dask"):
-        raise InputError("--scheduler", None, f"needs --executor dask, not {executor}")
-    executor = executor or ("dask" if scheduler else "process")
     plugins = load_plugin_options(plugin)
     sets = parse_set_options(overrides)
-    plan = load_sweep(sweep_file, sets, max_runs=max_runs)
-    runs = plan.runs()
-    target = out or Path("results") / plan.name
+    request = prepare_sweep(
+        sweep_file, sets, executor=executor, jobs=jobs, scheduler=scheduler, out=out, max_runs=max_runs,
+        plugins=plugins, check_folder=not dry_run,
+    )  # fmt: skip
+    plan = request.plan
+    runs = len(plan.runs())
     print(f"{plan.name}: {len(plan.points)} points x {len(plan.strategies)} strategies x {plan.replications} "
-          f"replications = {len(runs)} runs, root seed {plan.seed}")  # fmt: skip
+          f"replications = {runs} runs, root seed {plan.seed}")  # fmt: skip
     if dry_run:
-        for p in plan.points:
-            values = " ".join(f"{k}={v}" for k, v in p.values.items())
-            print(f"  p{p.index:04d} {values}  (scenario {p.scenario_hash[:12]})")
+        for line in dry_run_lines(plan):
+            print(line)
         return
-    check_out_folder(target)
-    where = f"scheduler {scheduler}" if scheduler else f"-j {jobs or os.cpu_count()}" if executor != "serial" else ""
-    print(f"executor {executor} {where}".rstrip() + f", results {target}", flush=True)
+    print(f"{request.where()}, results {request.target}", flush=True)
     try:
-        if not resume:  # a resumed sweep was estimated when it started
-            workers = 1 if executor == "serial" else jobs or os.cpu_count() or 1
-            corners = [plan.points[0], plan.points[-1]] if len(plan.points) > 1 else [plan.points[0]]
-            with stop_on_signals():
-                probes = [(plan.scenario(p), p.index) for p in corners]
-                print(_estimate(str(sweep_file), probes, plan.seed, len(runs), workers, yes), flush=True)
-        with stop_on_signals(), _sweep_progress() as progress:
-            outcome = run_sweep(
-                plan, target, executor=executor, jobs=jobs, scheduler=scheduler, resume=resume,
-                chunk_size=chunk, argv=sys.argv, progress=progress, plugins=plugins,
+        with stop_on_signals(), sweep_progress() as progress:
+            outcome = execute_sweep(
+                request, resume=resume, chunk=chunk, sure=yes, argv=sys.argv,
+                on_estimate=lambda line: print(line, flush=True), progress=progress,
             )  # fmt: skip
     except Interrupted as stop:
-        again = ["vmsim", "sweep", str(sweep_file), "--resume", *(f"--set {text}" for text in sets)]
-        again += [f"--plugin {path}" for path in plugins]
-        again += ["--out", str(out)] if out is not None else []
-        print(f"vmsim: stopped by {stop.name}; {kept_runs(plan, target)} of {len(runs)} runs finished are kept "
-              f"in {target}; continue with: {' '.join(again)}", file=sys.stderr)  # fmt: skip
+        print(f"vmsim: stopped by {stop.name}; {request.kept_runs()} of {runs} runs finished are kept "
+              f"in {request.target}; continue with: {request.resume_command()}", file=sys.stderr)  # fmt: skip
         raise typer.Exit(stop.exit_code) from None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.statuses.items()))
     print(f"{outcome.total} runs: {counts}; {outcome.skipped} kept from before, {outcome.ran} run now "
@@ -548,102 +384,6 @@ def sweep(
     if outcome.crashed:
         print(f"{outcome.crashed} runs failed in a worker crash; rerun with --resume to retry them", file=sys.stderr)
         raise typer.Exit(1)
-
-
-def check_out_folder(target: Path, option: str = "--out") -> None:
-    """Refuse, before any simulating, a results folder that cannot be one: an existing file
-    (or a file on its path), or a place this user cannot write; an existing folder is fine."""
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise InputError(option, None, f"{target} is a file, not a results folder")
-    existing = target
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(option, None, f"cannot make the folder {target}: {existing} is a file")
-    import tempfile
-
-    try:  # the one sure test, for root and read-only file systems too: make a folder there
-        os.rmdir(tempfile.mkdtemp(prefix=".vmsim-probe-", dir=existing))
-    except OSError as err:
-        raise InputError(option, None, f"cannot write in {existing}: {err.strerror or err}") from None
-
-
-@contextmanager
-def _sweep_progress(stream=None, interval: float = 10.0, heartbeat: float = 60.0):
-    """Progress on standard error: a rich bar (runs done, failures, ETA) on a terminal; else plain
-    lines, one each time another tenth of the runs has finished (at most every ``interval``
-    seconds) and at least every ``heartbeat`` seconds, so a sweep piped to a log is never silent."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if stream is None and console.is_terminal:
-        with _rich_progress(console) as update:
-            yield update
-        return
-    with _plain_progress(stream or sys.stderr, interval, heartbeat) as update:
-        yield update
-
-
-@contextmanager
-def _rich_progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-        TextColumn("ETA"), TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("sweep", total=None, failed=0)
-
-        def update(done: int, failed: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, failed=failed)
-
-        yield update
-
-
-@contextmanager
-def _plain_progress(stream, interval: float, heartbeat: float):
-    import threading
-    import time
-
-    start = time.monotonic()
-    state = {"done": 0, "failed": 0, "total": 0, "first": None, "printed_done": -1, "printed_at": start}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def line() -> None:
-        done, total, first = state["done"], state["total"], state["first"]
-        elapsed = time.monotonic() - start
-        text = f"runs {done}/{total} done, {state['failed']} failed, {elapsed:.0f} s"
-        if first is not None and 0 < done - first < total - first:
-            eta = elapsed / (done - first) * (total - done)
-            text += f", about {eta:.0f} s to go"
-        print(text, file=stream, flush=True)
-        state["printed_done"], state["printed_at"] = done, time.monotonic()
-
-    def update(done: int, failed: int, total: int) -> None:
-        with lock:
-            state.update(done=done, failed=failed, total=total)
-            if state["first"] is None:
-                state["first"] = done
-            since = time.monotonic() - state["printed_at"]
-            tenth_more = done - state["printed_done"] >= max(1, total // 10)
-            if state["printed_done"] < 0 or done == total or (tenth_more and since >= interval):
-                line()
-
-    def beat() -> None:
-        while not stop.wait(1.0):
-            with lock:
-                if time.monotonic() - state["printed_at"] >= heartbeat and state["done"] < state["total"]:
-                    line()
-
-    watcher = threading.Thread(target=beat, name="vmsim-progress", daemon=True)
-    watcher.start()
-    try:
-        yield update
-    finally:
-        stop.set()
 
 
 @app.command()
@@ -664,10 +404,7 @@ def answer(
     which workloads suffer NE_FIT split failures without the preload, when, how, and
     what the preloads cost."""
     from sim.app.answer import run_answer
-    from sim.sweep.executors import EXECUTORS
 
-    if executor not in EXECUTORS:
-        raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     target = out or Path("results") / ("answer-quick" if quick else "answer")
     plugins = load_plugin_options(plugin)
 
@@ -697,22 +434,18 @@ def peer(
     vmsim's format (runs, timeseries from /proc/zoneinfo, events from dmesg) that
     vmsim compare and vmsim plot read.  `vmsim peer build-kernel SRC` builds the
     2019 kernel (v5.2) from a source tree with the configuration vmsim needs."""
-    if target == "build-kernel":
-        from sim.peer.kbuild import build_kernel
+    from sim.app import peer as use
 
-        if source is None:
-            raise InputError("build-kernel", None, "expected the kernel source folder: vmsim peer build-kernel SRC_DIR")
-        image = build_kernel(source, out, log=lambda line: print(line, flush=True))
-        print(f"kernel: {image}")
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    if target == "build-kernel":
+        print(f"kernel: {use.build(source, out, log)}")
         return
     if source is not None:
         raise InputError("peer", None, f"unexpected argument {source}: give one scenario file")
-    if accel not in ("auto", "kvm", "tcg"):
-        raise InputError("--accel", None, f"expected auto, kvm or tcg, got {accel!r}")
-    from sim.peer.session import run_peer
-
-    folder = run_peer(Path(target), parse_set_options(overrides), kernel, modules, accel, out, replications,
-                      log=lambda line: print(line, flush=True))  # fmt: skip
+    sets = parse_set_options(overrides)
+    folder = use.run(Path(target), sets, kernel, modules, accel, out, replications, log)
     print(f"results: {folder}")
 
 
@@ -725,13 +458,9 @@ def compare(
 ) -> None:
     """Put the model and the real kernel side by side: every measure both have, per
     fork and per vmalloc call, with the ratio model/real; print it and write compare.md."""
-    from sim.analysis.comparison import compare_folders
+    from sim.app.compare import compare as compare_folders
 
-    text = compare_folders(model_dir, peer_dir, strategy)
-    target = out or Path(peer_dir) / "compare.md"
-    from sim.record.results import atomic_write_bytes
-
-    atomic_write_bytes(target, text.encode())
+    text, target = compare_folders(model_dir, peer_dir, strategy, out)
     print(text, end="")
     print(f"written: {target}")
 

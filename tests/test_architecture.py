@@ -35,6 +35,11 @@ FORBIDDEN = {
     "analysis": {"simpy", "sim.kernel", "sim.engine", "sim.workloads"},
     "record": {"simpy", "sim.kernel"},
     "schema": {"simpy"},
+    # the command line parses, calls a use case of sim.app and prints: no model, no files
+    "cli": {
+        "simpy", "numpy", "pandas", "pyarrow", "matplotlib", "yaml", "pydantic", "sim.kernel", "sim.engine",
+        "sim.workloads", "sim.config", "sim.sweep", "sim.record", "sim.analysis", "sim.peer",
+    },  # fmt: skip
 }
 
 

@@ -218,7 +218,7 @@ def test_a_bad_sweep_set_is_one_line_naming_the_option(tmp_path, monkeypatch, ca
 def test_progress_without_a_terminal_prints_plain_lines_by_tenths_and_a_heartbeat():
     import io
 
-    from sim.cli import _sweep_progress
+    from sim.app.progress import sweep_progress as _sweep_progress
 
     stream = io.StringIO()
     with _sweep_progress(stream, interval=0.0, heartbeat=60.0) as update:

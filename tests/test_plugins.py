@@ -123,6 +123,36 @@ def test_a_bad_plugin_file_is_one_line_naming_the_file(tmp_path, source, expecte
     assert "preload" in STRATEGIES and "again" not in STRATEGIES
 
 
+def test_the_manifest_records_the_plugin_file_its_hash_and_its_strategies(run_folder):
+    import hashlib
+    import json
+
+    manifest = json.loads((run_folder / "manifest.json").read_text())
+    (entry,) = manifest["plugins"]["files"]
+    assert entry["file"] == str(EXAMPLE.resolve())
+    assert entry["sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    assert entry["strategies"] == ["preload-two"]
+
+
+def test_resuming_a_sweep_whose_plugin_file_changed_is_refused(tmp_path):
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(EXAMPLE.read_text())
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(
+        f"name: tiny\nscenario: {SCENARIO}\nset: {{duration: 0.05s}}\nfactors:\n  machine.cpus: [2]\n"
+        "replications: 1\nseed: 7\nstrategies: [preload-two]\n"
+    )
+    out = tmp_path / "out"
+    args = ("sweep", "--plugin", plugin, sweep, "--executor", "serial", "--out", out, "--yes")
+    assert cli(*args).returncode == 0
+    assert cli(*args, "--resume").returncode == 0  # the same code: nothing to do
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    done = cli(*args, "--resume")
+    assert done.returncode == 2, done.stderr
+    assert "strategy 'preload-two' came from a plug-in file that has changed" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
 def test_a_missing_plugin_file_is_one_line(tmp_path):
     done = cli("run", "--plugin", tmp_path / "nope.py", SCENARIO)
     assert done.returncode == 2 and done.stderr == f"vmsim: {tmp_path / 'nope.py'}: no such plug-in file\n"
@@ -152,11 +182,15 @@ def test_entry_points_of_vmsim_strategies_are_loaded(monkeypatch):
             loaded.append(load_plugin_file(EXAMPLE))
 
     monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    monkeypatch.setattr(plugins, "_entry_points", [])
     entry_points = {"vmsim.strategies": [EntryPoint()]}
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: entry_points.get(group, []))
     try:
         plugins.load_plugins()
         plugins.load_plugins()  # once per process
         assert len(loaded) == 1 and "preload-two" in STRATEGIES
+        assert plugins.plugin_manifest()["entry_points"] == [
+            {"group": "vmsim.strategies", "name": "two", "value": "preload_two", "distribution": ""}
+        ]
     finally:
         forget_plugin_file(EXAMPLE)

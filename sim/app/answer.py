@@ -67,8 +67,11 @@ def run_answer(
     from sim.analysis.plots import plot_folder
     from sim.analysis.report import write_report
     from sim.config.sweepfile import load_sweep
+    from sim.sweep.executors import EXECUTORS
     from sim.sweep.runner import run_sweep
 
+    if executor not in EXECUTORS:
+        raise InputError("--executor", None, f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"sweeps": {}}

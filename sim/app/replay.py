@@ -233,3 +233,22 @@ def replay(
             yield json.dumps({"in": item.op, "out": result}, separators=(",", ":"))
 
     return report, lines()
+
+
+def replay_file(
+    trace: Path, search: str | None = None, check: bool = False, out: Path | None = None
+) -> tuple[ReplayReport, Iterator[str]]:
+    """Read and replay ``trace``.  With ``out``, the result lines are written there (atomically)
+    and the iterator comes back empty; else the caller consumes the lines (the report fills as
+    they go)."""
+    from sim.record.results import atomic_write_lines
+
+    header, ops = read_trace(trace)
+    report, lines = replay(header, ops, search=search, check=check)
+    if out is not None:
+        atomic_write_lines(out, lines)
+        return report, iter(())
+    return report, lines
+
+
+__all__ = ["SEARCH_MODES", "ReplayReport", "read_trace", "replay", "replay_file"]

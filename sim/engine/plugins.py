@@ -28,6 +28,7 @@ from sim.schema.errors import InputError
 ENTRY_POINT_GROUPS = ("vmsim.strategies",)
 _files: dict[Path, ModuleType] = {}
 _entry_points_loaded = False
+_entry_points: list[dict[str, str]] = []  # the entry points loaded, for the manifest
 
 
 def load_plugins(paths: Iterable[str | Path] = ()) -> list[ModuleType]:
@@ -46,6 +47,11 @@ def load_entry_points() -> None:
         for ep in metadata.entry_points(group=group):
             try:
                 ep.load()
+                dist = getattr(ep, "dist", None)
+                _entry_points.append({
+                    "group": group, "name": ep.name, "value": ep.value,
+                    "distribution": f"{dist.name} {dist.version}" if dist is not None else "",
+                })  # fmt: skip
             except Exception as err:
                 raise InputError(f"entry point {ep.name} = {ep.value} ({group})", None, _why(err)) from None
 
@@ -104,3 +110,19 @@ def forget_plugin_file(path: str | Path) -> None:
     if module is not None:
         unregister_module(module.__name__)
         sys.modules.pop(module.__name__, None)
+
+
+def plugin_manifest(paths: Iterable[str | Path] = ()) -> dict[str, list[dict[str, object]]]:
+    """What a results folder's manifest records of the plug-ins, so that a reader can tell
+    which code produced a strategy's rows: each ``--plugin`` file with its SHA-256 and the
+    strategies it defines, and each entry point loaded (group, name, value, distribution)."""
+    from sim.kernel.mm.vmalloc.strategies.base import STRATEGIES
+
+    files = []
+    for path in paths:
+        resolved = Path(path).expanduser().resolve()
+        module = _files.get(resolved)
+        defined = [n for n, cls in STRATEGIES.items() if module is not None and cls.__module__ == module.__name__]
+        digest = hashlib.sha256(resolved.read_bytes()).hexdigest() if resolved.is_file() else ""
+        files.append({"file": str(resolved), "sha256": digest, "strategies": defined})
+    return {"files": files, "entry_points": list(_entry_points)}

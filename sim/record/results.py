@@ -133,14 +133,17 @@ def build_manifest(
     argv: list[str],
     seeds: dict[str, Any],
     version: str,
+    plugins: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a reader needs to trust and repeat the results: code version and
-    commit, the command, the resolved scenario and its hash, the seeds, and
-    the status of every run."""
+    commit, the command, the plug-ins loaded (files with their SHA-256, entry
+    points), the resolved scenario and its hash, the seeds, and the status of
+    every run."""
     return {
         "vmsim_version": version,
         "git_commit": git_commit(),
         "argv": argv,
+        "plugins": plugins or {"files": [], "entry_points": []},
         "scenario": scenario_dict,
         "scenario_hash": scenario_hash,
         "root_seed": root_seed,

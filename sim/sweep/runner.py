@@ -30,7 +30,7 @@ from typing import Any
 from sim.config.scenario import Scenario, resolved_dict
 from sim.config.sweepfile import RunSpec, SweepPlan, key_loc, point_data
 from sim.config.yamlpos import Loc
-from sim.engine.plugins import load_plugins
+from sim.engine.plugins import load_plugins, plugin_manifest
 from sim.engine.run import RUN_COLUMNS, run_once, run_seed
 from sim.record.results import build_manifest, counter_rows, write_json
 from sim.schema.errors import InputError
@@ -189,7 +189,12 @@ def default_chunk_size(pending: int, jobs: int) -> int:
 
 
 def sweep_manifest(
-    plan: SweepPlan, latest: dict[str, StatusLine], argv: list[str], complete: bool, version: str
+    plan: SweepPlan,
+    latest: dict[str, StatusLine],
+    argv: list[str],
+    complete: bool,
+    version: str,
+    plugins: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """manifest.json: results.build_manifest (code, command, resolved base scenario, seeds, status
     of every run) plus the sweep: its file, factors, filter, points with their values."""
@@ -204,7 +209,14 @@ def sweep_manifest(
         key = run_seed(plan.seed, spec.point, spec.replication).spawn_key
         seeds[spec.run_id] = {"entropy": plan.seed, "spawn_key": list(key)}
     manifest = build_manifest(
-        resolved_dict(plan.base), plan.base.scenario_hash(), plan.seed, rows, argv, seeds, version
+        resolved_dict(plan.base),
+        plan.base.scenario_hash(),
+        plan.seed,
+        rows,
+        argv,
+        seeds,
+        version,
+        plugin_manifest(plugins),
     )
     manifest["sweep"] = {
         "file": str(Path(plan.source).resolve()),
@@ -224,19 +236,31 @@ def sweep_manifest(
     return manifest
 
 
-def _check_folder(store: SweepStore, plan: SweepPlan, resume: bool) -> None:
-    """Refuse to mix sweeps in one folder: without --resume it must be new; with it, the same sweep."""
+def _check_folder(store: SweepStore, plan: SweepPlan, resume: bool, plugins: tuple[str, ...] = ()) -> None:
+    """Refuse to mix sweeps in one folder: without --resume it must be new; with it, the same sweep,
+    and the same code for the plug-in strategies it runs (a plug-in file edited since is refused)."""
     if not store.has_results():
         return
     if not resume:
         raise InputError(str(store.root), None, "holds a sweep's results already; add --resume to finish it")
     try:
-        stored = json.loads(store.manifest_path.read_text())["sweep"]["fingerprint"]
+        manifest = json.loads(store.manifest_path.read_text())
+        stored = manifest["sweep"]["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         message = "missing or unreadable: cannot tell which sweep this is"
         raise InputError(str(store.manifest_path), None, message) from None
     if stored != plan_fingerprint(plan):
         raise InputError(str(store.root), None, f"holds another sweep's results (not {plan.source} as it is now)")
+    before = {
+        name: entry.get("sha256")
+        for entry in (manifest.get("plugins") or {}).get("files", [])
+        for name in entry.get("strategies", [])
+    }
+    now = {name: entry["sha256"] for entry in plugin_manifest(plugins)["files"] for name in entry["strategies"]}
+    for name in plan.strategies:
+        if name in before and before[name] != now.get(name):
+            raise InputError(str(store.root), None, f"its runs of strategy {name!r} came from a plug-in file "
+                             "that has changed since (SHA-256 differs); resume into a new folder")  # fmt: skip
 
 
 def _tasks(
@@ -287,10 +311,10 @@ def run_sweep(
 
     wall0 = time.perf_counter()
     store = SweepStore(out)
-    _check_folder(store, plan, resume)
+    _check_folder(store, plan, resume, tuple(plugins))
     argv = list(argv or [])
     latest = store.read_status()
-    write_json(store.manifest_path, sweep_manifest(plan, latest, argv, False, __version__))
+    write_json(store.manifest_path, sweep_manifest(plan, latest, argv, False, __version__, plugins))
     runs = plan.runs()
     finished = store.finished(latest) & {spec.run_id for spec in runs}
     pending = {spec.run_id for spec in runs} - finished
@@ -316,7 +340,7 @@ def run_sweep(
         line = latest.get(spec.run_id)
         outcome.statuses[line.status if line else "pending"] += 1
         outcome.crashed += bool(line and line.retry)
-    write_json(store.manifest_path, sweep_manifest(plan, latest, argv, outcome.crashed == 0, __version__))
+    write_json(store.manifest_path, sweep_manifest(plan, latest, argv, outcome.crashed == 0, __version__, plugins))
     outcome.wall_seconds = time.perf_counter() - wall0
     return outcome
 
