@@ -13,10 +13,13 @@ import pandas as pd
 ASSUMPTIONS = [
     "- The allocator core is Linux v5.3's (mm/vmalloc.c after 68ad4a330433) and reproduces the kernel's "
     "own outputs on the expected-output vectors: addresses and fit types are geometry, never drawn.",
-    "- The page allocator, reclaim, OOM killer and slab caches follow v5.2/5.3 (pressure.md); direct "
+    "- The page allocator, reclaim, OOM killer and slab caches follow v5.2/5.3 (mm/page_alloc.c, mm/vmscan.c, "
+    "mm/oom_kill.c, mm/slab.c, mm/slub.c; docs/validation.md sets them beside a real kernel); direct "
     "reclaim latency, reclaim rates, OOM kill latency and watermark-boost triggers are distributions "
     "estimated from published measurements, not measured on the reader's machine.",
-    "- Zone sizes come from a model of a QEMU/KVM x86_64 guest fitted to pressure.md's tables; kernel "
+    "- Zone sizes come from a model of a QEMU/KVM x86_64 guest whose boot-time reservations are "
+    "interpolated between estimated anchors (managed_pages_model in sim/kernel/mm/zones.py); a real "
+    "guest's /proc/zoneinfo can replace them (`vmsim machine --zoneinfo`, docs/validation.md). Kernel "
     "memory outside the modelled pools is fixed at boot.",
     "- Workloads are abstractions: stress-ng's fork storm charges each fork's pages other than the "
     "stack (task_struct, mm, VMAs, page tables) in one step in copy_process order; the other tenants "
