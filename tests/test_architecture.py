@@ -37,9 +37,22 @@ FORBIDDEN = {
     "schema": {"simpy"},
     # the command line parses, calls a use case of sim.app and prints: no model, no files
     "cli": {
-        "simpy", "numpy", "pandas", "pyarrow", "matplotlib", "yaml", "pydantic", "sim.kernel", "sim.engine",
-        "sim.workloads", "sim.config", "sim.sweep", "sim.record", "sim.analysis", "sim.peer",
-    },  # fmt: skip
+        "simpy",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "matplotlib",
+        "yaml",
+        "pydantic",
+        "sim.kernel",
+        "sim.engine",
+        "sim.workloads",
+        "sim.config",
+        "sim.sweep",
+        "sim.record",
+        "sim.analysis",
+        "sim.peer",
+    },
 }
 
 

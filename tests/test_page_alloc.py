@@ -360,7 +360,7 @@ def test_bulk_allocation_leaves_the_same_state_as_page_by_page(gfp):
 
 def test_freed_pages_wait_on_the_cpu_list_until_it_reaches_high():
     env, pa, metrics = make()
-    set_free(pa, DMA32=10000, DMA=0)
+    set_free(pa, pool="slab_unreclaimable", DMA32=10000, DMA=0)
     z = zone(pa, "DMA32")
     pa.populate("anon", 200, zone="DMA32")
     buddy = z.nr_free
@@ -592,3 +592,59 @@ def test_pf_memalloc_ignores_the_watermarks_and_never_recurses_into_reclaim():
     task, out = run_task(env, pa, body, until=0.001)
     assert out["value"] is False and out["end"] == 0.0
     assert metrics.counters["allocstall"] == 0 and metrics.counters["alloc_fail"] == 1
+
+
+# --- frees go back to the page's own zone (page_zone) -------------------------------------------
+
+
+def test_an_owners_pages_return_to_the_zone_they_came_from():
+    env, pa, _ = make()
+    dma, dma32 = zone(pa, "DMA"), zone(pa, "DMA32")
+    owner = MemoryOwner("p")
+    pa.populate("anon", 500, zone="DMA", owner=owner)
+    pa.populate("anon", 5000, zone="DMA32")  # another process's anon, unowned
+    before = dma.nr_free, dma32.nr_free
+    pa.free_pages(0, pool="anon", nr=500, owner=owner)
+    pa.drain_all_pages()
+    assert (dma.nr_free - before[0], dma32.nr_free - before[1]) == (500, 0)
+    assert owner.zones["anon"] == [0, 0, 0] and pa.pools.pool["anon"].by_zone[0] == 0
+
+
+def test_unowned_pages_are_freed_from_the_zones_in_proportion_to_where_they_sit():
+    env, pa, _ = make()
+    pa.populate("file_clean", 1000, zone="DMA")
+    pa.populate("file_clean", 3000, zone="DMA32")
+    pa.free_pages(0, pool="file_clean", nr=400)
+    assert pa.pools.pool["file_clean"].by_zone[:2] == [900, 2700]
+    owner = MemoryOwner("q")
+    pa.populate("anon", 100, zone="DMA", owner=owner)
+    pa.populate("anon", 100, zone="DMA32")
+    pa.free_pages(0, pool="anon", nr=100)  # the unowned ones: all in DMA32
+    assert pa.pools.pool["anon"].by_zone[:2] == [100, 0] and owner.zones["anon"][0] == 100
+
+
+def test_a_refilled_dma_zone_balances_the_node_for_kswapd():
+    """pgdat_balanced asks for any eligible zone above high: pages freed back to DMA can
+    satisfy it while DMA32 stays low (before the fix they went to DMA32)."""
+    env, pa, _ = make()
+    dma, dma32 = zone(pa, "DMA"), zone(pa, "DMA32")
+    owner = MemoryOwner("p")
+    set_free(pa, pool="anon", owner=MemoryOwner("other"), DMA32=100)
+    pa.populate("anon", dma.nr_free, zone="DMA", owner=owner)
+    assert not pa.reclaim.pgdat_balanced(0, dma32.idx)
+    # 300 pages: above DMA's high + lowmem_reserve (49 + 209) but not DMA32's high (667)
+    pa.free_pages(0, pool="anon", nr=300, owner=owner)
+    pa.drain_all_pages()
+    pa.vmstat_update()
+    assert (dma.nr_free, dma32.nr_free) == (300, 100)
+    assert pa.reclaim.pgdat_balanced(0, dma32.idx)
+
+
+def test_take_in_proportion_splits_by_largest_remainder():
+    from sim.kernel.mm.pools import take_in_proportion
+
+    assert take_in_proportion([1, 3, 0], 2) == [(1, 2)]  # 0.5 and 1.5: the larger remainder, then higher zone
+    assert take_in_proportion([1, 1, 0], 1) == [(1, 1)]
+    assert take_in_proportion([0, 7, 0], 5) == [(1, 5)]
+    assert take_in_proportion([2, 0, 2], 4) == [(2, 2), (0, 2)]
+    assert take_in_proportion([10, 20, 30], 6) == [(2, 3), (1, 2), (0, 1)]

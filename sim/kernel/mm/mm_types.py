@@ -17,13 +17,17 @@ OOM_SCORE_ADJ_MIN = -1000
 class MemoryOwner:
     """A process whose memory the OOM killer ranks and frees (``struct mm_struct``)."""
 
-    __slots__ = ("charged", "name", "on_kill", "oom_killed", "oom_score_adj", "reaped", "swap", "tasks", "watched")
+    __slots__ = (
+        "charged", "name", "on_kill", "oom_killed", "oom_score_adj", "reaped", "swap", "tasks", "watched", "zones",
+    )  # fmt: skip
 
     def __init__(
         self, name: str, *, oom_score_adj: int = 0, on_kill: Callable[[MemoryOwner], None] | None = None
     ) -> None:
         self.name = name
         self.charged = dict.fromkeys(OWNER_POOLS, 0)
+        # the zones its pages sit in, per pool (page_zone of each page, counted)
+        self.zones: dict[str, list[int]] = {pool: [0, 0, 0] for pool in OWNER_POOLS}
         self.swap = 0  # anon pages swapped out (MM_SWAPENTS)
         self.oom_score_adj = oom_score_adj
         self.on_kill = on_kill

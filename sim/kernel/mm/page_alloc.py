@@ -6,7 +6,7 @@ differentials (vmstat drift), the watermarks and their boost, lowmem_reserve, an
 per-CPU page lists whose pages no longer count as free.  Memory is counted, not
 tracked page by page; each page taken is charged to a pool of
 :class:`sim.kernel.mm.pools.MemoryPools` (and to a MemoryOwner for anon, page tables
-and kernel stacks); a free returns pages to the highest zone the pool holds.
+and kernel stacks); a free returns pages to the zones they sit in (:mod:`sim.kernel.mm.pools`).
 
 Paths:
 

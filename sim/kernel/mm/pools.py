@@ -5,10 +5,17 @@ pages, anon, shmem, reclaimable slab (reclaimable), and kernel stacks, page
 tables and unreclaimable slab (not).  The page allocator charges and uncharges
 it on each alloc and free (``pool=``); reclaim isolates pages from it, cheapest
 first; anon pages, page tables and kernel stacks are also charged to the
-:class:`sim.kernel.mm.mm_types.MemoryOwner` named by the allocation.  Pages are counted per
-zone type so that a free returns them to a zone that holds them (highest first)
-and ``zone_reclaimable_pages`` can be answered per zone.  Split off vmscan.py,
-which re-exports :class:`MemoryPools`.
+:class:`sim.kernel.mm.mm_types.MemoryOwner` named by the allocation.
+
+Pages are counted per zone, per pool and per owner, so that a free returns pages to
+the zones they were taken from (the kernel frees a page to ``page_zone(page)``) and
+``zone_reclaimable_pages`` can be answered per zone.  Pages are counted, not named:
+a free of ``n`` pages of an owner takes them from that owner's zones, and a free of
+pages no owner holds (reclaimed file pages, slab pages) from the pool's unowned pages,
+in both cases in proportion to how many sit in each zone (largest remainder, no
+random draw): the expected zones of ``n`` pages drawn from the pool.  Which zone an
+LRU page is reclaimed from depends in the kernel on its age, not modelled here.
+Split off vmscan.py, which re-exports :class:`MemoryPools`.
 """
 
 from __future__ import annotations
@@ -31,13 +38,14 @@ DIRECT_ORDER = ("file_clean", "slab_reclaimable", "file_mapped_hot", "anon", "sh
 class Pool:
     """Pages charged to one kind of memory, per zone type, and how many reclaim holds."""
 
-    __slots__ = ("by_zone", "isolated", "name", "pages", "unmovable")
+    __slots__ = ("by_zone", "isolated", "name", "owned_by_zone", "pages", "unmovable")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.pages = 0
         self.isolated = 0
         self.by_zone = [0, 0, 0]
+        self.owned_by_zone = [0, 0, 0]  # the part of by_zone charged to MemoryOwners
         self.unmovable = name in UNMOVABLE_POOLS
 
 
@@ -56,6 +64,8 @@ class MemoryPools:
         p.by_zone[zone_idx] += n
         if owner is not None and pool in OWNER_POOLS:
             owner.charged[pool] += n
+            owner.zones[pool][zone_idx] += n
+            p.owned_by_zone[zone_idx] += n
             if owner not in self.owners:
                 self.owners[owner] = None
             if owner.watched < len(owner.tasks):
@@ -81,8 +91,9 @@ class MemoryPools:
             self.owners.pop(owner, None)
 
     def uncharge(self, pool: str, n: int, owner: MemoryOwner | None) -> list[tuple[int, int]]:
-        """Remove ``n`` pages; returns (zone type, pages) taken highest zone first.
-        Pages of an owner the OOM reaper has freed are not freed again."""
+        """Remove ``n`` pages; returns (zone type, pages) of the zones they sat in, highest
+        first: the owner's zones for an owner's pages, else the pool's unowned pages' (see
+        the module doc).  Pages of an owner the OOM reaper has freed are not freed again."""
         p = self.pool[pool]
         owned = owner is not None and pool in OWNER_POOLS
         if owned and owner.charged[pool] < n:
@@ -91,22 +102,26 @@ class MemoryPools:
             n = owner.charged[pool]
         if n > p.pages:
             raise ValueError(f"freeing {n} pages of {pool}, which holds {p.pages}")
+        by_zone, owned_by_zone = p.by_zone, p.owned_by_zone
         if owned:
+            held = owner.zones[pool]
+            out = take_in_proportion(held, n)
+            for idx, k in out:
+                held[idx] -= k
+                owned_by_zone[idx] -= k
             owner.charged[pool] -= n
             if not owner.swap and not any(owner.charged.values()):
                 self.owners.pop(owner, None)  # an exited process leaves the OOM candidates
+        else:
+            unowned = [by_zone[0] - owned_by_zone[0], by_zone[1] - owned_by_zone[1], by_zone[2] - owned_by_zone[2]]
+            if n > unowned[0] + unowned[1] + unowned[2]:
+                raise ValueError(f"freeing {n} unowned pages of {pool}, which holds {sum(unowned)} unowned")
+            out = take_in_proportion(unowned, n)
+        for idx, k in out:
+            by_zone[idx] -= k
         p.pages -= n
         if p.isolated > p.pages:  # freed by their user while reclaim held them
             p.isolated = p.pages
-        out = []
-        for idx in (2, 1, 0):
-            k = min(n, p.by_zone[idx])
-            if k:
-                p.by_zone[idx] -= k
-                out.append((idx, k))
-                n -= k
-                if not n:
-                    break
         return out
 
     def isolate(self, n: int, order: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -151,3 +166,21 @@ class MemoryPools:
         out = {name: p.pages for name, p in self.pool.items()}
         out["swap_used"] = self.swap_used
         return out
+
+
+def take_in_proportion(held: list[int], n: int) -> list[tuple[int, int]]:
+    """Split ``n`` (at most ``sum(held)``) over the zones in proportion to ``held``, by largest
+    remainder (ties to the higher zone); (zone type, pages) with pages > 0, highest zone first."""
+    total = held[0] + held[1] + held[2]
+    if n == total:
+        return [(idx, held[idx]) for idx in (2, 1, 0) if held[idx]]
+    nonzero = [idx for idx in (2, 1, 0) if held[idx]]
+    if len(nonzero) == 1:
+        return [(nonzero[0], n)]
+    shares = {idx: n * held[idx] // total for idx in nonzero}
+    left = n - sum(shares.values())
+    if left:
+        by_remainder = sorted(nonzero, key=lambda idx: -((n * held[idx]) % total))  # stable: higher zone first
+        for idx in by_remainder[:left]:
+            shares[idx] += 1
+    return [(idx, shares[idx]) for idx in nonzero if shares[idx]]
