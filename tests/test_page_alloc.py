@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import simpy
 
+from sim.kernel.mm.freelists import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.page_alloc import PageAllocator
@@ -18,9 +19,8 @@ from sim.record.metrics import Metrics
 
 
 def make(ram=256 * MIB, kernel="5.2", ncpus=4, thp=False, sched=False, seed=1, **params):
-    """A machine with one PageAllocator; drift and boosting off unless asked for."""
+    """A machine with one PageAllocator; drift off unless asked for."""
     params.setdefault("vmstat_drift", False)
-    params.setdefault("p_steal", 0.0)
     env = simpy.Environment()
     metrics = Metrics()
     profile = get_profile(kernel)
@@ -249,7 +249,8 @@ def test_highatomic_reserve_escapes_the_order0_shortcut_and_6_3_lets_nowait_use_
         env, pa, metrics = make(kernel=kernel, highatomic_pages=100)
         set_free(pa, DMA32=500, DMA=0)
         assert nowait(pa)  # zone_watermark_fast's order-0 test does not subtract the reserve
-        set_free(pa, DMA32=500)
+        env, pa, metrics = make(kernel=kernel, highatomic_pages=100)
+        set_free(pa, DMA32=500, DMA=0)
         ok = pa.alloc_pages_nowait(0, GFP_NOWAIT, 1, pool="slab_unreclaimable")
         assert ok is order1_ok, kernel  # 5.2: 500 - 1 - 100 <= 445; 6.3: NON_BLOCK keeps the reserve
 
@@ -265,16 +266,95 @@ def test_oom_victims_get_half_of_min():
 # --- watermark boost -------------------------------------------------------------------------------
 
 
-def test_a_fallback_steal_boosts_all_marks_and_gfp_nowait_fails_with_a_thousand_pages_free():
-    env, pa, metrics = make(p_steal=1.0)
-    set_free(pa, DMA32=1200, DMA=0)
-    env.run(until=0.001)
-    assert nowait(pa)  # the batch refill steals: boost +512 per steal up to 1.5 x high
+def fragment(pa, name, free, pool="anon"):
+    """Fill zone ``name`` with ``pool`` pages, then free ``free`` of them back: the free pages
+    sit in partly used pageblocks (none whole), as after long use."""
+    z = zone(pa, name)
+    owner = MemoryOwner(f"filler-{name}")
+    pa.populate(pool, z.nr_free, zone=name, owner=owner if pool == "anon" else None)
+    pa.free_pages(0, pool=pool, nr=free, owner=owner if pool == "anon" else None)
+    pa.drain_all_pages()
+    pa.vmstat_update()
+    assert z.nr_free == free and z.area.whole == [0, 0, 0]
+    return z
+
+
+def test_an_unmovable_request_takes_over_a_whole_free_movable_pageblock_without_a_boost():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=1200, DMA=0)  # anon: 1200 free movable pages, two whole pageblocks among them
     z = zone(pa, "DMA32")
+    assert z.area.whole[MIGRATE_MOVABLE] == 2
+    assert nowait(pa)  # slab_unreclaimable: the unmovable list is empty
+    assert z.area.blocks[MIGRATE_UNMOVABLE] == 1 and z.area.whole[MIGRATE_MOVABLE] == 1
+    assert z.boost == 0 and metrics.counters["watermark_boost"] == 0
+
+
+def test_a_steal_below_pageblock_order_boosts_all_marks_and_gfp_nowait_fails_with_a_thousand_pages_free():
+    env, pa, metrics = make()
+    set_free(pa, pool="file_clean", DMA=0)
+    z = fragment(pa, "DMA32", 1200)
+    env.run(until=0.001)
+    assert nowait(pa)  # the batch refill steals ~11 pages a time: +512 per steal up to 1.5 x high
+    assert metrics.counters["fallback_steals"] >= 2
     assert z.boost == 1000 and z.wmark_pages(0) == 1445
     assert metrics.counters["kswapd_wake"] == 1
-    assert not nowait(pa)  # 1185 free, 14 on the pcp list: below the boosted min
-    assert metrics.events_of("warn_alloc")[0]["free"] == 1185
+    assert 1100 < z.nr_free < 1200 and z.pcp_lists[MIGRATE_UNMOVABLE][0] > 0
+    assert not nowait(pa)  # below the boosted min with over a thousand pages free
+    assert metrics.events_of("warn_alloc")[0]["free"] > 1000
+
+
+def test_movable_requests_steal_and_boost_too():
+    env, pa, metrics = make()
+    set_free(pa, pool="file_clean", DMA=0)
+    z = fragment(pa, "DMA32", 1200, pool="slab_unreclaimable")  # the free pages are on the unmovable list
+    assert z.area.nr[MIGRATE_MOVABLE] == 0
+    assert nowait(pa, gfp=GFP_NOWAIT, pool="anon")
+    assert metrics.counters["fallback_steals"] >= 1 and z.boost > 0
+
+
+def test_pages_stolen_without_their_pageblock_go_home_when_freed():
+    """A stolen page that leaves its pageblock movable returns to the movable list when freed
+    (free_unref_page_prepare reads the pageblock's type), so the unmovable list runs dry again."""
+    env, pa, metrics = make()
+    set_free(pa, pool="file_clean", DMA=0)
+    z = fragment(pa, "DMA32", 1200)
+    before = z.area.blocks[:]
+    assert nowait(pa)
+    assert z.area.blocks == before  # ~11 free pages of 512: the pageblock is not claimed
+    assert z.area.held[MIGRATE_UNMOVABLE][MIGRATE_MOVABLE] == pytest.approx(1.0)
+    pa.drain_all_pages()  # the rest of the batch goes back to the unmovable list it was taken for
+    movable, unmovable = z.area.nr[MIGRATE_MOVABLE], z.area.nr[MIGRATE_UNMOVABLE]
+    pa.free_pages(0, pool="slab_unreclaimable", nr=1)
+    pa.drain_all_pages()
+    assert z.area.held[MIGRATE_UNMOVABLE][MIGRATE_MOVABLE] == pytest.approx(0.0)
+    assert (z.area.nr[MIGRATE_MOVABLE], z.area.nr[MIGRATE_UNMOVABLE]) == (movable + 1, unmovable)
+
+
+def test_a_steal_claims_the_pageblock_when_half_of_it_is_free():
+    env, pa, metrics = make()
+    set_free(pa, pool="file_clean", DMA=0)
+    z = fragment(pa, "DMA32", 120 * 512 // 2 + 600)  # ~300 free pages in each movable pageblock
+    before = z.area.blocks[MIGRATE_UNMOVABLE]
+    assert nowait(pa)
+    assert z.area.blocks[MIGRATE_UNMOVABLE] == before + 1
+    assert metrics.counters["fallback_steals"] == 1
+
+
+def test_with_a_normal_zone_the_fast_path_falls_back_to_dma32_before_fragmenting_normal():
+    """ALLOC_NOFRAGMENT (5.0, alloc_flags_nofragment): no steal below pageblock order in
+    Normal while DMA32 still has a whole pageblock to give."""
+    env, pa, metrics = make(ram=8 * GIB)
+    normal, dma32 = zone(pa, "Normal"), zone(pa, "DMA32")
+    assert pa.nofragment
+    fragment(pa, "Normal", normal.wmark[2] * 3)
+    assert nowait(pa)
+    assert metrics.counters["fallback_steals"] == 0 and normal.boost == 0
+    assert dma32.area.blocks[MIGRATE_UNMOVABLE] == 1  # a whole DMA32 pageblock taken over
+
+
+def test_without_a_normal_zone_there_is_no_nofragment_pass():
+    env, pa, metrics = make()
+    assert not pa.nofragment
 
 
 def test_from_5_9_gfp_atomic_ignores_the_boost_at_min_but_gfp_nowait_does_not():
@@ -290,9 +370,11 @@ def test_from_5_9_gfp_atomic_ignores_the_boost_at_min_but_gfp_nowait_does_not():
 
 
 def test_boost_factor_zero_disables_boosting():
-    env, pa, metrics = make(p_steal=1.0, watermark_boost_factor=0)
-    set_free(pa, DMA32=1200, DMA=0)
+    env, pa, metrics = make(watermark_boost_factor=0)
+    set_free(pa, pool="file_clean", DMA=0)
+    fragment(pa, "DMA32", 1200)
     assert nowait(pa) and nowait(pa)
+    assert metrics.counters["fallback_steals"] >= 1
     assert zone(pa, "DMA32").boost == 0
 
 
@@ -344,8 +426,8 @@ def test_drift_off_folds_every_change_and_pressure_threshold_needs_a_drift_mark(
 
 @pytest.mark.parametrize("gfp", [GFP_NOWAIT, GFP_ATOMIC])
 def test_bulk_allocation_leaves_the_same_state_as_page_by_page(gfp):
-    one = make(vmstat_drift=True, p_steal=0.0)
-    bulk = make(vmstat_drift=True, p_steal=0.0)
+    one = make(vmstat_drift=True)
+    bulk = make(vmstat_drift=True)
     for _, pa, _ in (one, bulk):
         set_free(pa, DMA32=800, DMA=300)
     n = 0

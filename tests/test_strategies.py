@@ -41,7 +41,7 @@ def test_every_preload_fill_lands_in_one_latency_bucket():
 
 def test_a_fill_that_reclaims_is_counted_in_a_slower_bucket():
     m = Machine(
-        MachineConfig(strategy="preload", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0)),
+        MachineConfig(strategy="preload", cpus=1, memory=MemoryParams(vmstat_drift=False, watermark_boost_factor=0)),
         np.random.SeedSequence(3),
     )
     cache, pa = m.vmap_area_cache, m.page_alloc

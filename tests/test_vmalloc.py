@@ -118,7 +118,7 @@ def _one_stack(m):
 
 
 def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
-    m = make_machine("nowait", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
+    m = make_machine("nowait", cpus=1, memory=MemoryParams(vmstat_drift=False, watermark_boost_factor=0))
     vm = m.vmalloc
     stacks(m, 60, keep=0, per_cpu=False)  # 60 stacks freed lazily, not yet purged
     m.env.run(until=0.5)
@@ -137,7 +137,7 @@ def test_nowait_split_fails_at_min_and_the_overflow_purge_rescues_it():
 
 
 def test_preload_fills_with_gfp_kernel_at_min_and_never_takes_nowait():
-    m = make_machine("preload", cpus=1, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
+    m = make_machine("preload", cpus=1, memory=MemoryParams(vmstat_drift=False, watermark_boost_factor=0))
     stacks(m, 60, keep=0, per_cpu=False)
     m.env.run(until=0.5)
     _leave_one_free_object(m)

@@ -116,6 +116,7 @@ vmalloc_page_failures     __vmalloc_area_node that could not get its pages
 lazy_purges               vfree that crossed lazy_max_pages and purged
 tlb_flushes               TLB flush of a lazy purge (flush_tlb_kernel_range)
 watermark_boost           boost_watermark raised a zone's watermarks (fallback steal)
+fallback_steals           __rmqueue_fallback took a block below pageblock order from another migratetype
 preemptions               running task preempted
 sleep_in_atomic_bugs      "BUG: sleeping function called from invalid context"
 migrations                task moved to another CPU (wakeup placement or balancing)

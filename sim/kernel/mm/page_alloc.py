@@ -27,10 +27,13 @@ this class satisfies; a request that leaves the fast path goes down to the slow 
 as an :class:`sim.kernel.mm.internal.AllocContext`.
 
 Rules that changed by version are read from the :class:`KernelProfile`.
-Simplifications: one pcp list per CPU and zone (the kernel keeps one per
-migratetype); no fragmentation (a high-order request finds a block whenever
-enough pages are free); vmstat_update folds every CPU at the first allocator
-event after each ``stat_interval_s`` instead of on a timer.
+Each CPU has one list per migratetype (``pcp->lists``) and the buddy lists are kept
+by migratetype at pageblock grain (:mod:`sim.kernel.mm.freelists`), so a request
+that finds its own lists empty steals from another's as ``__rmqueue_fallback`` does,
+and a steal below pageblock order boosts the watermarks (``boost_watermark``).
+Simplifications: no fragmentation within a migratetype (a high-order request finds a
+block whenever enough pages are free); vmstat_update folds every CPU at the first
+allocator event after each ``stat_interval_s`` instead of on a timer.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sim.kernel.mm.freelists import MIGRATE_PCPTYPES, POOL_MIGRATETYPE
 from sim.kernel.mm.gfp import Gfp, gfp_name
 from sim.kernel.mm.internal import AllocContext
 from sim.kernel.mm.mm_types import MemoryOwner
@@ -51,6 +55,7 @@ from sim.kernel.mm.watermarks import Zone, zone_watermark_fast
 from sim.kernel.mm.zones import (
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     PAGEBLOCK_NR_PAGES,
@@ -107,7 +112,8 @@ class PageAllocator:
             zone.set_boost(0, self.classzone)  # fast_mark for the preferred classzone
         self._zonelists: dict[int, tuple[tuple[Zone, ...], int]] = {}
         self.pools = MemoryPools()
-        self._steal_left = self._draw_steal()
+        # alloc_flags_nofragment: a preferred Normal zone with a populated DMA32 below it
+        self.nofragment = ALLOC_NOFRAGMENT if self.classzone == ZONE_NORMAL and self._by_idx[ZONE_DMA32] else 0
         self._next_vmstat = self.params.stat_interval_s or float("inf")
         # the helpers of mm/internal.h: they reach the zones only through ZoneOps (self)
         ctx = (self.profile, self.params, self.metrics)
@@ -147,14 +153,11 @@ class PageAllocator:
 
     # -- taking pages ---------------------------------------------------------------------
 
-    def _draw_steal(self) -> float:
-        p = self.params.p_steal
-        return float(self.rng.geometric(p)) if p > 0 and self.params.watermark_boost_factor else float("inf")
-
     def boost_watermark(self, zone: Zone, kswapd: bool) -> None:
-        """``boost_watermark`` after a fallback steal (5.0+): one pageblock more, up to
-        max(pageblock, high x boost_factor/10000); the zone is flagged so that
-        ``rmqueue`` wakes kswapd."""
+        """``boost_watermark`` after a fallback steal below pageblock order (5.0+,
+        ``steal_suitable_fallback``): one pageblock more, up to max(pageblock, high x
+        boost_factor/10000); with ALLOC_KSWAPD the zone is flagged so that ``rmqueue``
+        wakes kswapd."""
         if not zone.max_boost:
             return
         zone.set_boost(min(zone.boost + PAGEBLOCK_NR_PAGES, zone.max_boost), self.classzone)
@@ -162,37 +165,52 @@ class PageAllocator:
         if kswapd:
             zone.boosted = True
 
-    def rmqueue_bulk(self, zone: Zone, cpu: int, pool: str, flags: int, nr: int = 0) -> int:
-        """Move up to one batch from the buddy lists to ``cpu``'s list (``rmqueue_bulk``),
-        or ``nr`` pages of a high-order block; returns the pages moved.  Unmovable
-        pages taken from the buddy lists trigger a fallback steal with probability p_steal."""
-        take = min(nr or zone.pcp_batch, zone.nr_free)
-        if take <= 0:
-            return 0
-        zone.mod_free(cpu, -take)
-        if self.pools.pool[pool].unmovable:
-            self._steal_left -= take
-            while self._steal_left <= 0:
-                self.boost_watermark(zone, bool(flags & ALLOC_KSWAPD))
-                self._steal_left += self._draw_steal()
-            if zone.boosted:
-                zone.boosted = False
-                self.reclaim.wakeup_kswapd(0, zone.idx, 0)
+    def rmqueue(self, zone: Zone, cpu: int, mt: int, flags: int, nr: int, dst: list[float]) -> int:
+        """``nr`` pages of migratetype ``mt`` off the buddy lists (``__rmqueue`` per page, with
+        its fallback steals and their boosts), their pageblock shares into ``dst``; the pages
+        taken.  A boosted zone wakes kswapd (``rmqueue``, ZONE_BOOSTED_WATERMARK)."""
+        take, steals = zone.area.rmqueue(mt, min(nr, zone.nr_free), bool(flags & ALLOC_NOFRAGMENT), dst)
+        if take:
+            zone.mod_free(cpu, -take)
+        if steals:
+            self.metrics.add("fallback_steals", steals)
+            kswapd = bool(flags & ALLOC_KSWAPD)
+            for _ in range(steals):
+                self.boost_watermark(zone, kswapd)
+        if zone.boosted:
+            zone.boosted = False
+            self.reclaim.wakeup_kswapd(0, zone.idx, 0)
         # env._now is SimPy's clock without the ``now`` property call (a hot path)
         if self.env._now >= self._next_vmstat:
             self.vmstat_update()
         return take
+
+    def rmqueue_bulk(self, zone: Zone, cpu: int, mt: int, flags: int) -> int:
+        """Refill ``cpu``'s list ``mt`` with up to one batch from the buddy lists
+        (``rmqueue_bulk``); returns the pages now on that list."""
+        comp = [0.0, 0.0, 0.0]
+        take = self.rmqueue(zone, cpu, mt, flags, zone.pcp_batch, comp)
+        if not take:
+            return 0
+        zone.area.to_pcp(mt, take, comp)
+        zone.pcp_count[cpu] += take
+        lists = zone.pcp_lists[mt]
+        lists[cpu] += take
+        return lists[cpu]
 
     def get_page_from_freelist(
         self, cpu: int, gfp: int, order: int, flags: int, zones: tuple[Zone, ...], classzone: int,
         pool: str, owner: MemoryOwner | None, n: int = 1,
     ) -> int:  # fmt: skip
         """Up to ``n`` blocks of ``order`` from the first zone that passes the watermark,
-        as many ``get_page_from_freelist`` calls would (5.3); returns how many."""
+        as many ``get_page_from_freelist`` calls would (5.3); returns how many.  With
+        ALLOC_NOFRAGMENT a pass that finds nothing without stealing below a pageblock
+        is made again without it."""
         got = 0
         prof = self.profile
         which = flags & ALLOC_WMARK_MASK
         check = not flags & ALLOC_NO_WATERMARKS
+        mt = POOL_MIGRATETYPE[pool]
         while got < n:
             for zone in zones:
                 if check:
@@ -203,18 +221,23 @@ class PageAllocator:
                     ):
                         continue
                 if order == 0:
-                    c = zone.pcp_count[cpu]
+                    lists = zone.pcp_lists[mt]
+                    c = lists[cpu]
                     if c:  # the counter cannot change while pages come off the list
                         k = min(c, n - got)
                     else:  # a refill lowers the counter: only this page passed the test
-                        c = self.rmqueue_bulk(zone, cpu, pool, flags)
+                        c = self.rmqueue_bulk(zone, cpu, mt, flags)
                         if not c:
                             continue
                         k = 1
-                    zone.pcp_count[cpu] = c - k
+                    lists[cpu] = c - k
+                    zone.pcp_count[cpu] -= k
+                    zone.area.pcp_to_user(mt, k)
                     self.pools.charge(pool, zone.idx, k, owner)
-                elif zone.nr_free >= 1 << order:  # __rmqueue: one block off the buddy lists
-                    self.rmqueue_bulk(zone, cpu, pool, flags, 1 << order)
+                elif zone.nr_free >= 1 << order and zone.area.can_take(mt, 1 << order, bool(flags & ALLOC_NOFRAGMENT)):
+                    comp = [0.0, 0.0, 0.0]  # __rmqueue: one block off the buddy lists
+                    self.rmqueue(zone, cpu, mt, flags, 1 << order, comp)
+                    zone.area.to_user(mt, 1 << order, comp)
                     k = 1
                     self.pools.charge(pool, zone.idx, 1 << order, owner)
                 else:
@@ -222,6 +245,9 @@ class PageAllocator:
                 got += k
                 break
             else:
+                if flags & ALLOC_NOFRAGMENT:  # fragmented everywhere: try again, stealing
+                    flags &= ~ALLOC_NOFRAGMENT
+                    continue
                 break
         return got
 
@@ -242,11 +268,17 @@ class PageAllocator:
         if gfp & _DIRECT:
             raise ValueError(f"alloc_pages_nowait with blocking gfp {gfp_name(gfp)}; use alloc_pages")
         if order == 0 and not gfp & _ZONE_BITS:
+            mt = POOL_MIGRATETYPE[pool]
             for zone in self.zonelist:
                 if zone.vm_free > zone.fast_mark:
-                    c = zone.pcp_count[cpu] or self.rmqueue_bulk(zone, cpu, pool, ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+                    lists = zone.pcp_lists[mt]
+                    c = lists[cpu] or self.rmqueue_bulk(
+                        zone, cpu, mt, (ALLOC_KSWAPD if gfp & _KSWAPD else 0) | self.nofragment
+                    )
                     if c:
-                        zone.pcp_count[cpu] = c - 1
+                        lists[cpu] = c - 1
+                        zone.pcp_count[cpu] -= 1
+                        zone.area.pcp_to_user(mt, 1)
                         self.pools.charge(pool, zone.idx, 1, owner)
                         return True
         return self.alloc_pages_bulk_nowait(cpu, gfp, 1, order=order, pool=pool, site=site, owner=owner, task=task) == 1
@@ -261,7 +293,7 @@ class PageAllocator:
         if gfp & _DIRECT:
             raise ValueError(f"alloc_pages_bulk_nowait with blocking gfp {gfp_name(gfp)}")
         zones, classzone, high = self.zonelist_for(gfp)
-        fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+        fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0) | self.nofragment
         got = self.get_page_from_freelist(cpu, gfp, order, fast, zones, classzone, pool, owner, nr)
         if got == nr:
             return got
@@ -294,7 +326,7 @@ class PageAllocator:
             raise RuntimeError("a blocking allocation needs the machine's scheduler")
         self.scheduler.might_sleep(task, site or "alloc_pages")
         zones, classzone, high = self.zonelist_for(gfp)
-        fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0)
+        fast = ALLOC_WMARK_LOW | (ALLOC_KSWAPD if gfp & _KSWAPD else 0) | self.nofragment
         ac = None
         got = 0
         while got < nr:
@@ -312,25 +344,34 @@ class PageAllocator:
     # -- freeing -----------------------------------------------------------------------------
 
     def free_pages(self, cpu: int, order: int = 0, *, pool: str, nr: int = 1, owner: MemoryOwner | None = None) -> None:
-        """Free ``nr`` blocks of ``order`` charged to ``pool`` (``__free_pages``): order 0
-        to ``cpu``'s list, which spills a batch to the buddy lists whenever it
-        reaches its high mark (``free_unref_page_commit``); higher orders straight back."""
+        """Free ``nr`` blocks of ``order`` charged to ``pool`` (``__free_pages``), each page to
+        the list of its pageblock's migratetype: order 0 to ``cpu``'s list, which spills a
+        batch to the buddy lists whenever it reaches its high mark
+        (``free_unref_page_commit``); higher orders straight back."""
         pages = nr << order
+        mt = POOL_MIGRATETYPE[pool]
         for idx, k in self.pools.uncharge(pool, pages, owner):
             zone = self._by_idx[idx]
+            area = zone.area
+            by_block = area.release(mt, k)
             if order:
+                area.freed_to_buddy(by_block)
                 for _ in range(k >> order):  # one __free_one_page per block
                     zone.mod_free(cpu, 1 << order)
                 if k & ((1 << order) - 1):  # pages the pool got at another order
                     zone.mod_free(cpu, k & ((1 << order) - 1))
                 continue
+            area.freed_to_pcp(by_block)
+            for b in range(MIGRATE_PCPTYPES):
+                if by_block[b]:
+                    zone.pcp_lists[b][cpu] += by_block[b]
             c = zone.pcp_count[cpu]
             high = zone.pcp_high
             if zone.reclaim_active and self.profile.pcp_high_reclaim_limit:
                 high = min(zone.pcp_batch << 2, high)
             batch = zone.pcp_batch
             flushed = 0
-            while k:
+            while k:  # page by page: each one that brings the count to high spills a batch
                 step = max(1, high - c)
                 if step > k:
                     c += k
@@ -338,6 +379,7 @@ class PageAllocator:
                 c += step
                 k -= step
                 b = min(batch, c)
+                self.free_pcppages_bulk(zone, cpu, b)
                 c -= b
                 flushed += b
             zone.pcp_count[cpu] = c
@@ -345,12 +387,40 @@ class PageAllocator:
                 zone.free_to_buddy(cpu, flushed)
                 self.vmstat_due()
 
+    @staticmethod
+    def free_pcppages_bulk(zone: Zone, cpu: int, count: int) -> None:
+        """``free_pcppages_bulk`` (5.3): ``count`` pages off ``cpu``'s lists to the buddy lists
+        they came from, taken from the lists in turn (the round robin, with a longer turn
+        for each empty list met, as the kernel's ``batch_free``)."""
+        lists = [zone.pcp_lists[0], zone.pcp_lists[1], zone.pcp_lists[2]]
+        area = zone.area
+        mt = 0
+        batch_free = 0
+        while count:
+            while True:
+                batch_free += 1
+                mt = (mt + 1) % MIGRATE_PCPTYPES
+                if lists[mt][cpu]:
+                    break
+            if batch_free == MIGRATE_PCPTYPES:
+                batch_free = count
+            k = min(batch_free, count, lists[mt][cpu])
+            lists[mt][cpu] -= k
+            area.pcp_to_buddy(mt, k)
+            count -= k
+            batch_free -= k
+
     def drain_all_pages(self) -> int:
         """``drain_all_pages``: every CPU's lists back to the buddy lists; returns pages moved."""
         moved = 0
         for zone in self.zones:
             for cpu, c in enumerate(zone.pcp_count):
                 if c:
+                    for mt in range(MIGRATE_PCPTYPES):
+                        k = zone.pcp_lists[mt][cpu]
+                        if k:
+                            zone.pcp_lists[mt][cpu] = 0
+                            zone.area.pcp_to_buddy(mt, k)
                     zone.pcp_count[cpu] = 0
                     zone.free_to_buddy(cpu, c)
                     moved += c
@@ -369,10 +439,13 @@ class PageAllocator:
     def populate(self, pool: str, nr: int, *, zone: str | None = None, owner: MemoryOwner | None = None) -> None:
         """Boot-time state: charge ``nr`` pages to ``pool`` straight from the buddy lists
         (highest zone first, or only ``zone``), with no watermark test or drift."""
+        mt = POOL_MIGRATETYPE[pool]
         for z in self.zonelist:
             if zone is not None and z.name != zone:
                 continue
-            k = min(nr, z.nr_free)
+            comp = [0.0, 0.0, 0.0]
+            k, _ = z.area.rmqueue(mt, min(nr, z.nr_free), False, comp)  # boot: nothing is boosted yet
+            z.area.to_user(mt, k, comp)
             z.nr_free -= k
             z.vm_free -= k
             self.pools.charge(pool, z.idx, k, owner)

@@ -2,7 +2,8 @@
 
 :class:`Zone` holds the buddy free count, the folded ``NR_FREE_PAGES`` counter
 with its per-CPU differentials (vmstat drift), the watermarks, the boost, the
-lowmem_reserve and the per-CPU list counts.  The functions are the tests every
+lowmem_reserve, the per-CPU list counts by migratetype and the buddy lists by
+migratetype (:class:`sim.kernel.mm.freelists.FreeArea`).  The functions are the tests every
 allocation makes: :func:`zone_watermark_ok` (``__zone_watermark_ok``),
 :func:`zone_watermark_fast`, :func:`zone_watermark_ok_safe`, and the mapping of a
 gfp to alloc_flags (:func:`gfp_to_alloc_flags`, :func:`gfp_pfmemalloc_flags`).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sim.kernel.mm.freelists import MIGRATE_PCPTYPES, FreeArea
 from sim.kernel.mm.gfp import Gfp
 from sim.kernel.mm.zones import (
     ALLOC_CPUSET,
@@ -47,9 +49,9 @@ class Zone:
     """Run-time state of one zone (``struct zone`` and its per-CPU pagesets)."""
 
     __slots__ = (
-        "boost", "boosted", "fast_mark", "highatomic", "idx", "info", "lowmem_reserve", "managed", "max_boost",
-        "name", "nr_free", "pcp_batch", "pcp_count", "pcp_high", "reclaim_active", "stat_threshold",
-        "vm_diff", "vm_free", "wmark",
+        "area", "boost", "boosted", "fast_mark", "highatomic", "idx", "info", "lowmem_reserve", "managed",
+        "max_boost", "name", "nr_free", "pcp_batch", "pcp_count", "pcp_high", "pcp_lists", "reclaim_active",
+        "stat_threshold", "vm_diff", "vm_free", "wmark",
     )  # fmt: skip
 
     def __init__(self, info: ZoneInfo, ncpus: int, drift: bool) -> None:
@@ -67,7 +69,9 @@ class Zone:
         self.vm_free = info.managed  # NR_FREE_PAGES as folded into the zone (zone_page_state)
         self.vm_diff = [0] * ncpus  # per-CPU vm_stat_diff[NR_FREE_PAGES]
         self.stat_threshold = info.stat_threshold if drift else 0
-        self.pcp_count = [0] * ncpus
+        self.pcp_count = [0] * ncpus  # pcp->count: pages on all of a CPU's lists
+        self.pcp_lists = [[0] * ncpus for _ in range(MIGRATE_PCPTYPES)]  # pcp->lists[migratetype]
+        self.area = FreeArea(info.managed)  # the buddy lists by migratetype
         self.pcp_batch = info.pcp_batch
         self.pcp_high = info.pcp_high
         self.reclaim_active = False  # ZONE_RECLAIM_ACTIVE (5.14)

@@ -45,6 +45,7 @@ ALLOC_OOM = 0x08
 ALLOC_HARDER = ALLOC_NON_BLOCK = 0x10
 ALLOC_HIGH = ALLOC_MIN_RESERVE = 0x20
 ALLOC_CPUSET = 0x40
+ALLOC_NOFRAGMENT = 0x100  # 5.0 (6bb154504f8b): steal only whole pageblocks
 ALLOC_KSWAPD = 0x200
 ALLOC_HIGHATOMIC = 0x400  # 6.3 (its own bit here)
 ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
@@ -118,7 +119,7 @@ class OomKillLatency:
 class MemoryParams:
     """Page allocator and reclaim parameters; defaults are for the 256 MB, 4-CPU, no-swap
     KVM guest of the 2019 report (lore 20190606120411.8298-3-urezki@gmail.com), with the
-    kernel's sysctl defaults; the rates, ``p_steal`` and the latencies are estimates."""
+    kernel's sysctl defaults; the rates and the latencies are estimates."""
 
     min_free_kbytes: int | None = None  # None: sqrt rule, then the THP rule
     zones: tuple[tuple[str, int], ...] | None = None  # explicit (name, managed pages at boot), low to high
@@ -127,7 +128,6 @@ class MemoryParams:
     watermark_scale_factor: int = 10
     watermark_boost_factor: int = 15000  # 0 disables boosting
     lowmem_reserve_ratio: tuple[int, int, int] = (256, 256, 32)
-    p_steal: float = 2e-3  # boost trigger per unmovable page taken from the buddy lists
     highatomic_pages: int = 0  # nr_reserved_highatomic of the preferred zone
     vmstat_drift: bool = True  # False: every NR_FREE_PAGES change is folded at once
     stat_interval_s: float | None = 1.0  # vmstat_update folding all CPUs; None: never
