@@ -104,6 +104,16 @@ FILE_ROWS = [
     ("ram-megabits", SHORT.replace("ram: 256MiB", "ram: 256Mb"), "reads as bits; write MB"),
     ("misspelled-required-key", SHORT.replace("duration:", "duraton:"), "duraton: unknown key 'duraton' (did you "
      "mean 'duration'?)"),
+    ("ram-share-above-100", SHORT.replace("size: 92MiB", "size: 150%"), "workloads.1.size: expected a share of RAM "
+     "from 0% to 100%, got '150%'"),
+    ("ram-share-negative", SHORT.replace("size: 56MiB", "size: -5%"), "workloads.2.size: expected a share of RAM such "
+     "as '36%'"),
+    ("ram-share-exponent", SHORT.replace("pagetables: 2MiB", "pagetables: 1e-99999%"), "machine.boot_memory."
+     "pagetables: expected a share of RAM such as '36%'"),
+    ("ram-share-where-none-is-taken", SHORT.replace("worker_rss: 128KiB", "worker_rss: 1%"), "workloads.0.worker_rss:"
+     " '1%': a share of RAM is taken only by anon_hog and shmem sizes"),
+    ("ram-share-of-a-bad-ram", SHORT.replace("size: 92MiB", "size: 36%").replace("ram: 256MiB", "ram: lots"),
+     "machine.ram: expected a size"),
 ]  # fmt: skip
 
 

@@ -47,8 +47,10 @@ def test_answer_quick_writes_a_report_whose_rates_match_runs_parquet(answer):
         "fork-cpus",
         "fork-ram",
         "fork-workers",
+        "rezki-2019-1gb",
         "test-vmalloc",
     ]
+    assert "| rezki-2019-1gb | " in report
     failing = total = 0
     for folder in sweeps:
         runs = pd.read_parquet(folder / "runs.parquet")

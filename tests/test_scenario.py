@@ -274,6 +274,35 @@ def test_hash_is_stable_and_changes_with_any_value(tmp_path):
         assert load_scenario(DATA, [change]).scenario_hash() != h, change
 
 
+def test_a_tenant_given_as_a_share_of_ram_resolves_to_its_bytes_at_each_ram(tmp_path):
+    path, _ = variant(tmp_path, "    size: 100MiB", "    size: 35.9375%", "share")
+    path.write_text(path.read_text().replace("file_clean: 32MiB", "file_clean: 9.375 %"))
+    small = load_scenario(path)
+    assert small.workloads[1].size == 92 * MiB and small.machine.boot_memory.file_clean == 24 * MiB
+    large = load_scenario(path, ["machine.ram=1GiB"])
+    assert large.workloads[1].size == 368 * MiB and large.machine.boot_memory.file_clean == 96 * MiB
+    assert large.machine.boot_memory.anon == 16 * MiB  # an absolute size stays as it is
+    odd = load_scenario(path, ["workloads.1.size=36%"])  # 96,636,764.16 bytes: whole pages, rounded down
+    assert odd.workloads[1].size == 96_636_764 // 4096 * 4096
+
+
+def test_a_share_hashes_as_the_bytes_it_gives(tmp_path):
+    path, _ = variant(tmp_path, "    size: 100MiB", "    size: 35.9375%", "share")
+    assert load_scenario(path).scenario_hash() == load_scenario(DATA, ["workloads.1.size=92MiB"]).scenario_hash()
+    assert resolved_dict(load_scenario(path))["workloads"][1]["size"] == "92MiB"
+
+
+def test_a_sweep_over_ram_scales_the_shares_at_each_point(tmp_path):
+    from sim.config.sweepfile import load_sweep
+
+    base, _ = variant(tmp_path, "    size: 100MiB", "    size: 25%", "share")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"scenario: {base}\nfactors:\n  machine.ram: [256MiB, 1GiB]\n")
+    plan = load_sweep(sweep)
+    sizes = [plan.scenario(point).workloads[1].size for point in plan.points]
+    assert sizes == [64 * MiB, 256 * MiB] and plan.base.workloads[1].size == 64 * MiB
+
+
 def test_validate_cli_prints_one_line_per_file_and_exits_2_without_traceback(tmp_path):
     bad = [bad_file(tmp_path, case, old, new) for case, old, new, _, _ in BAD]
     files = [str(DATA)] + [str(path) for path, _ in bad]

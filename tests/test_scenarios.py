@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from sim.app.answer import suite_files
 from sim.config.scenario import load_scenario
+from sim.config.sweepfile import SweepPlan, load_sweep
 from sim.engine.run import run_once
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+MiB = 1 << 20
 
 
 def run(name: str, strategy: str, *overrides: str, replication: int = 0):
@@ -53,6 +56,40 @@ def test_rezki_256mb_oom_kills_happen_under_both_strategies(rezki_256mb):
     for result in rezki_256mb.values():
         assert result.row["oom_kills"] > 0
         assert result.row["sleep_in_atomic_bugs"] == 0
+
+
+def test_rezki_1gb_nowait_splits_fail_beside_oom_kills():
+    result = run("rezki-2019-1gb", "nowait", "duration=1s")
+    assert result.row["split_nowait_failures"] > 0 and result.row["oom_kills"] > 0
+    fails = [e for e in result.events if e["kind"] == "split_nowait_failure"]
+    assert all(e["fit"] == "NE" and "copy_process" in e["chain"] for e in fails)
+
+
+@pytest.fixture(scope="module")
+def answer_plans() -> dict[str, SweepPlan]:
+    """The answer suite's sweeps, by name, as `vmsim answer` plans them."""
+    return {plan.name: plan for plan in map(load_sweep, suite_files(SCENARIOS / "answer"))}
+
+
+def test_answer_suite_runs_rezki_2019_1gb_under_nowait_and_preload(answer_plans):
+    plan = answer_plans["rezki-2019-1gb"]
+    assert Path(plan.scenario_path).resolve() == (SCENARIOS / "rezki-2019-1gb.yaml").resolve()
+    assert {"nowait", "preload"} <= set(plan.strategies) and plan.replications >= 2
+    machine = plan.scenario(plan.points[0]).machine
+    assert (machine.ram, machine.swap, machine.thp) == (1 << 30, None, "on")
+
+
+def test_answer_fork_ram_keeps_the_tenants_in_proportion_to_ram(answer_plans):
+    plan = answer_plans["fork-ram"]
+    assert plan.factors["machine.ram"] == ["160MiB", "192MiB", "256MiB", "384MiB", "512MiB", "1GiB"]
+    for point in plan.points:
+        scenario = plan.scenario(point)
+        ram = scenario.machine.ram
+        anon, shmem = scenario.workloads[1].size, scenario.workloads[2].size
+        boot = sum(size for _, size in scenario.machine.boot_memory.items())
+        for size, at_256 in ((anon, 92), (shmem, 56), (boot, 50)):
+            assert abs(size - at_256 * MiB * ram / (256 * MiB)) < 4096 * 4, (point.values, size)
+    assert scenario.workloads[0].workers == 256  # the storm under test keeps its size
 
 
 @pytest.mark.parametrize("strategy", ["nowait", "preload", "preload-lockless"])

@@ -1,7 +1,8 @@
 """``vmsim answer``: run the answer suite, draw its figures, write its report.
 
 The suite is every sweep file in ``scenarios/answer/`` (each over a base
-scenario in ``scenarios/answer/base/``).  Each sweep runs into its own folder
+scenario in ``scenarios/answer/base/``, or over a reproduction's own scenario
+in ``scenarios/``, as rezki-2019-1gb is).  Each sweep runs into its own folder
 under the output folder with the sweep machinery (so an interrupted answer
 resumes), then :mod:`sim.analysis.plots` draws each sweep's figures and
 :mod:`sim.analysis.report` writes ``report.md``.

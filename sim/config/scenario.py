@@ -57,7 +57,18 @@ from sim.kernel.sched.cpu import FORK_BALANCE, PICK, PREEMPT_MODELS, SchedParams
 from sim.schema.errors import InputError
 from sim.schema.input_model import InputModel
 from sim.schema.limits import MAX_CPUS, MAX_RAM, MAX_RUNS, MAX_SAMPLES, runs_limit_message
-from sim.schema.units import Duration, Size, format_duration, format_size, parse_rate
+from sim.schema.units import (
+    Duration,
+    RamShare,
+    ShareSize,
+    Size,
+    format_duration,
+    format_size,
+    parse_ram_share,
+    parse_rate,
+    parse_size,
+    ram_share_bytes,
+)
 from sim.workloads.registry import WORKLOADS
 
 MIN_RAM = 32 << 20  # managed_pages_model needs two DMA-sized spans
@@ -167,8 +178,8 @@ class _PoolSizes(InputModel):
 BootMemory = create_model(
     "BootMemory",
     __base__=_PoolSizes,
-    __doc__="Memory in use at boot, by pool (sizes); the engine charges it before the workloads start.",
-    **{pool: (Size, Field(0, description=f"{pool} pages present at boot")) for pool in POOLS},
+    __doc__="Memory in use at boot, by pool (sizes, or shares of RAM); charged before the workloads start.",
+    **{pool: (ShareSize, Field(0, description=f"{pool} pages present at boot")) for pool in POOLS},
 )
 
 
@@ -238,6 +249,12 @@ class Scenario(InputModel):
     sample_interval: Duration = _MACHINE.sample_interval
     machine: Annotated[MachineSpec, Section] = Field(default_factory=MachineSpec)
     workloads: list[WorkloadSpecs] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ram_shares_to_bytes(cls, data: Any) -> Any:
+        """Sizes given as a share of RAM ("36%") in bytes of this scenario's ``machine.ram``."""
+        return resolve_ram_shares(data)
 
     @field_validator("duration", "sample_interval")
     @classmethod
@@ -364,6 +381,52 @@ class Scenario(InputModel):
         _drop_later_defaults(data)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _share_fields(model: type[InputModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that take a share of RAM (typed :data:`ShareSize`)."""
+    return tuple(name for name, f in model.model_fields.items() if any(isinstance(m, RamShare) for m in f.metadata))
+
+
+def resolve_ram_shares(data: Any) -> Any:
+    """``data`` (a scenario as read) with every well-formed share of RAM ("36%") in a field that
+    takes one (machine.boot_memory, anon_hog and shmem sizes) replaced by its bytes of
+    ``machine.ram`` (its default when absent).  ``data`` itself is not changed: a sweep
+    validates its base and then each point from the same data with another RAM.  What cannot
+    be resolved (a malformed or out-of-range share, a RAM that is no size) is left for the
+    field's own validation to report at its key."""
+    if not isinstance(data, dict):
+        return data
+    machine = data.get("machine")
+    machine = machine if isinstance(machine, dict) else {}
+    try:
+        ram = parse_size(machine.get("ram", _MACHINE.ram))
+    except ValueError:
+        return data
+
+    def resolved(node: Any, fields: tuple[str, ...]) -> Any:
+        if not isinstance(node, dict):
+            return node
+        out = dict(node)
+        for key in fields:
+            try:
+                share = parse_ram_share(node.get(key))
+            except ValueError:
+                continue
+            if share is not None:
+                out[key] = ram_share_bytes(share, ram)
+        return out
+
+    out = dict(data)
+    if isinstance(machine.get("boot_memory"), dict):
+        out["machine"] = {**machine, "boot_memory": resolved(machine["boot_memory"], _share_fields(BootMemory))}
+    if isinstance(data.get("workloads"), list):
+        kinds = {kind: _share_fields(spec) for kind, (spec, _) in WORKLOADS.items()}
+        out["workloads"] = [
+            resolved(w, kinds.get(w.get("kind"), ())) if isinstance(w, dict) and isinstance(w.get("kind"), str) else w
+            for w in data["workloads"]
+        ]
+    return out
 
 
 # Keys added after sweeps were first written, with the defaults that leave a run as it was:

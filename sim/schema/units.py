@@ -8,12 +8,21 @@ after a prefix (``Mb``, ``kb``) or alone is refused: it reads as bits.
 Numbers too large for a float (``1e400``) are refused, not turned into
 infinity.  ``Size``, ``Duration``
 and ``Rate`` are annotated types for pydantic models.
+
+A tenant's size (``ShareSize``: an anon_hog's or shmem's ``size``, memory at
+boot) may instead be a share of the machine's RAM, ``"36%"``, so that a sweep
+over RAM keeps the machine as full as it was (a fixed size makes a larger
+machine emptier).  The scenario, which knows the RAM, turns the share into
+bytes before its fields are validated (:func:`ram_share_bytes`, whole pages
+rounded down), so a share and the bytes it gives are the same scenario: same
+runs, same hash.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -48,6 +57,8 @@ _TIME_UNITS = {
     "min": (60, 1),
     "h": (3600, 1),
 }
+_SHARE = re.compile(r"^\s*([0-9]{1,20}(?:\.[0-9]{0,20})?)\s*%\s*$")  # no exponent: "1e-99999%" is no share
+_PAGE = 4096
 _NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*$")
 
 
@@ -76,6 +87,11 @@ def parse_size(value: object) -> int:
         return int(value)
     if not isinstance(value, str):
         raise ValueError(f"expected a size such as {_EXAMPLES['size']}, got {value!r}")
+    if value.rstrip().endswith("%"):
+        raise ValueError(
+            f"{value!r}: a share of RAM is taken only by anon_hog and shmem sizes and "
+            f"machine.boot_memory; give a size such as {_EXAMPLES['size']}"
+        )
     number, unit = _split(value, "size")
     if unit.endswith("b") and unit[:-1].lower() in ("", "k", "m", "g", "t"):
         decimal = {"k": "kB", "m": "MB", "g": "GB", "t": "TB"}.get(unit[:-1].lower(), "B")
@@ -88,6 +104,36 @@ def parse_size(value: object) -> int:
     if result != int(result):
         raise ValueError(f"{value!r} is not a whole number of bytes")
     return int(result)
+
+
+def parse_ram_share(value: object) -> Fraction | None:
+    """The share of RAM that ``value`` names ("36%", "12.5 %") as an exact fraction of 1, or
+    None when ``value`` is not a percentage.  Raises ValueError for a malformed percentage or
+    one above 100%."""
+    if not isinstance(value, str) or not value.rstrip().endswith("%"):
+        return None
+    match = _SHARE.match(value)
+    if not match:
+        raise ValueError(f"expected a share of RAM such as '36%' or '12.5%', got {value!r}")
+    share = Fraction(match.group(1)) / 100
+    if share > 1:
+        raise ValueError(f"expected a share of RAM from 0% to 100%, got {value!r}")
+    return share
+
+
+def ram_share_bytes(share: Fraction, ram: int) -> int:
+    """``share`` of ``ram`` bytes in whole 4 KiB pages, rounded down (a tenant faults in pages).
+    Exact: 35.9375% of 256 MiB is 92 MiB, not a float's neighbour of it."""
+    return math.floor(share * ram / _PAGE) * _PAGE
+
+
+def parse_share_size(value: object) -> int:
+    """A size (see :func:`parse_size`) where a share of RAM is allowed.  The scenario has turned
+    every well-formed share into bytes before this runs; one still here was malformed, out of
+    range, or had no valid ``machine.ram`` to be a share of."""
+    if parse_ram_share(value) is not None:
+        raise ValueError(f"{value!r} is a share of RAM, and machine.ram is not a valid size to take it of")
+    return parse_size(value)
 
 
 def parse_duration(value: object) -> float:
@@ -153,15 +199,27 @@ def format_size(nbytes: int) -> str:
     return f"{nbytes}B"
 
 
-def _schema(kind: str) -> WithJsonSchema:
+def _schema(kind: str, extra: str = "") -> WithJsonSchema:
     return WithJsonSchema(
         {
             "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
-            "description": f"a {kind}, e.g. {_EXAMPLES[kind]}",
+            "description": f"a {kind}, e.g. {_EXAMPLES[kind]}{extra}",
         }
     )
 
 
+class RamShare:
+    """Marks a size field that takes a share of RAM ("36%"): the scenario finds such fields by
+    this marker in their metadata and resolves their shares against ``machine.ram``."""
+
+
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str), _schema("size")]
+ShareSize = Annotated[
+    int,
+    BeforeValidator(parse_share_size),
+    PlainSerializer(format_size, return_type=str),
+    _schema("size", ", or a share of machine.ram such as '36%' (whole pages, rounded down)"),
+    RamShare(),
+]
 Duration = Annotated[float, BeforeValidator(parse_duration), _schema("duration")]
 Rate = Annotated[float, BeforeValidator(parse_rate), _schema("rate")]

@@ -20,7 +20,7 @@ from pydantic import Field
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.vmalloc.space import PAGE_SIZE
-from sim.schema.units import Duration, Rate, Size
+from sim.schema.units import Duration, Rate, ShareSize
 from sim.workloads.base import WorkloadSpec
 
 CHUNK = 64  # pages faulted per step
@@ -30,7 +30,7 @@ class AnonHogSpec(WorkloadSpec):
     """An anonymous-memory consumer (memhog, stress-ng --vm)."""
 
     kind: Literal["anon_hog"] = "anon_hog"
-    size: Size = Field(64 << 20, description="anon memory the process faults in")
+    size: ShareSize = Field(64 << 20, description="anon memory the process faults in (or a share of RAM, '36%')")
     fault_rate: Rate = Field(3e5, description="pages faulted per second while growing")
     hold: Duration = Field(float("inf"), description="how long it keeps the memory once grown; then it exits")
     oom_score_adj: int = Field(0, ge=-1000, le=1000)
@@ -42,7 +42,7 @@ class ShmemSpec(WorkloadSpec):
     """tmpfs/shmem pages: reclaimable only with swap, never freed by an OOM kill."""
 
     kind: Literal["shmem"] = "shmem"
-    size: Size = Field(32 << 20)
+    size: ShareSize = Field(32 << 20, description="shmem pages faulted in (or a share of RAM, '22%')")
     fault_rate: Rate = Field(3e5)
 
 
