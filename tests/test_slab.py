@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import simpy
@@ -58,11 +59,13 @@ class FakePages:
         self.sched = sched
         self.held = 0
         self.calls: list[tuple[int, str]] = []
+        self.tasks: list[object] = []  # the task= (current) of each non-blocking call
         self.sleeps = 0
 
-    def alloc_pages_nowait(self, cpu, gfp, order=0, *, pool, site="", owner=None):
+    def alloc_pages_nowait(self, cpu, gfp, order=0, *, pool, site="", owner=None, task=None):
         assert not gfp & Gfp.DIRECT_RECLAIM and pool == "slab_unreclaimable"
         self.calls.append((int(gfp), site))
+        self.tasks.append(task)
         if self.free <= self.min:
             return False
         self.free -= 1
@@ -611,3 +614,78 @@ def test_with_the_machines_page_allocator_nowait_fails_at_min_and_kernel_reclaim
     assert slab is not None and when > 0 and metrics.counters["allocstall"] >= 1
     assert cache.nr_slabs == 1 and metrics.counters["sleep_in_atomic_bugs"] == 0
     cache.check()
+
+
+# -- current's reserves reach a non-blocking refill ----------------------------
+
+
+def _task(cpu=0, rt=False, oom_victim=False):
+    return SimpleNamespace(cpu=cpu, rt=rt, oom_victim=oom_victim, pf_memalloc=False, killed=oom_victim,
+                           preempt_count=0, name="t")  # fmt: skip
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+def test_every_page_request_of_a_refill_names_the_task_it_runs_for(allocator):
+    cache, pages = make(allocator, pages=FakePages(free=5, min_free=5))
+    task = _task()
+    assert cache.alloc_nowait(0, GFP_NOWAIT, task) is None
+    assert pages.tasks and all(t is task for t in pages.tasks)  # SLUB 2 tries, SLAB 3
+    pages.tasks.clear()
+    assert cache.alloc_nowait(0, GFP_NOWAIT) is None  # a context without a task
+    assert pages.tasks and all(t is None for t in pages.tasks)
+    pages.tasks.clear()
+    space = VmapSpace(provider=VmapAreaObjects(cache, lambda: 0))
+    assert space.alloc(STACK, STACK_ALIGN, VMALLOC_START + 4096, VMALLOC_END, task) == ENOMEM  # an NE split
+    assert pages.tasks and all(t is task for t in pages.tasks)
+    pages.tasks.clear()
+    assert drive(simpy.Environment(), cache.alloc(task, GFP_NOWAIT)) is None  # kmem_cache_alloc from a task
+    assert pages.tasks and all(t is task for t in pages.tasks)
+
+
+def _machine_cache(allocator, kernel, free):
+    """The vmap_area cache on the machine's page allocator, the top zone at ``free(min)``
+    pages free (the lower zone empty) and the cache with no free object."""
+    np = pytest.importorskip("numpy")
+    from sim.kernel.mm.page_alloc import PageAllocator
+    from sim.kernel.mm.zones import MemoryParams, build_zones
+
+    profile = get_profile(kernel)
+    params = MemoryParams(vmstat_drift=False, p_steal=0.0)
+    table = build_zones(256 << 20, 4, False, profile, params)
+    pa = PageAllocator(simpy.Environment(), table, profile, params, rng=np.random.default_rng(2))
+    top = pa.zonelist[0]
+    for zone in pa.zones:
+        pa.populate("file_clean", zone.nr_free - (free(zone.wmark[0]) if zone is top else 0), zone=zone.name)
+    cache = vmap_area_cache(profile, allocator=allocator, ncpus=4, page_alloc=pa)
+    return cache, pa
+
+
+# free pages in the top zone (min M = 445 at 256 MiB) -> {kind: gets the refill's page}
+RESERVES = {
+    "just above M": (lambda m: m + 1, {"plain": True, "rt": True, "victim": True}),
+    "at M": (lambda m: m, {"plain": False, "rt": True, "victim": True}),
+    "just above M - M/4": (lambda m: m - m // 4 + 1, {"plain": False, "rt": True, "victim": True}),
+    "at M - M/4": (lambda m: m - m // 4, {"plain": False, "rt": False, "victim": True}),
+    "just above M - M/2": (lambda m: m - m // 2 + 1, {"plain": False, "rt": False, "victim": True}),
+    "at M - M/2": (lambda m: m - m // 2, {"plain": False, "rt": False, "victim": False}),
+}
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+@pytest.mark.parametrize("level", list(RESERVES))
+@pytest.mark.parametrize("kernel", ["5.2", "6.3"])
+def test_the_nowait_split_refill_gets_an_oom_victims_and_an_rt_tasks_reserves(allocator, level, kernel):
+    """__alloc_pages_slowpath with current: an RT task's GFP_NOWAIT has ALLOC_HARDER (M - M/4)
+    from gfp_to_alloc_flags before 6.3 (ab3508854353 gives it nothing extra without direct
+    reclaim); an OOM victim's is replaced by ALLOC_OOM (M/2) at the retry: label, before
+    "!can_direct_reclaim -> nopage"."""
+    free, want = RESERVES[level]
+    for kind, ok in want.items():
+        if kind == "rt" and kernel == "6.3":
+            ok = want["plain"]
+        cache, pa = _machine_cache(allocator, kernel, free)
+        task = _task(rt=kind == "rt", oom_victim=kind == "victim")
+        space = VmapSpace(provider=VmapAreaObjects(cache, lambda: 0))
+        got = space.alloc(STACK, STACK_ALIGN, VMALLOC_START + 4096, VMALLOC_END, task)  # an NE split
+        assert (got != ENOMEM) is ok, (kind, level)
+        assert cache.nr_slabs == int(ok)

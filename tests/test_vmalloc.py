@@ -6,7 +6,8 @@ import pytest
 
 from sim.kernel.mm.gfp import GFP_KERNEL, GFP_THREAD_STACK
 from sim.kernel.mm.oom_kill import MemoryOwner
-from sim.kernel.mm.vmalloc.alloc import VmallocParams, lazy_max_pages
+from sim.kernel.mm.vmalloc.alloc import EBUSY, VmallocParams, lazy_max_pages
+from sim.kernel.mm.vmalloc.percpu_vm import PMD_SIZE, pcpu_get_vm_areas
 from sim.kernel.mm.vmalloc.space import VMALLOC_END, VMALLOC_START
 from sim.kernel.mm.vmalloc.strategies import NowaitSplit
 from sim.kernel.mm.zones import MemoryParams
@@ -407,3 +408,50 @@ def test_a_page_failure_of_vmalloc_is_an_event_with_its_chain():
     assert e["stage"] == "pages" and e["allocated"] == 2 and e["wanted"] == 4
     assert e["chain"] == "__vmalloc_area_node <- __vmalloc_node_range <- copy_process"
     assert not vm.calls.active  # every frame entered was left
+
+
+# -- the split's GFP_NOWAIT refill runs for the task that splits ----------------------------
+
+
+def _split_at(kernel, path, kind, free):
+    """One NE_FIT split by a task of ``kind`` on one CPU whose vmap_area cache must take a
+    page, with ``free(min)`` pages free in the top zone (the DMA zone empty): whether the
+    request succeeded, and the split failures counted."""
+    m = make_machine("nowait", cpus=1, kernel=kernel, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
+    _leave_one_free_object(m)  # the busy descriptor takes it: the split needs a new slab
+    m.vmalloc.kmalloc[64].free(0, m.vmalloc.kmalloc[64].alloc_nowait(0, 0))  # pcpu's vm_struct without a page
+    pa, hog = m.page_alloc, MemoryOwner("hog")
+    for z in pa.zones:
+        pa.populate("anon", z.nr_free - (free(z.wmark[0]) if z.idx == pa.classzone else 0), zone=z.name, owner=hog)
+    out = []
+
+    def body(task):
+        if kind == "victim":  # as oom_kill_process marks the victim's tasks (tsk_is_oom_victim)
+            task.oom_victim = task.killed = True
+        if path == "alloc_vmap_area":
+            va = yield from m.vmalloc.alloc_vmap_area(task, STACK + 4096, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+            out.append(va != EBUSY)
+        else:
+            vms, _, error = yield from pcpu_get_vm_areas(m.vmalloc, task, [0], [PMD_SIZE])
+            out.append(not error)
+
+    m.spawn("splitter", body, cpu=0, rt=kind == "rt")
+    m.env.run(until=1)
+    c = m.metrics.counters
+    assert c["split_nowait_attempts"] >= 1 and c["sleep_in_atomic_bugs"] == 0
+    return out[0], c["split_nowait_failures"]
+
+
+@pytest.mark.parametrize("path", ["alloc_vmap_area", "pcpu_get_vm_areas"])
+@pytest.mark.parametrize("kernel", ["5.2", "6.3"])
+def test_an_oom_victims_and_an_rt_tasks_split_get_their_reserves(path, kernel):
+    """The NE_FIT split's GFP_NOWAIT slab refill asks the page allocator for the splitting
+    task (current): an OOM victim gets ALLOC_OOM (M/2) at the slow path's retry:, an RT task
+    ALLOC_HARDER (M - M/4) before 6.3; an ordinary task still fails at M."""
+    half, three_quarters = (lambda m: m - m // 2 + 1), (lambda m: m - m // 4 + 1)  # just above each mark
+    assert _split_at(kernel, path, "plain", lambda m: m) == (False, 2)  # the split fails before and after the purge
+    assert _split_at(kernel, path, "plain", lambda m: m + 1) == (True, 0)
+    assert _split_at(kernel, path, "victim", half) == (True, 0)
+    assert _split_at(kernel, path, "victim", lambda m: m - m // 2) == (False, 2)
+    assert _split_at(kernel, path, "rt", three_quarters) == ((True, 0) if kernel == "5.2" else (False, 2))
+    assert _split_at(kernel, path, "rt", lambda m: m - m // 4) == (False, 2)

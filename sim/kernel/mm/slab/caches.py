@@ -4,7 +4,7 @@
 SLUB (``slub.py``, mm/slub.c v5.3) or SLAB (``slab.py``, mm/slab.c
 v5.3); both share ``common.py``.  Every cache offers (docs/machine-api.md)::
 
-    alloc_nowait(cpu, gfp) -> Slab | None             # never yields
+    alloc_nowait(cpu, gfp, task=None) -> Slab | None  # never yields; task: current
     alloc(task, gfp) -> Generator[..., Slab | None]    # blocking gfp may sleep
     free(cpu, slab) -> None
 
@@ -143,10 +143,12 @@ class VmapAreaObjects:
 
     ``alloc_split_object`` is the NE_FIT split's ``kmem_cache_alloc`` under the
     vmap_area lock: one object with ``gfp`` (GFP_NOWAIT, as in v5.2) on the
-    CPU ``current_cpu()`` names, or None when the cache needs a page and the
-    page allocator refuses.  ``free_object`` is ``kmem_cache_free`` on the
-    current CPU; objects the slab model did not make (``slab is None``: the
-    boot free block, busy descriptors made by the core itself) are ignored.
+    CPU ``current_cpu()`` names, for the task the core passes (``current``,
+    whose RT policy and OOM-victim mark the page allocator reads), or None
+    when the cache needs a page and the page allocator refuses.
+    ``free_object`` is ``kmem_cache_free`` on the current CPU; objects the
+    slab model did not make (``slab is None``: the boot free block, busy
+    descriptors made by the core itself) are ignored.
     """
 
     __slots__ = ("cache", "current_cpu", "gfp")
@@ -159,7 +161,7 @@ class VmapAreaObjects:
         self.gfp = gfp
 
     def alloc_split_object(self, task: Any = None) -> VmapArea | None:
-        slab = self.cache.alloc_nowait(self.current_cpu(), self.gfp)
+        slab = self.cache.alloc_nowait(self.current_cpu(), self.gfp, task)
         if slab is None:
             return None
         va = VmapArea()

@@ -34,8 +34,9 @@ class PageAllocator(Protocol):
     """The part of ``page_alloc.PageAllocator`` a slab cache calls (docs/machine-api.md)."""
 
     def alloc_pages_nowait(
-        self, cpu: int, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: object = None
-    ) -> bool: ...
+        self, cpu: int, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: object = None,
+        task: Any = None,
+    ) -> bool: ...  # fmt: skip
 
     def alloc_pages(
         self, task: Any, gfp: int, order: int = 0, *, pool: str, site: str = "", owner: object = None
@@ -45,16 +46,21 @@ class PageAllocator(Protocol):
 
 
 class OnCpu:
-    """The execution context of a path that cannot sleep: only a CPU id.
+    """The execution context of a path that cannot sleep: a CPU id and ``current``.
 
     The slow paths are written once, as generators reading ``ctx.cpu``; a
     non-blocking caller runs them with an ``OnCpu`` in place of a task.
+    ``task`` is the task the path runs for (the kernel's ``current``), whose
+    RT policy and OOM-victim mark the page allocator reads when a refill
+    needs a page (``gfp_to_alloc_flags``, ``__gfp_pfmemalloc_flags``); None
+    for a context without one, which gets no such reserves.
     """
 
-    __slots__ = ("cpu",)
+    __slots__ = ("cpu", "task")
 
-    def __init__(self, cpu: int) -> None:
+    def __init__(self, cpu: int, task: Any = None) -> None:
         self.cpu = cpu
+        self.task = task
 
 
 def run_sync(path: Generator[Any, Any, Any]) -> Any:
@@ -164,7 +170,7 @@ class SlabList:
 class KmemCache:
     """A ``struct kmem_cache``: the parts the SLUB and SLAB models share.
 
-    Subclasses provide ``alloc_nowait(cpu, gfp)``, ``alloc(task, gfp)`` and
+    Subclasses provide ``alloc_nowait(cpu, gfp, task=None)``, ``alloc(task, gfp)`` and
     ``free(cpu, slab)`` (docs/machine-api.md) and ``check()``.  ``allocs`` and
     ``frees`` count objects handed out and returned; ``nr_slabs`` counts the
     pages held.  Counters go to ``metrics`` as ``slab.<cache>.<what>[.<gfp>]``:
@@ -258,11 +264,16 @@ class KmemCache:
 
     def alloc_slab_page(self, ctx: Any, gfp: int, site: str) -> Generator[Any, Any, Slab | None]:
         """One page-allocator call for a new slab (``alloc_slab_page`` /
-        ``kmem_getpages``); it sleeps only if ``gfp`` allows direct reclaim."""
+        ``kmem_getpages``); it sleeps only if ``gfp`` allows direct reclaim.
+        ``ctx`` is a task or an :class:`OnCpu`; either way the page allocator
+        is told the task it runs for (``current``), so that an RT task's
+        ALLOC_HARDER and an OOM victim's ALLOC_OOM apply to a non-blocking
+        refill as they do in the kernel."""
         if gfp & _DIRECT_RECLAIM:
             ok = yield from self.page_alloc.alloc_pages(ctx, gfp, 0, pool=self.pool, site=site)
         else:
-            ok = self.page_alloc.alloc_pages_nowait(ctx.cpu, gfp, 0, pool=self.pool, site=site)
+            task = ctx.task if ctx.__class__ is OnCpu else ctx
+            ok = self.page_alloc.alloc_pages_nowait(ctx.cpu, gfp, 0, pool=self.pool, site=site, task=task)
         if not ok:
             return None
         page = Slab(self, self.objs_per_slab)
@@ -303,7 +314,9 @@ class KmemCache:
 
     # -- interface (subclasses) ---------------------------------------------
 
-    def alloc_nowait(self, cpu: int, gfp: int) -> Slab | None:
+    def alloc_nowait(self, cpu: int, gfp: int, task: Any = None) -> Slab | None:
+        """``kmem_cache_alloc`` that may not sleep, on ``cpu`` for ``task`` (``current``,
+        None without one: see :class:`OnCpu`)."""
         raise NotImplementedError
 
     def alloc(self, task: Any, gfp: int) -> Generator[Any, Any, Slab | None]:

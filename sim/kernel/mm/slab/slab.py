@@ -117,9 +117,10 @@ class SlabCache(KmemCache):
 
     # -- allocation ----------------------------------------------------------
 
-    def alloc_nowait(self, cpu: int, gfp: int) -> Slab | None:
+    def alloc_nowait(self, cpu: int, gfp: int, task: Any = None) -> Slab | None:
         """``kmem_cache_alloc`` that may not sleep: ``____cache_alloc``'s array hit
-        inline, the rest run to completion without simulated time."""
+        inline, the rest run to completion without simulated time, for ``task``
+        (``current``: its reserves reach a refill's page, see :class:`OnCpu`)."""
         ac = self.array[cpu]
         entry = ac.entry
         if entry:
@@ -127,7 +128,7 @@ class SlabCache(KmemCache):
             self.allocs += 1
             return entry.pop()
         self.check_nowait(gfp)
-        return run_sync(self.do_cache_alloc(OnCpu(cpu), gfp))
+        return run_sync(self.do_cache_alloc(OnCpu(cpu, task), gfp))
 
     def alloc(self, task: Any, gfp: int) -> Generator[Any, Any, Slab | None]:
         """``kmem_cache_alloc`` from a task: a blocking gfp may sleep in the page

@@ -103,16 +103,17 @@ class SlubCache(KmemCache):
 
     # -- allocation ------------------------------------------------------------
 
-    def alloc_nowait(self, cpu: int, gfp: int) -> Slab | None:
+    def alloc_nowait(self, cpu: int, gfp: int, task: Any = None) -> Slab | None:
         """``kmem_cache_alloc`` that may not sleep: ``slab_alloc_node``'s fast path
-        inline, the slow path run to completion without simulated time."""
+        inline, the slow path run to completion without simulated time, for
+        ``task`` (``current``: its reserves reach a refill's page, see :class:`OnCpu`)."""
         c = self.cpu_slab[cpu]
         if c.freelist:
             c.freelist -= 1
             self.allocs += 1
             return c.page
         self.check_nowait(gfp)
-        return run_sync(self.slab_alloc(OnCpu(cpu), gfp))
+        return run_sync(self.slab_alloc(OnCpu(cpu, task), gfp))
 
     def alloc(self, task: Any, gfp: int) -> Generator[Any, Any, Slab | None]:
         """``kmem_cache_alloc`` from a task: a blocking gfp may sleep in the page

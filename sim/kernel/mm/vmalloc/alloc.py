@@ -228,10 +228,12 @@ class Vmalloc:
             va.slab = None
 
     def split_nowait(self, task: Task, gfp: int = _NOWAIT) -> VmapArea | None:
-        """``kmem_cache_alloc(vmap_area_cachep, GFP_NOWAIT)`` under the lock."""
+        """``kmem_cache_alloc(vmap_area_cachep, GFP_NOWAIT)`` under the lock, for ``task``:
+        a refill's page is asked with it as ``current``, so an RT task's ALLOC_HARDER
+        and an OOM victim's ALLOC_OOM apply (``gfp_to_alloc_flags``, ``__gfp_pfmemalloc_flags``)."""
         metrics = self.metrics
         metrics.add("split_nowait_attempts")
-        slab = self.cache.alloc_nowait(task.cpu, gfp)
+        slab = self.cache.alloc_nowait(task.cpu, gfp, task)
         if slab is None:
             metrics.add("split_nowait_failures")
             self._record_failure(task, "split_nowait_failure", gfp, "NE")
@@ -245,7 +247,7 @@ class Vmalloc:
         if gfp & _DIRECT_RECLAIM:
             slab = yield from self.cache.alloc(task, gfp)
         else:
-            slab = self.cache.alloc_nowait(task.cpu, gfp)
+            slab = self.cache.alloc_nowait(task.cpu, gfp, task)
         if slab is None:
             return None
         va = VmapArea()
@@ -385,7 +387,7 @@ class Vmalloc:
         cache = self.kmalloc[size_class]
         if gfp & _DIRECT_RECLAIM:
             return (yield from cache.alloc(task, gfp))
-        return cache.alloc_nowait(task.cpu, gfp)
+        return cache.alloc_nowait(task.cpu, gfp, task)
 
     def vmalloc_node_range(
         self,
