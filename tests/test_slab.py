@@ -650,7 +650,7 @@ def _machine_cache(allocator, kernel, free):
     from sim.kernel.mm.zones import MemoryParams, build_zones
 
     profile = get_profile(kernel)
-    params = MemoryParams(vmstat_drift=False, p_steal=0.0)
+    params = MemoryParams(vmstat_drift=False, watermark_boost_factor=0)
     table = build_zones(256 << 20, 4, False, profile, params)
     pa = PageAllocator(simpy.Environment(), table, profile, params, rng=np.random.default_rng(2))
     top = pa.zonelist[0]

@@ -417,7 +417,7 @@ def _split_at(kernel, path, kind, free):
     """One NE_FIT split by a task of ``kind`` on one CPU whose vmap_area cache must take a
     page, with ``free(min)`` pages free in the top zone (the DMA zone empty): whether the
     request succeeded, and the split failures counted."""
-    m = make_machine("nowait", cpus=1, kernel=kernel, memory=MemoryParams(vmstat_drift=False, p_steal=0.0))
+    m = make_machine("nowait", cpus=1, kernel=kernel, memory=MemoryParams(vmstat_drift=False, watermark_boost_factor=0))
     _leave_one_free_object(m)  # the busy descriptor takes it: the split needs a new slab
     m.vmalloc.kmalloc[64].free(0, m.vmalloc.kmalloc[64].alloc_nowait(0, 0))  # pcpu's vm_struct without a page
     pa, hog = m.page_alloc, MemoryOwner("hog")
