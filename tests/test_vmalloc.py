@@ -294,16 +294,9 @@ def test_v53_preload_keeps_the_checked_cpu_until_the_lock():
     assert c["preload_race_misses"] == 0 and c["preload_fill_misses"] == 0
 
 
-@pytest.mark.parametrize("strategy", ["preload", "preload-lockless", "preload-gfp"])
-def test_a_split_after_a_fill_that_got_no_object_is_a_fill_miss_not_a_race(strategy, monkeypatch):
-    m = make_machine(strategy, cpus=1)
+def _one_page(m):
+    """One task vmallocs one page on a fresh machine (an NE_FIT split) and the run ends; the counters."""
     vm = m.vmalloc
-
-    def no_object(vm, task, gfp):  # the preload's kmem_cache_alloc_node returns NULL
-        return None
-        yield
-
-    monkeypatch.setattr(vm.strategy, "fill", no_object)
 
     def x(task):
         area = yield from vm.vmalloc_node_range(task, 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
@@ -311,23 +304,26 @@ def test_a_split_after_a_fill_that_got_no_object_is_a_fill_miss_not_a_race(strat
 
     m.spawn("x", x, cpu=0)
     m.env.run(until=0.1)
-    c = m.metrics.counters
+    return m.metrics.counters
+
+
+@pytest.mark.parametrize("strategy", ["preload", "preload-lockless", "preload-gfp"])
+def test_a_split_after_a_fill_that_got_no_object_is_a_fill_miss_not_a_race(strategy, monkeypatch):
+    m = make_machine(strategy, cpus=1)
+
+    def no_object(vm, task, gfp):  # the preload's kmem_cache_alloc_node returns NULL
+        return None
+        yield
+
+    monkeypatch.setattr(m.vmalloc.strategy, "fill", no_object)
+    c = _one_page(m)
     assert c["fit_ne"] == 1 and c["preload_misses"] == 1 and c["split_nowait_attempts"] == 1
     assert c["preload_fill_misses"] == 1 and c["preload_race_misses"] == 0 and c["pcpu_split_nowait"] == 0
 
 
 @pytest.mark.parametrize("strategy", ["nowait", "atomic"])
 def test_without_a_preload_an_alloc_vmap_area_split_is_no_miss(strategy):
-    m = make_machine(strategy, cpus=1)
-    vm = m.vmalloc
-
-    def x(task):
-        area = yield from vm.vmalloc_node_range(task, 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
-        assert area is not None
-
-    m.spawn("x", x, cpu=0)
-    m.env.run(until=0.1)
-    c = m.metrics.counters
+    c = _one_page(make_machine(strategy, cpus=1))
     assert c["fit_ne"] == 1 and c["split_nowait_attempts"] == 1
     assert c["preload_misses"] == c["preload_fill_misses"] == c["preload_race_misses"] == c["pcpu_ne_splits"] == 0
 
