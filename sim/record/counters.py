@@ -117,6 +117,8 @@ lazy_purges               vfree that crossed lazy_max_pages and purged
 tlb_flushes               TLB flush of a lazy purge (flush_tlb_kernel_range)
 watermark_boost           boost_watermark raised a zone's watermarks (fallback steal)
 fallback_steals           __rmqueue_fallback took a block below pageblock order from another migratetype
+highatomic_reserved       reserve_highatomic_pageblock added a pageblock to a zone's reserve
+highatomic_unreserved     unreserve_highatomic_pageblock gave a reserved pageblock back
 preemptions               running task preempted
 sleep_in_atomic_bugs      "BUG: sleeping function called from invalid context"
 migrations                task moved to another CPU (wakeup placement or balancing)
