@@ -92,6 +92,19 @@ def test_answer_fork_ram_keeps_the_tenants_in_proportion_to_ram(answer_plans):
     assert scenario.workloads[0].workers == 256  # the storm under test keeps its size
 
 
+def test_rezki_256mb_netrx_reserves_highatomic_pageblocks_that_the_samples_show():
+    netrx = run("rezki-2019-256mb-netrx", "nowait", "duration=3s")
+    reserve = [s["DMA32_highatomic"] for s in netrx.samples]
+    assert max(reserve) >= 512 and max(reserve) <= 1536  # managed/100 + 512 = 1048: three pageblocks at most
+    assert netrx.counters["virtio-net-rx.frag_blocks_highatomic"] > 0
+    assert netrx.counters["highatomic_reserved"] > 0
+    for e in netrx.events:
+        if e["kind"] == "warn_alloc":
+            assert "DMA32_highatomic" in e
+    plain = run("rezki-2019-256mb", "nowait", "duration=1s")
+    assert {s["DMA32_highatomic"] for s in plain.samples} == {0}  # no high-order atomic allocation
+
+
 @pytest.mark.parametrize("strategy", ["nowait", "preload", "preload-lockless"])
 def test_big_server_invents_no_nowait_failure(strategy):
     result = run("big-server", strategy, "duration=0.3s", "workloads.0.workers=16")

@@ -117,6 +117,8 @@ lazy_purges               vfree that crossed lazy_max_pages and purged
 tlb_flushes               TLB flush of a lazy purge (flush_tlb_kernel_range)
 watermark_boost           boost_watermark raised a zone's watermarks (fallback steal)
 fallback_steals           __rmqueue_fallback took a block below pageblock order from another migratetype
+highatomic_reserved       reserve_highatomic_pageblock added a pageblock to a zone's reserve
+highatomic_unreserved     unreserve_highatomic_pageblock gave a reserved pageblock back
 preemptions               running task preempted
 sleep_in_atomic_bugs      "BUG: sleeping function called from invalid context"
 migrations                task moved to another CPU (wakeup placement or balancing)
@@ -176,6 +178,9 @@ FAMILIES: tuple[CounterFamily, ...] = (
     CounterFamily("{workload}.{what}", "events", "vm_map_ram users: maps, failures, blocks",
                   {"workload": _WORKLOAD, "what": ("maps", "map_failures", "page_failures", "unmaps", "blocks",
                                                    "blocks_freed", "fragmented_purged")}),
+    CounterFamily("{workload}.{what}", "events", "network receive page frags: pages, reserved, fallbacks, drops",
+                  {"workload": _WORKLOAD, "what": ("frag_blocks", "frag_blocks_highatomic", "frag_fallbacks",
+                                                   "frag_drops")}),
     CounterFamily("{workload}.{case}.{result}", "calls", "test_vmalloc case run that passed or failed",
                   {"workload": _WORKLOAD, "case": None, "result": ("passed", "failed")}),
     CounterFamily("{workload}.{case}", SECONDS, "time a test_vmalloc case ran", {"workload": _WORKLOAD, "case": None}),

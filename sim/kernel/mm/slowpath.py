@@ -29,7 +29,7 @@ from sim.kernel.mm.internal import AllocContext, ZoneOps
 from sim.kernel.mm.oom_kill import OomKiller
 from sim.kernel.mm.pools import MemoryPools
 from sim.kernel.mm.vmscan import Reclaimer
-from sim.kernel.mm.watermarks import Zone, gfp_pfmemalloc_flags, gfp_to_alloc_flags, zone_watermark_ok
+from sim.kernel.mm.watermarks import gfp_pfmemalloc_flags, gfp_to_alloc_flags, zone_watermark_ok
 from sim.kernel.mm.zones import (
     ALLOC_CPUSET,
     ALLOC_HARDER,
@@ -212,7 +212,7 @@ class SlowPath:
         if progress:  # __alloc_pages_direct_reclaim
             got = attempt(alloc_flags)
             if not got:
-                self.zone_ops.unreserve_highatomic_pageblock()
+                self.zone_ops.unreserve_highatomic_pageblock(ac)
                 yield from self.drain_all_pages(task)
                 got = attempt(alloc_flags)
             if got:
@@ -220,7 +220,7 @@ class SlowPath:
         if gfp & _G_NORETRY or (costly and not gfp & _G_RETRY_MAYFAIL):
             return 0, False, no_progress_loops
         retry, no_progress_loops = yield from self.should_reclaim_retry(
-            task, order, ac.zones, ac.classzone_idx, alloc_flags, progress > 0, no_progress_loops
+            task, ac, alloc_flags, progress > 0, no_progress_loops
         )
         if retry:
             return 0, True, no_progress_loops
@@ -254,18 +254,19 @@ class SlowPath:
         yield from self.scheduler.sleep(task, self.params.pcp_drain_ms / 1000.0, "drain_all_pages")
 
     def should_reclaim_retry(
-        self, task: Any, order: int, zones: tuple[Zone, ...], classzone: int, flags: int, did_progress: bool,
-        no_progress_loops: int,
-    ) -> Generator[Any, Any, tuple[bool, int]]:  # fmt: skip
+        self, task: Any, ac: AllocContext, flags: int, did_progress: bool, no_progress_loops: int
+    ) -> Generator[Any, Any, tuple[bool, int]]:
         """``should_reclaim_retry`` (5.3): give up after MAX_RECLAIM_RETRIES loops without
-        progress, or when no zone would pass min even if all its reclaimable pages were
-        freed; without progress and mostly dirty pages, wait HZ/10 first (before 5.16)."""
+        progress (giving back a high-atomic pageblock first: retry if there was one), or
+        when no zone would pass min even if all its reclaimable pages were freed; without
+        progress and mostly dirty pages, wait HZ/10 first (before 5.16)."""
+        order, zones, classzone = ac.order, ac.zones, ac.classzone_idx
         if did_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
             no_progress_loops = 0
         else:
             no_progress_loops += 1
         if no_progress_loops > MAX_RECLAIM_RETRIES:
-            return self.zone_ops.unreserve_highatomic_pageblock(force=True), no_progress_loops
+            return self.zone_ops.unreserve_highatomic_pageblock(ac, force=True), no_progress_loops
         sched, pools, prof, params = self.scheduler, self.pools, self.profile, self.params
         ret = False
         for zone in zones:
