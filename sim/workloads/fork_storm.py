@@ -23,19 +23,23 @@ fail where the kernel's would; a failure is -ENOMEM and unwinds what was taken:
    THREAD_ALIGN, VMALLOC_START, VMALLOC_END, THREADINFO_GFP & ~__GFP_ACCOUNT)``;
    on failure the task_struct goes straight back (``free_task_struct``);
 3. ``copy_creds`` .. ``copy_signal`` and ``dup_mm``'s ``allocate_mm``: cred, files,
-   fs, sighand, signal and mm_struct objects, ``slab_pages`` order-0 GFP_KERNEL
+   fs, sighand, signal and mm_struct objects, ``mm_slab_pages`` order-0 GFP_KERNEL
    pages in one step;
 4. ``mm_init`` -> ``mm_alloc_pgd`` -> ``pgd_alloc``: ``__get_free_pages(PGALLOC_GFP,
    PGD_ALLOCATION_ORDER)``, order 1 with CONFIG_PAGE_TABLE_ISOLATION (``pti``),
    order 0 without.  The order is fixed when the kernel is built: a kernel with
    PTI compiled in takes an order-1 pgd even when PTI is off at run time (``pti=off``,
    or a CPU not vulnerable to Meltdown), as distribution kernels do;
-5. ``dup_mmap``: VMA, anon_vma and anon_vma_chain objects (``vma_slab_pages``
-   order-0 GFP_KERNEL pages), then ``copy_page_range``'s page tables
-   (``pagetable_pages`` order-0 PGALLOC_GFP pages);
+5. ``dup_mmap``: VMA, anon_vma and anon_vma_chain objects (the rest of
+   ``slab_pages``, order-0 GFP_KERNEL pages), then ``copy_page_range``'s page tables
+   (the rest of ``pagetable_pages``, order-0 PGALLOC_GFP pages);
 
 each step's pages in one step, each page passing the watermark test it would pass
-alone.  Then ``wake_up_new_task``: the child starts on the least loaded CPU (the
+alone.  ``slab_pages`` (6) is a fork's whole slab bill and ``pagetable_pages`` (14) its
+page tables with the pgd, as before the task_struct and the pgd were modelled: the
+task_struct's share of a slab (``1 << order`` pages over its objects, rounded: 2 pages
+under SLAB, 1 under SLUB for the default size) and the pgd's ``1 << order`` pages come
+out of them.  Then ``wake_up_new_task``: the child starts on the least loaded CPU (the
 parent's on a tie), runs briefly and exits.  At exit (``exit_mmap``) its page tables
 and VMAs go; at its final switch on the CPU where it died, its pgd (``__mmdrop``)
 and its stack, into that CPU's stack cache if a slot is free, else to
@@ -93,8 +97,8 @@ class ForkStormSpec(WorkloadSpec):
     """Parameters of ``stress-ng --fork N``.  Defaults: ``fork_max``, ``oom_score_adj`` and
     ``stack_cache`` as stress-ng and kernel/fork.c set them; ``task_struct_size`` measured
     for the 5.2 guest; ``pti`` as distribution kernels build it; ``rcu_grace`` from
-    published measurements; the CPU times and page counts are estimates, not measured
-    (docs/validation.md has what the guests show)."""
+    published measurements; the CPU times and page counts are estimates for an x86_64
+    fork with PTI, not measured (docs/validation.md has what the guests show)."""
 
     kind: Literal["fork_storm"] = "fork_storm"
     workers: int = Field(16, ge=1, le=MAX_TASKS, description="stress-ng --fork N (at most PID_MAX_LIMIT)")
@@ -109,9 +113,11 @@ class ForkStormSpec(WorkloadSpec):
     pti: bool = Field(
         True, description="CONFIG_PAGE_TABLE_ISOLATION: an order-1 pgd (whether PTI is on at run time or not)"
     )
-    slab_pages: int = Field(1, ge=0, description="cred, files, fs, sighand, signal and mm_struct, in pages")
-    vma_slab_pages: int = Field(3, ge=0, description="dup_mmap's VMA, anon_vma and anon_vma_chain objects, in pages")
-    pagetable_pages: int = Field(12, ge=0, description="page tables of a child besides the pgd")
+    pagetable_pages: int = Field(14, ge=0, description="page tables of a child, the pgd (2 pages with pti) included")
+    slab_pages: int = Field(6, ge=0, description="task_struct, mm, VMAs, signal and files, in pages")
+    mm_slab_pages: int = Field(
+        1, ge=0, description="of slab_pages: cred, files, fs, sighand, signal and mm_struct (before the pgd)"
+    )
     worker_rss: Size = Field(1 << 20, description="anon memory of each worker process")
     stack_cache: int = Field(2, ge=0, description="NR_CACHED_STACKS per CPU")
     oom_score_adj: int = Field(1000, ge=-1000, le=1000)
@@ -119,8 +125,9 @@ class ForkStormSpec(WorkloadSpec):
     restart_delay: Duration = Field(0.01, description="a killed worker starts again after this")
     enomem_backoff: Duration = Field(1e-3, description="pause after a failed fork")
     rcu_grace: Duration = Field(
-        10e-3,
-        description="call_rcu to callback: a stack's 2nd try at the cache (5.18+), the task_struct's free",
+        8e-3,
+        description="call_rcu to callback (two FQS rounds at HZ=250): a stack's 2nd try at the cache (5.18+), "
+        "the task_struct's free",
     )
 
     @field_validator("task_struct_size")
@@ -154,10 +161,15 @@ class ForkStorm:
         self.m: Any = None
         self.task_cache: Any = None
         self.pgd_order = 1 if spec.pti else 0  # PGD_ALLOCATION_ORDER
+        self.table_pages = max(0, spec.pagetable_pages - (1 << self.pgd_order))  # besides the pgd
+        self.mm_slab_pages = self.vma_slab_pages = 0  # set by start(), less the task_struct's share
 
     def start(self, machine: Any, rng: np.random.Generator) -> None:
         self.m = machine
-        self.task_cache = machine.task_struct_cachep(self.spec.task_struct_size)
+        self.task_cache = cache = machine.task_struct_cachep(self.spec.task_struct_size)
+        rest = max(0, self.spec.slab_pages - round((1 << cache.order) / cache.objs_per_slab))
+        self.mm_slab_pages = min(self.spec.mm_slab_pages, rest)
+        self.vma_slab_pages = rest - self.mm_slab_pages
         for cpu in machine.sched.cpus:
             cpu.percpu.setdefault(STACK_CACHE, [None] * self.spec.stack_cache)
         for i in range(self.spec.workers):
@@ -242,24 +254,25 @@ class ForkStorm:
     def _copy_rest(self, task: Any, owner: MemoryOwner, child: _Child) -> Generator[Any, Any, bool]:
         """``copy_process`` after ``dup_task_struct``: the pages it takes, in its order;
         False at the first that fails (a GFP_KERNEL request fails only for an OOM victim)."""
-        pa, spec = self.m.page_alloc, self.spec
-        child.slab = yield from pa.alloc_pages_bulk(task, GFP_KERNEL, spec.slab_pages, pool=SLAB, site="copy_process")
-        if child.slab < spec.slab_pages:
+        pa = self.m.page_alloc
+        n = self.mm_slab_pages
+        child.slab = yield from pa.alloc_pages_bulk(task, GFP_KERNEL, n, pool=SLAB, site="copy_process")
+        if child.slab < n:
             return False
         child.pgd = yield from pa.alloc_pages(
             task, GFP_PGALLOC, self.pgd_order, pool=PAGETABLES, owner=owner, site="pgd_alloc"
         )
         if not child.pgd:
             return False
-        child.vma_slab = yield from pa.alloc_pages_bulk(
-            task, GFP_KERNEL, spec.vma_slab_pages, pool=SLAB, site="dup_mmap"
-        )
-        if child.vma_slab < spec.vma_slab_pages:
+        n = self.vma_slab_pages
+        child.vma_slab = yield from pa.alloc_pages_bulk(task, GFP_KERNEL, n, pool=SLAB, site="dup_mmap")
+        if child.vma_slab < n:
             return False
+        n = self.table_pages
         child.tables = yield from pa.alloc_pages_bulk(
-            task, GFP_PGALLOC, spec.pagetable_pages, pool=PAGETABLES, owner=owner, site="copy_page_range"
+            task, GFP_PGALLOC, n, pool=PAGETABLES, owner=owner, site="copy_page_range"
         )
-        return child.tables == spec.pagetable_pages
+        return child.tables == n
 
     def _bad_fork(self, cpu: int, owner: MemoryOwner, child: _Child) -> None:
         """``copy_process``'s bad_fork_* labels: what was taken goes back, the stack by
