@@ -441,7 +441,9 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("machine", "sched", "pick"): "fifo",
     ("machine", "sched", "wake_affine"): False,
 }
-LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {"fork_storm": {"restart": True, "rcu_grace": 8e-3}}
+LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fork_storm": {"restart": True, "rcu_grace": 8e-3, "task_struct_size": "4872B", "pti": True, "mm_slab_pages": 1},
+}
 
 
 def _drop_later_defaults(data: dict[str, Any]) -> None:

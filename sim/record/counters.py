@@ -126,6 +126,8 @@ context_switches          CPU switched tasks
 fork_attempts             fork of the fork storm started
 forks                     fork that succeeded
 fork_enomem               fork that failed with -ENOMEM
+fork_task_struct_failures  fork whose task_struct allocation failed (dup_task_struct)
+task_structs_rcu_deferred  task_struct free queued with call_rcu (delayed_put_task_struct)
 fork_worker_restarts      fork storm worker started again after dying
 stack_cache_hits          thread stack taken from the per-CPU cached_stacks
 stack_vmallocs            thread stack allocated with __vmalloc_node_range
@@ -162,7 +164,8 @@ FAMILIES: tuple[CounterFamily, ...] = (
     CounterFamily("lock_wait:{lock}", SECONDS, "time waiting for the lock", {"lock": _LOCKS}),
     CounterFamily("lock_hold:{lock}", SECONDS, "time the lock was held", {"lock": _LOCKS}),
     CounterFamily("slab.{cache}.{what}", "calls", "slab cache totals: objects, slabs, pages",
-                  {"cache": None, "what": ("allocs", "frees", "slabs_max", "pages_alloc", "pages_free")}),
+                  {"cache": None, "what": ("allocs", "frees", "slabs_max", "pages_alloc", "pages_free",
+                                            "order_fallback")}),
     CounterFamily("slab.{cache}.{what}.{gfp}", "calls", "slab cache refills and grows by caller gfp class",
                   {"cache": None, "what": ("refill", "refill_fail", "grow"), "gfp": None}),
     CounterFamily("{label}.{what}", "calls", "a workload's vmap requests (sim/workloads/tally.py)",
