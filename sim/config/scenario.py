@@ -436,6 +436,8 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("machine", "dmesg"): None,
     ("machine", "memory", "freed_after_boot"): 0,
     ("machine", "memory", "freed_zone"): "DMA32",
+    ("machine", "memory", "console_baud"): 115200,
+    ("machine", "memory", "console_loglevel"): 3,
     ("machine", "sched", "cpu_slowdown"): 1.0,
     ("machine", "sched", "fork_balance"): "least_loaded",
     ("machine", "sched", "pick"): "fifo",

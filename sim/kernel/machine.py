@@ -103,6 +103,7 @@ class Machine:
             make_strategy(self.strategy_name, self.sched.ncpus),
             self.metrics,
             config.vmalloc,
+            console=self.page_alloc.console,
         )
         if config.slab == "SLAB":
             for cpu in range(config.cpus):

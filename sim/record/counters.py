@@ -77,6 +77,8 @@ alloc_fail                page allocation that failed (warn_alloc reached)
 alloc_fail_nowarn         failed page allocation whose warning __GFP_NOWARN silences
 warn_alloc                warn_alloc report printed (under the ratelimit)
 warn_alloc_suppressed     warn_alloc report dropped by the ratelimit
+warn_alloc_show_mem       warn_alloc report with its Mem-Info block (show_mem, at most once a second)
+warn_alloc_show_mem_suppressed  warn_alloc report whose Mem-Info block its ratelimit dropped
 nowait_page_failures      failed page allocation that could not reclaim (GFP_NOWAIT/ATOMIC)
 pcp_drain                 drain_all_pages before a retry of the slow path
 congestion_wait           congestion_wait sleep of a reclaimer (pre-5.16 throttling)
@@ -143,11 +145,13 @@ workingset_refault        page faulted back in after reclaim
 oom_reaped_pages          page freed by the OOM reaper
 """),
     CounterDecl("purged_areas", "areas", "vmap area freed by a lazy purge"),
+    CounterDecl("console_bytes", "bytes", "byte printk wrote to the serial console (\\r\\n counted)"),
     *_counts(SECONDS, """
 alloc_slowpath            time in __alloc_pages_slowpath
 direct_reclaim            time in direct reclaim
 throttle_direct_reclaim   time asleep in throttle_direct_reclaim
 preload_fill              time the preload of a vmap_area object took
+console                   time CPUs spent writing printk's records to the serial console
 """),
 )  # fmt: skip
 
@@ -163,6 +167,8 @@ FAMILIES: tuple[CounterFamily, ...] = (
     CounterFamily("lock_contended:{lock}", "calls", "lock acquisition that had to wait", {"lock": _LOCKS}),
     CounterFamily("lock_wait:{lock}", SECONDS, "time waiting for the lock", {"lock": _LOCKS}),
     CounterFamily("lock_hold:{lock}", SECONDS, "time the lock was held", {"lock": _LOCKS}),
+    CounterFamily("console_lock_wait:{lock}", SECONDS,
+                  "time tasks waited for the lock while its holder wrote to the serial console", {"lock": _LOCKS}),
     CounterFamily("slab.{cache}.{what}", "calls", "slab cache totals: objects, slabs, pages",
                   {"cache": None, "what": ("allocs", "frees", "slabs_max", "pages_alloc", "pages_free",
                                             "order_fallback")}),

@@ -81,6 +81,7 @@ from sim.kernel.mm.zones import (
     ZoneTable,
     build_zones,
 )
+from sim.kernel.printk import Console
 from sim.kernel.profile import KernelProfile
 from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
@@ -141,7 +142,11 @@ class PageAllocator:
         ctx = (self.profile, self.params, self.metrics)
         self.reclaim = Reclaimer(env, self, self.pools, *ctx, rng, scheduler, self.ncpus)
         self.oom = OomKiller(env, self, self.pools, self.reclaim, self.params, self.metrics, rng, scheduler)
-        self.slowpath = SlowPath(self, self.reclaim, self.oom, self.pools, *ctx, scheduler, lambda: env.now)
+        # the serial console warn_alloc's reports go to; vmalloc's warning and its callers share it
+        self.console = Console(env, self.metrics, self.params.console_baud, self.params.console_loglevel)
+        self.slowpath = SlowPath(
+            self, self.reclaim, self.oom, self.pools, *ctx, scheduler, lambda: env.now, self.console
+        )
 
     # -- zone lists and watermarks ------------------------------------------------
 
