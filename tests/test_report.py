@@ -79,3 +79,105 @@ def test_report_is_recomputed_exactly_from_its_tables(answer):
 @pytest.mark.skipif(not (COMMITTED / "report.md").exists(), reason="no committed answer in results/answer")
 def test_committed_report_agrees_with_the_committed_tables():
     assert render(load_suite(COMMITTED)) == (COMMITTED / "report.md").read_text()
+
+
+# -- the lockless-preload section, from suites made of a few machine-level runs -----------------
+
+
+def _row(m, strategy: str, preemption: str | None, sweep: str = "s") -> dict:
+    """A runs.parquet row of machine ``m`` as the engine builds it, in sweep ``sweep``."""
+    from sim.engine.run import _headline
+
+    row = {"run_id": f"{sweep}:{preemption}/{strategy}", "strategy": strategy, "status": "ok", "sweep": sweep,
+           "point": 0, **_headline(m.metrics, None)}  # fmt: skip
+    return row if preemption is None else {**row, "machine.preemption": preemption}
+
+
+def _suite(rows: list[dict], preemption: dict[str, str] | None = None):
+    from sim.analysis.report import Suite
+
+    events = pd.DataFrame(columns=["run_id", "kind", "time"])
+    counters = pd.DataFrame(columns=["run_id", "name", "value"])
+    return Suite(pd.DataFrame(rows), events, counters, {}, {}, preemption or {})
+
+
+def _percpu_machine(strategy: str):
+    """Preemption none, one CPU: three percpu chunks (the first an NE carve, GFP_NOWAIT as no
+    slot is full yet and percpu never preloads), then from 1 s 200 random-size test_vmalloc
+    allocations (NE splits among them, and slots left full by the others)."""
+    from sim.workloads.registry import WORKLOADS
+    from tests.conftest import make_machine
+
+    m = make_machine(strategy, cpus=1, kernel="5.3", ram=1 << 30)
+    for i, (kind, fields) in enumerate([
+        ("percpu_chunks", dict(rate=100, lifetime=float("inf"), max_chunks=3)),
+        ("test_vmalloc", dict(cases=["random_size_align_alloc_test"], test_loop_count=200, single_cpu_test=True,
+                              start=1.0)),
+    ]):  # fmt: skip
+        spec_cls, cls = WORKLOADS[kind]
+        cls(spec_cls(**fields)).start(m, m.workload_rng(i))
+    m.env.run(until=5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def lockless_suite():
+    """Under preemption none, preload and preload-lockless with a percpu workload; under full
+    preemption, the migration between the check and the lock (conftest.race_machine)."""
+    from tests.conftest import race_machine
+
+    rows = [_row(_percpu_machine(s), s, "none") for s in ("nowait", "preload", "preload-lockless")]
+    rows += [_row(race_machine(s)[0], s, "full") for s in ("preload", "preload-lockless")]
+    return _suite(rows)
+
+
+def test_lockless_misses_are_alloc_vmap_area_races_only(lockless_suite):
+    from sim.analysis.report import lockless_misses
+
+    runs = lockless_suite.runs
+    none = runs[runs["machine.preemption"] == "none"]
+    assert (none.loc[none["strategy"] != "nowait", "preload_misses"] > 0).all()  # what the table used to count
+    table = lockless_misses(lockless_suite).set_index(["preemption", "strategy"])
+    assert list(table.index) == [("full", "preload"), ("full", "preload-lockless"),
+                                 ("none", "preload"), ("none", "preload-lockless")]  # fmt: skip
+    assert table.loc[("none", "preload-lockless"), "race_misses"] == 0
+    assert table.loc[("none", "preload"), "race_misses"] == 0
+    assert table.loc[("full", "preload-lockless"), "race_misses"] == 1
+    assert table.loc[("full", "preload"), "race_misses"] == 0
+    assert (table["fill_misses"] == 0).all()
+    assert table.loc[("none", "preload-lockless"), "calls"] >= 200  # alloc_vmap_area's calls, not percpu's
+
+
+def test_percpu_carves_are_their_own_table_for_every_strategy(lockless_suite):
+    from sim.analysis.report import percpu_carves, render
+
+    carves = percpu_carves(lockless_suite).set_index("strategy")
+    assert list(carves.index) == ["nowait", "preload", "preload-lockless"]
+    assert (carves["carves"] > 0).all() and (carves["nowait"] > 0).all()
+    assert carves.loc["preload", "nowait"] == carves.loc["preload-lockless", "nowait"]
+    text = render(lockless_suite)
+    section = text[text.index("## What the v5.5 lockless preload gives up") : text.index("## Figures")]
+    assert "| none | preload-lockless | 0 | 0 |" in section
+    assert "| full | preload-lockless | 1 | 0 |" in section and "| full | preload | 0 | 0 |" in section
+    assert f"| preload-lockless | {int(carves.loc['preload-lockless', 'carves'])} | " in section
+    assert "0 by construction" in section and "not recorded" not in section
+
+
+def test_the_lockless_section_says_so_when_the_runs_predate_its_counters(lockless_suite):
+    from sim.analysis.report import PERCPU_COLUMNS, RACE_COLUMNS, lockless_section
+
+    old = lockless_suite.runs.drop(columns=[*RACE_COLUMNS, *PERCPU_COLUMNS])
+    lines = lockless_section(_suite(old.to_dict("records")))
+    assert sum("not recorded in these runs; re-run `vmsim answer`" in line for line in lines) == 2
+    assert not any(line.startswith("| ") for line in lines)
+
+
+def test_a_sweep_without_a_preemption_column_takes_its_scenario_s_model(lockless_suite):
+    from sim.analysis.report import lockless_misses
+
+    runs = lockless_suite.runs
+    full = runs[runs["machine.preemption"] == "full"].drop(columns=["machine.preemption"]).assign(sweep="rt")
+    table = lockless_misses(_suite(full.to_dict("records"), {"rt": "full"}))
+    assert set(table["preemption"]) == {"full"} and table["race_misses"].sum() == 1
+    table = lockless_misses(_suite(full.to_dict("records")))  # no manifest: MachineConfig's default
+    assert set(table["preemption"]) == {"none"}

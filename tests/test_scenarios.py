@@ -141,11 +141,16 @@ def test_rt_preload_race_lockless_misses_are_reported_per_call(race):
     assert row["vmalloc_calls"] > 100_000
     assert 0 < row["preload_misses"] / row["vmalloc_calls"] < 1e-3
     assert row["split_nowait_attempts"] == row["preload_misses"]
+    # every miss is a race: test_vmalloc's fills get their object and no percpu chunk is made
+    assert row["preload_race_misses"] == row["preload_misses"] and row["preload_fill_misses"] == 0
+    assert row["pcpu_ne_splits"] == 0 and row["vmap_alloc_calls"] == row["vmalloc_calls"]
 
 
 def test_rt_preload_race_has_no_misses_under_v53_preload_or_without_preemption(race):
     assert race[("full", "preload")].row["preload_misses"] == 0
     assert race[("none", "preload-lockless")].row["preload_misses"] == 0
+    for key in (("full", "preload"), ("none", "preload-lockless")):
+        assert race[key].row["preload_race_misses"] == 0
     for result in race.values():
         assert result.row["sleep_in_atomic_bugs"] == 0
 

@@ -6,13 +6,12 @@ import pytest
 
 from sim.kernel.mm.gfp import GFP_KERNEL, GFP_THREAD_STACK
 from sim.kernel.mm.oom_kill import MemoryOwner
-from sim.kernel.mm.vmalloc.alloc import EBUSY, VmallocParams, lazy_max_pages
+from sim.kernel.mm.vmalloc.alloc import EBUSY, lazy_max_pages
 from sim.kernel.mm.vmalloc.percpu_vm import PMD_SIZE, pcpu_get_vm_areas
 from sim.kernel.mm.vmalloc.space import VMALLOC_END, VMALLOC_START
 from sim.kernel.mm.vmalloc.strategies import NowaitSplit
 from sim.kernel.mm.zones import MemoryParams
-from sim.kernel.sched.cpu import SchedParams
-from tests.conftest import make_machine
+from tests.conftest import make_machine, race_machine
 
 STACK = 16384
 
@@ -276,55 +275,61 @@ def test_v55_lazy_areas_leave_the_busy_tree_when_freed_and_merge_at_the_purge():
     assert not vm.lazy.purge_list and len(vm.space.free_blocks()) == 1  # everything merged back
 
 
-def _race(strategy, t_check_lock=1e-3):
-    """Task x leaves CPU 0's slot full (an NE area takes the first fill, an LE
-    area the second), then asks for an NE stack while a pinned task wakes on
-    CPU 0 inside the check-to-lock window; a preemption there moves x to CPU 1,
-    whose slot is empty."""
-    m = make_machine(
-        strategy,
-        cpus=2,
-        preemption="full",
-        sched=SchedParams(p_migrate_on_preempt=1.0),
-        vmalloc=VmallocParams(t_check_lock=t_check_lock),
-    )
-    vm = m.vmalloc
-    c = m.metrics.counters
-    lock_cpus = []
-
-    def sleeper(task):
-        yield from m.sched.sleep(task, 0.0125, "timer")  # x's window is [12.0, 13.0] ms
-        yield from m.sched.run(task, 1e-3)
-
-    def x(task):
-        for pages in (1, 2):
-            area = yield from vm.vmalloc_node_range(task, pages * 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
-            assert area is not None
-        assert (c["fit_ne"], c["fit_le"]) == (1, 1)
-        yield from m.sched.run(task, 0.01)
-        area = yield from vm.vmalloc_node_range(task, STACK, STACK, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
-        assert area is not None and c["fit_ne"] == 2
-        lock_cpus.append(task.cpu)
-
-    m.spawn("sleeper", sleeper, cpu=0, pinned=True)
-    m.spawn("x", x, cpu=0)
-    m.env.run(until=0.1)
-    return m, lock_cpus
-
-
 def test_v55_lockless_preload_misses_when_preempted_and_migrated_before_the_lock():
-    m, lock_cpus = _race("preload-lockless")
+    m, lock_cpus = race_machine("preload-lockless")
     c = m.metrics.counters
     assert lock_cpus == [1] and c["migrations"] >= 1
     assert c["preload_misses"] == 1 and c["split_nowait_attempts"] == 1 and c["split_from_preload"] == 1
     assert m.vmalloc.strategy.ne_fit_preload_node[0] is not None  # the object stayed behind
+    # x's check saw CPU 0's object, so it did not fill: a race miss, not a fill miss or a percpu carve
+    assert c["preload_race_misses"] == 1 and c["preload_fill_misses"] == 0
+    assert c["pcpu_ne_splits"] == 0 and c["pcpu_split_nowait"] == 0
 
 
 def test_v53_preload_keeps_the_checked_cpu_until_the_lock():
-    m, lock_cpus = _race("preload")
+    m, lock_cpus = race_machine("preload")
     c = m.metrics.counters
     assert c["preload_misses"] == 0 and c["split_from_preload"] == 2 and c["split_nowait_attempts"] == 0
     assert c["preemptions"] >= 1  # x was preempted after the lock was dropped, not inside the window
+    assert c["preload_race_misses"] == 0 and c["preload_fill_misses"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["preload", "preload-lockless", "preload-gfp"])
+def test_a_split_after_a_fill_that_got_no_object_is_a_fill_miss_not_a_race(strategy, monkeypatch):
+    m = make_machine(strategy, cpus=1)
+    vm = m.vmalloc
+
+    def no_object(vm, task, gfp):  # the preload's kmem_cache_alloc_node returns NULL
+        return None
+        yield
+
+    monkeypatch.setattr(vm.strategy, "fill", no_object)
+
+    def x(task):
+        area = yield from vm.vmalloc_node_range(task, 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+        assert area is not None
+
+    m.spawn("x", x, cpu=0)
+    m.env.run(until=0.1)
+    c = m.metrics.counters
+    assert c["fit_ne"] == 1 and c["preload_misses"] == 1 and c["split_nowait_attempts"] == 1
+    assert c["preload_fill_misses"] == 1 and c["preload_race_misses"] == 0 and c["pcpu_split_nowait"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["nowait", "atomic"])
+def test_without_a_preload_an_alloc_vmap_area_split_is_no_miss(strategy):
+    m = make_machine(strategy, cpus=1)
+    vm = m.vmalloc
+
+    def x(task):
+        area = yield from vm.vmalloc_node_range(task, 4096, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL)
+        assert area is not None
+
+    m.spawn("x", x, cpu=0)
+    m.env.run(until=0.1)
+    c = m.metrics.counters
+    assert c["fit_ne"] == 1 and c["split_nowait_attempts"] == 1
+    assert c["preload_misses"] == c["preload_fill_misses"] == c["preload_race_misses"] == c["pcpu_ne_splits"] == 0
 
 
 def test_page_loop_is_a_preemption_point_under_preempt_none():

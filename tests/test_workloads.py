@@ -279,11 +279,14 @@ def test_percpu_chunks_that_come_and_go_are_mostly_re_or_fl():
     m.vmalloc.space.invariants()
 
 
-@pytest.mark.parametrize(("strategy", "preload_misses"), [("nowait", 0), ("preload", 1)])
+@pytest.mark.parametrize(("strategy", "preload_misses"), [("nowait", 0), ("preload", 1), ("preload-lockless", 1)])
 def test_the_first_chunk_splits_with_gfp_nowait_because_percpu_does_not_preload(strategy, preload_misses):
     m = run([("percpu_chunks", dict(rate=100, lifetime=float("inf"), max_chunks=3))], until=5, strategy=strategy)
     c = m.metrics.counters
     assert c["split_nowait_attempts"] == 1 and c["preload_fills"] == 0 and c["preload_misses"] == preload_misses
+    # counted as percpu's own, in every strategy, and never as an alloc_vmap_area miss
+    assert c["pcpu_ne_splits"] == 1 and c["pcpu_split_nowait"] == 1
+    assert c["preload_race_misses"] == 0 and c["preload_fill_misses"] == 0
 
 
 # -- vmap blocks ----------------------------------------------------------------------------

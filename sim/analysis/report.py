@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +28,12 @@ from sim.record.strategy_info import strategy_order, strategy_preloads
 BASELINE = "nowait"  # the question's strategy: the split's GFP_NOWAIT with no preload (v5.2)
 PRELOAD = "preload"  # the fix it asks about (v5.3); other strategies are listed the same way
 KEY = ("sweep", "point")
+PREEMPTION = "machine.preemption"
+DEFAULT_PREEMPTION = "none"  # MachineConfig's, for a manifest that does not say
+# alloc_vmap_area's preload misses by cause, with their calls; percpu's NE carves (runs.parquet columns)
+RACE_COLUMNS = ("preload_race_misses", "preload_fill_misses", "vmap_alloc_calls")
+PERCPU_COLUMNS = ("pcpu_ne_splits", "pcpu_split_nowait")
+NOT_RECORDED = "not recorded in these runs; re-run `vmsim answer`"
 
 
 @dataclass
@@ -39,16 +45,19 @@ class Suite:
     counters: pd.DataFrame
     factors: dict[str, list[str]]  # sweep -> its factor columns
     folders: dict[str, Path]
+    preemption: dict[str, str] = field(default_factory=dict)  # sweep -> its scenario's preemption model
 
 
 def load_suite(folder: Path) -> Suite:
     """Every sweep folder (one holding runs.parquet) directly under ``folder``."""
-    runs, events, counters, factors, folders = [], [], [], {}, {}
+    runs, events, counters, factors, folders, preemption = [], [], [], {}, {}, {}
     for sub in sorted(p for p in Path(folder).iterdir() if (p / "runs.parquet").exists()):
         name = sub.name
         manifest = json.loads((sub / "manifest.json").read_text()) if (sub / "manifest.json").exists() else {}
         factors[name] = list((manifest.get("sweep") or {}).get("factors", {}) or {})
         folders[name] = sub
+        machine = (manifest.get("scenario") or {}).get("machine") or {}
+        preemption[name] = str(machine.get("preemption") or DEFAULT_PREEMPTION)
         frame = pd.read_parquet(sub / "runs.parquet")
         # run ids are unique within a sweep; prefix the sweep so they are unique in the suite
         frame = frame.assign(sweep=name, point=frame.get("point", 0), run_id=name + ":" + frame["run_id"])
@@ -66,6 +75,7 @@ def load_suite(folder: Path) -> Suite:
         pd.concat(counters, ignore_index=True) if counters else pd.DataFrame(columns=["run_id", "name", "value"]),
         factors,
         folders,
+        preemption,
     )
 
 
@@ -217,19 +227,54 @@ def preload_costs(suite: Suite) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def preemption_of(suite: Suite, runs: pd.DataFrame) -> pd.Series:
+    """Each run's preemption model: its own value where swept or set, else its sweep's scenario's."""
+    model = runs["sweep"].map(lambda sweep: suite.preemption.get(sweep, DEFAULT_PREEMPTION))
+    if PREEMPTION in runs:
+        model = runs[PREEMPTION].where(runs[PREEMPTION].notna(), model)
+    return model.astype(str)
+
+
+def _recorded(runs: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The runs that have every one of ``columns`` (runs from before a column was added lack it)."""
+    if any(c not in runs for c in columns):
+        return runs.iloc[0:0]
+    return runs[runs[list(columns)].notna().all(axis=1)]
+
+
 def lockless_misses(suite: Suite) -> pd.DataFrame:
-    """preload-lockless misses per vmalloc call, by preemption model when swept."""
+    """Per preemption model and preloading strategy: ``alloc_vmap_area``'s race misses (its CPU
+    held a preloaded object at the check, the split found none) per ``alloc_vmap_area`` call with
+    Wilson 95%, and its fill misses (the check found the slot empty).  Percpu carves are not in it
+    (:func:`percpu_carves`).  Empty where no run recorded these counters."""
     runs = usable_runs(suite.runs)
-    mine = runs[runs["strategy"] == "preload-lockless"]
-    if mine.empty:
+    runs = runs[runs["strategy"].map(strategy_preloads)]
+    runs = _recorded(runs, RACE_COLUMNS)
+    if runs.empty:
         return pd.DataFrame()
-    key = "machine.preemption" if "machine.preemption" in mine and mine["machine.preemption"].notna().any() else None
-    groups = mine.groupby(mine[key].fillna("none").astype(str)) if key else [("as run", mine)]
+    runs = runs.assign(preemption=preemption_of(suite, runs))
     rows = []
-    for value, part in groups:
-        k, n = float(part["preload_misses"].sum()), float(part["vmalloc_calls"].sum())
-        rate, lo, hi = _rate(k, n)
-        rows.append({"preemption": value, "misses": k, "calls": n, "per_million": rate, "lo": lo, "hi": hi})
+    for preemption, part in runs.groupby("preemption", sort=True):
+        for strategy in strategy_order(list(part["strategy"].unique())):
+            mine = part[part["strategy"] == strategy]
+            k, n = float(mine["preload_race_misses"].sum()), float(mine["vmap_alloc_calls"].sum())
+            rate, lo, hi = _rate(k, n)
+            rows.append({"preemption": preemption, "strategy": strategy, "race_misses": k,
+                         "fill_misses": float(mine["preload_fill_misses"].sum()), "calls": n,
+                         "per_million": rate, "lo": lo, "hi": hi})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def percpu_carves(suite: Suite) -> pd.DataFrame:
+    """Per strategy, over every run: NE_FIT carves of ``pcpu_get_vm_areas`` (which never preloads)
+    and those that found no preloaded object on their CPU and took GFP_NOWAIT.  Empty where no
+    run recorded these counters."""
+    runs = _recorded(usable_runs(suite.runs), PERCPU_COLUMNS)
+    rows = []
+    for strategy in strategy_order(list(runs["strategy"].unique())):
+        mine = runs[runs["strategy"] == strategy]
+        rows.append({"strategy": strategy, "carves": float(mine["pcpu_ne_splits"].sum()),
+                     "nowait": float(mine["pcpu_split_nowait"].sum())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -298,17 +343,7 @@ def render(suite: Suite) -> str:
         if strategy_preloads(row["strategy"]):
             out.append(f"| {row['strategy']} | {row['fills_per_call']:.3f} | {row['waited_share']:.2%} |")
     out += ["", "A filled slot holds one `struct vmap_area` per CPU (88 bytes on 5.2-5.3) until the next NE split.", ""]
-    misses = lockless_misses(suite)
-    out += ["## What the v5.5 lockless preload gives up", ""]
-    if misses.empty:
-        out.append("No run used preload-lockless.")
-    else:
-        out += ["| preemption | misses | vmalloc calls | per 10^6 [95% CI] |", "|---|---|---|---|"]
-        for _, row in misses.iterrows():
-            out.append(
-                f"| {row['preemption']} | {int(row['misses'])} | {int(row['calls'])} | "
-                f"{row['per_million']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}] |"
-            )
+    out += ["## What the v5.5 lockless preload gives up", "", *lockless_section(suite)]
     out += ["", "## Figures", ""]
     for sweep, folder in suite.folders.items():
         pngs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []
@@ -316,6 +351,47 @@ def render(suite: Suite) -> str:
             out += [f"- {sweep}: " + ", ".join(f"[{p.stem}]({sweep}/figures/{p.name})" for p in pngs)]
     out += ["", "## Assumptions and limits", "", *ASSUMPTIONS, ""]
     return "\n".join(out)
+
+
+def lockless_section(suite: Suite) -> list[str]:
+    """The lines of "What the v5.5 lockless preload gives up": alloc_vmap_area's race and fill
+    misses per preemption model and preloading strategy, then percpu's carves per strategy."""
+    runs = usable_runs(suite.runs)
+    if not runs["strategy"].eq("preload-lockless").any():
+        return ["No run used preload-lockless."]
+    out = [
+        "A race miss is an NE_FIT split in `alloc_vmap_area` whose preload check found its CPU's "
+        "`ne_fit_preload_node` full, so it did not fill it, yet which holds the lock on a CPU whose slot is "
+        "empty: v5.5 checks with preemption on, and without kernel preemption (none, voluntary) nothing can "
+        "move the task or run another on its CPU between the check and `spin_lock`, so the count there is 0 "
+        "by construction. A fill miss is a split whose check found the slot empty and whose fill got no object.",
+        "",
+    ]
+    misses = lockless_misses(suite)
+    if misses.empty:
+        out.append(f"Race and fill misses of `alloc_vmap_area`: {NOT_RECORDED}.")
+    else:
+        out += ["| preemption | strategy | race misses | fill misses | alloc_vmap_area calls | race misses "
+                "/10^6 calls [95% CI] |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for _, row in misses.iterrows():
+            out.append(
+                f"| {row['preemption']} | {row['strategy']} | {int(row['race_misses'])} | "
+                f"{int(row['fill_misses'])} | {int(row['calls'])} | "
+                f"{row['per_million']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}] |"
+            )
+    out += ["", "Percpu chunks (`pcpu_get_vm_areas`) never preload, in any kernel: an NE_FIT carve takes its "
+            "CPU's preloaded object if it happens to hold one, else allocates with GFP_NOWAIT under the lock, "
+            "whatever the strategy. These carves are counted apart, over all runs:", ""]  # fmt: skip
+    carves = percpu_carves(suite)
+    if carves.empty:
+        out.append(f"Percpu NE_FIT carves: {NOT_RECORDED}.")
+    else:
+        out += ["| strategy | percpu NE_FIT carves | of them GFP_NOWAIT |", "|---|---|---|"]
+        for _, row in carves.iterrows():
+            out.append(f"| {row['strategy']} | {int(row['carves'])} | {int(row['nowait'])} |")
+    out += ["", "Under a preloading strategy, runs.parquet's `preload_misses` is the sum of the three: race misses, "
+            "fill misses and percpu's GFP_NOWAIT carves."]  # fmt: skip
+    return out
 
 
 def write_report(folder: Path) -> Path:

@@ -107,7 +107,11 @@ split_nowait_attempts     GFP_NOWAIT vmap_area object allocation under the lock
 split_nowait_failures     GFP_NOWAIT vmap_area object allocation that failed
 preload_fills             preload of the per-CPU vmap_area object outside the lock
 preload_fill_failures     preload that got no object
-preload_misses            NE_FIT split that found no preloaded object
+preload_misses            NE_FIT split that found no preloaded object (race, fill and pcpu NOWAIT misses)
+preload_race_misses       alloc_vmap_area split that found no preloaded object though its CPU held one at the check
+preload_fill_misses       alloc_vmap_area split that found no preloaded object after a check that found none
+pcpu_ne_splits            NE_FIT carve of pcpu_get_vm_areas (which never preloads)
+pcpu_split_nowait         NE_FIT carve of pcpu_get_vm_areas that found no preloaded object on its CPU (GFP_NOWAIT)
 overflow_purges           overflow: lazy areas purged before a retry
 overflow_retries          alloc_vmap_area retried after a purge
 overflow_retry_successes  retry after a purge that found a block

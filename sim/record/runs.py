@@ -44,7 +44,11 @@ RUN_ROW: tuple[RunColumn, ...] = (
     _count("vmalloc_failures", "vmap_alloc_failures", "pcpu_get_vm_areas_failures"),
     _count("fit_fl"), _count("fit_le"), _count("fit_re"), _count("fit_ne"), _count("split_from_preload"),
     _count("split_nowait_attempts"), _count("split_nowait_failures"), _count("preload_fills"),
-    _count("preload_misses"), _count("overflow_purges"), _count("overflow_retry_successes"),
+    _count("preload_misses"),
+    # who missed: alloc_vmap_area's own preload (a race, a failed fill), or a percpu carve; and the calls
+    _count("preload_race_misses"), _count("preload_fill_misses"), _count("vmap_alloc_calls"),
+    _count("pcpu_ne_splits"), _count("pcpu_split_nowait"),
+    _count("overflow_purges"), _count("overflow_retry_successes"),
     _count("vmap_ebusy"), _count("forks"), _count("fork_enomem"), _count("nowait_page_failures"),
     _count("direct_reclaims", "allocstall"),
     RunColumn("direct_reclaim_seconds", float, "seconds", ("direct_reclaim",)),

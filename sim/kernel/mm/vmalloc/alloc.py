@@ -197,6 +197,10 @@ class Vmalloc:
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
         self.calls = CallChains()  # the calls that led each task to its current request
         self._retries: dict[int, int] = {}  # pid -> overflow purges done by its current alloc_vmap_area
+        # During alloc_vmap_area's core allocation (which never yields): the objects the task's CPU
+        # held when its preload began; None otherwise, i.e. in pcpu_get_vm_areas' carve, the only
+        # other caller of adjust_va_to_fit_type.  Tells split_nowait who fell back and why.
+        self._held_at_check: int | None = None
         self.lazy.start_workers()
 
     def frame(self, task: Task, name: str) -> Any:
@@ -224,6 +228,8 @@ class Vmalloc:
         """The NE_FIT split's object: asked of the strategy, on the CPU the
         lock-holding ``task`` runs on right now."""
         assert task is not None, "split outside alloc_vmap_area"
+        if self._held_at_check is None:
+            self.metrics.add("pcpu_ne_splits")
         return self.strategy.split_object(self, task)
 
     def free_object(self, va: VmapArea, task: Task | None) -> None:
@@ -235,9 +241,19 @@ class Vmalloc:
     def split_nowait(self, task: Task, gfp: int = _NOWAIT) -> VmapArea | None:
         """``kmem_cache_alloc(vmap_area_cachep, GFP_NOWAIT)`` under the lock, for ``task``:
         a refill's page is asked with it as ``current``, so an RT task's ALLOC_HARDER
-        and an OOM victim's ALLOC_OOM apply (``gfp_to_alloc_flags``, ``__gfp_pfmemalloc_flags``)."""
+        and an OOM victim's ALLOC_OOM apply (``gfp_to_alloc_flags``, ``__gfp_pfmemalloc_flags``).
+
+        Counted by who falls back to it: a percpu carve (``pcpu_split_nowait``, in every
+        strategy), or under a preloading strategy an ``alloc_vmap_area`` split whose CPU
+        held an object when its preload checked (``preload_race_misses``) or held none
+        (``preload_fill_misses``)."""
         metrics = self.metrics
         metrics.add("split_nowait_attempts")
+        held = self._held_at_check
+        if held is None:
+            metrics.add("pcpu_split_nowait")
+        elif self.strategy.preloads:
+            metrics.add("preload_race_misses" if held else "preload_fill_misses")
         slab = self.cache.alloc_nowait(task.cpu, gfp, task)
         if slab is None:
             metrics.add("split_nowait_failures")
@@ -306,9 +322,14 @@ class Vmalloc:
             return ENOMEM
         purged = False
         metrics = self.metrics
+        strategy = self.strategy
         while True:  # retry:
-            yield from self.strategy.lock_for_alloc(self, task, gfp)
+            # the preload's check is its first step, at this instant and on this CPU
+            held = strategy.preloaded(task.cpu)
+            yield from strategy.lock_for_alloc(self, task, gfp)
+            self._held_at_check = held
             addr = self.space.alloc(size, align, vstart, vend, task)
+            self._held_at_check = None
             # a failed split object's warn_alloc report goes out with the lock held
             yield from self.console.write_out(task, self.free_lock)
             yield from sched.run(task, self.params.t_core_alloc)

@@ -9,7 +9,9 @@ scans the free blocks from ``VMALLOC_END`` downwards at ``atom`` (PMD_SIZE,
 and carves the blocks it chose with ``classify_va_fit_type`` and
 ``adjust_va_to_fit_type``.  An NE_FIT carve therefore takes whatever object
 the split strategy gives on this CPU at that instant: the per-CPU preload slot
-if it happens to be full (v5.3+), else a GFP_NOWAIT slab allocation.
+if it happens to be full (v5.3+), else a GFP_NOWAIT slab allocation, in every
+strategy (counted as ``pcpu_ne_splits`` and ``pcpu_split_nowait``, apart from
+``alloc_vmap_area``'s preload misses).
 
 The pure part (the scan and the carve) works on a :class:`VmapSpace` through
 its tree and its ``adjust_va_to_fit_type``; the SimPy part

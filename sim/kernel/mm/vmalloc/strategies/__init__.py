@@ -13,7 +13,10 @@ The contract and the registry are in :mod:`.base`; one module per strategy:
 * ``atomic`` (:mod:`.atomic`): a counterfactual: GFP_ATOMIC for the split.
 
 In every preload strategy an empty slot at split time falls back to GFP_NOWAIT,
-as the kernel does; such a split counts as a ``preload_miss``.  More strategies
+as the kernel does; such a split counts as a ``preload_miss``, and by who missed
+(``Vmalloc.split_nowait``): ``preload_race_misses`` (alloc_vmap_area, its CPU held
+an object at the check), ``preload_fill_misses`` (alloc_vmap_area, it held none)
+or ``pcpu_split_nowait`` (a percpu carve, in every strategy).  More strategies
 join the registry from a file (``--plugin FILE.py``) or the ``vmsim.strategies``
 entry-point group; see :mod:`sim.engine.plugins` and examples/preload_two.py.
 """

@@ -6,8 +6,13 @@ preemption off to check the CPU's ``ne_fit_preload_node``; if empty, preemption 
 ``kmem_cache_alloc_node(vmap_area_cachep, GFP_KERNEL)`` that may sleep and reclaim, preemption
 off again and ``__this_cpu_cmpxchg`` on the CPU of the moment (a loser is freed), then the
 lock taken before preemption is enabled again.  ``adjust_va_to_fit_type`` takes the object with
-``__this_cpu_xchg``; an empty slot (the task migrated after the fill, or another task took the
-object) falls back to GFP_NOWAIT and counts as a ``preload_miss``.
+``__this_cpu_xchg``; an empty slot falls back to GFP_NOWAIT and counts as a ``preload_miss``.
+With preemption off from the check to the lock (``spin_lock`` sleeps only under PREEMPT_RT),
+an ``alloc_vmap_area`` split finds the slot empty only when its fill got no object (a
+``preload_fill_miss``); a percpu carve
+(``pcpu_get_vm_areas``, which never preloads) finds it empty whenever its CPU holds none
+(``pcpu_split_nowait``).  :meth:`~sim.kernel.mm.vmalloc.alloc.Vmalloc.split_nowait` tells these
+apart from the ``preload_race_miss`` of the v5.5 check.
 """
 
 from __future__ import annotations

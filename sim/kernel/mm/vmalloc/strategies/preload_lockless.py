@@ -6,7 +6,9 @@ confirm): the CPU's ``ne_fit_preload_node`` is checked with preemption on, the f
 GFP_KERNEL ``kmem_cache_alloc_node``, and the filled object is installed with
 ``__this_cpu_cmpxchg`` once the lock is held. A preemption or migration between the check
 and the lock can leave the lock-holding CPU without an object: the split then falls back to
-GFP_NOWAIT (a ``preload_miss``).
+GFP_NOWAIT (a ``preload_miss``, and a ``preload_race_miss`` when the check had seen the slot full
+and so skipped the fill).  Under preemption none or voluntary there is no preemption point
+between the check and ``spin_lock`` (which disables preemption), so no race miss can happen.
 """
 
 from __future__ import annotations
