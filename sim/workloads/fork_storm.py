@@ -53,11 +53,13 @@ OOM-killable (oom_score_adj 1000).  By default a killed worker starts again afte
 ``restart_delay``; stress-ng 0.15 (stress-fork.c) does not restart a fork instance,
 which ``restart: false`` models.
 
-The order-1 requests (the pgd with PTI, a SLAB task_struct slab, SLUB's fallback)
-meet a page allocator without fragmentation (sim/kernel/mm/watermarks.py): an
-order-1 request passes a watermark when the zone's free count less one is above the
-(reduced) mark plus lowmem_reserve, and a free order-1 block is taken to exist
-whenever two pages are free.  So at min + 1 free pages an order-0 GFP_KERNEL
+The order-1 requests (the pgd with PTI, a SLAB task_struct slab, SLUB's fallback
+for a task_struct of 4-8 KiB) meet a page allocator without fragmentation below
+pageblock order (sim/kernel/mm/watermarks.py, freelists.py): an order-1 request
+passes a watermark when the zone's free count less one is above the (reduced) mark
+plus lowmem_reserve, and a free order-1 block is taken to exist whenever two pages
+are free (on the request's migratetype list, or to be had from a fallback).  So at
+min + 1 free pages an order-0 GFP_KERNEL
 request still succeeds and an order-1 one enters direct reclaim; below that both
 reclaim, retry and end in the OOM killer (order 1 is not costly), never in a
 failure unless the forking task is itself an OOM victim.  The kernel's

@@ -128,7 +128,7 @@ class MemoryParams:
     watermark_scale_factor: int = 10
     watermark_boost_factor: int = 15000  # 0 disables boosting
     lowmem_reserve_ratio: tuple[int, int, int] = (256, 256, 32)
-    highatomic_pages: int = 0  # nr_reserved_highatomic of the preferred zone
+    highatomic_pages: int = 0  # initial high-atomic reserve (free pages) of the preferred zone; the kernel has none
     vmstat_drift: bool = True  # False: every NR_FREE_PAGES change is folded at once
     stat_interval_s: float | None = 1.0  # vmstat_update folding all CPUs; None: never
     pcp_batch: int | None = None  # None: zone_batchsize()
