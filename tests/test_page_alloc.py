@@ -743,10 +743,29 @@ def test_an_order3_gfp_atomic_allocation_in_the_slow_path_reserves_a_pageblock()
     assert pa.failure_state()["DMA32_highatomic"] == 512
 
 
+def scattered(pa, free=540):
+    """DMA32 with ``free`` free pages spread over its unmovable pageblocks (none of them whole,
+    a few free pages each), and DMA full."""
+    set_free(pa, pool="shmem", DMA=0)
+    set_free(pa, pool="slab_unreclaimable", DMA32=0)  # every pageblock taken over as unmovable
+    pa.free_pages(0, 2, pool="slab_unreclaimable", nr=free // 4)  # straight back to the buddy lists
+    dz = zone(pa, "DMA32")
+    assert dz.nr_free == free and dz.area.whole == [0, 0, 0]
+    return dz
+
+
+def test_a_whole_free_pageblock_reserved_brings_its_free_pages_into_the_reserve():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=540, DMA=0)  # 540 free: one whole free pageblock and 28 pages
+    dz = zone(pa, "DMA32")
+    assert frag(pa)  # unmovable: takes the whole movable pageblock over, and reserves it
+    assert (dz.highatomic, dz.highatomic_free, dz.highatomic_held) == (512, 504, 8)
+    assert dz.area.free_pages() == 28
+
+
 def test_the_reserve_grows_a_pageblock_at_a_time_up_to_one_percent_of_the_zone_plus_a_pageblock():
     env, pa, metrics = make()
-    set_free(pa, DMA32=540, DMA=0)
-    dz = zone(pa, "DMA32")
+    dz = scattered(pa)
     cap = dz.managed // 100 + 512
     assert cap == 1048
     seen = []
@@ -811,15 +830,15 @@ def test_the_reserves_free_pages_are_not_on_the_lists_other_requests_take_from()
 
 def test_pages_of_other_users_freed_in_reserved_pageblocks_join_the_reserve():
     env, pa, metrics = make()
-    set_free(pa, DMA32=540, DMA=0)
-    dz = zone(pa, "DMA32")
+    dz = scattered(pa)
     assert frag(pa)
     free0, held = dz.highatomic_free, dz.highatomic_held
     others = dz.highatomic - free0 - held
-    assert others > 400  # a pageblock under pressure holds few free pages (the zone's average share)
+    assert free0 == 5 and others == 499  # a pageblock under pressure holds few free pages: 532 over 105 blocks
     before = dz.nr_free
-    pa.free_pages(0, 3, pool="anon", nr=500)  # the hog's pages, 8 at a time, straight to the buddy lists
-    k = dz.nr_free - before  # the part that sat in DMA32
+    pa.free_pages(0, 3, pool="slab_unreclaimable", nr=500)  # slab pages, 8 at a time, straight to the buddy lists
+    k = dz.nr_free - before
+    assert k == 4000
     gained = dz.highatomic_free - free0
     share = k * others / (dz.managed - before - held)
     assert abs(gained - share) <= 1 and gained > 0

@@ -28,16 +28,20 @@ The model has no pageblocks or free lists, so the reserve is counted per zone
 
 Where the model has to choose, without fragmentation to go by:
 
-* a newly reserved pageblock holds the zone's average share of free pages outside
-  the reserve (``512 x free / managed``, at most the block less the allocation), and
-  the other users' share of the rest: under pressure, when high-order atomic
-  requests reach the slow path, that is a few free pages, so the reserve soon grows
-  to its cap, as the kernel's does when its free blocks are scattered;
+* a newly reserved pageblock holds the free pages that the free lists' even spread
+  gives a partly used pageblock of the allocation's migratetype
+  (:meth:`sim.kernel.mm.freelists.FreeArea.victim_free`, at most the block less the
+  allocation), and the rest belongs to other users: under pressure, when high-order
+  atomic requests reach the slow path, that is a few free pages, so the reserve soon
+  grows to its cap, as the kernel's does when its free blocks are scattered;
 * pages of other users that reach the buddy lists (a per-CPU list spilling, a
   high-order free) land in the reserve in proportion to the share of the pages off
   the buddy lists that sit in reserved pageblocks (a fraction carried between calls,
-  no random draw): the reserve fills up as the pages that were in its blocks are
-  freed, as the kernel's does;
+  no random draw), taken off the unmovable list first: a high-order atomic request is
+  unmovable (GFP_ATOMIC carries neither __GFP_MOVABLE nor __GFP_RECLAIMABLE), so the
+  pageblocks it reserves are unmovable ones, whose pages would otherwise go back to
+  that list.  The reserve fills up as the pages that were in its blocks are freed, as
+  the kernel's does;
 * ``unreserve_highatomic_pageblock`` takes an average block: its share of the free
   and held pages; it needs a free page in the reserve, as the kernel's search does.
   The block becomes the requester's migratetype: its free pages join that list, its
@@ -78,15 +82,13 @@ def reserve_highatomic_pageblock(zone: Zone, order: int, mt: int) -> bool:
     """``reserve_highatomic_pageblock`` (5.3): after a high-order ALLOC_HARDER block of
     migratetype ``mt`` came from outside the reserve (already off the lists), its
     pageblock joins the reserve unless the zone holds ``highatomic_max`` pages or more;
-    True if it did.  The block's free pages are the zone's average share (see the
-    module doc), taken off list ``mt`` first."""
+    True if it did.  The block's free pages are the even share of list ``mt``'s partly
+    used pageblocks (see the module doc)."""
     if zone.highatomic >= highatomic_max(zone):
         return False
     size = 1 << order
     area = zone.area
-    outside = area.free_pages()
-    rest = zone.managed - zone.highatomic
-    free = min(PAGEBLOCK_NR_PAGES - size, outside * PAGEBLOCK_NR_PAGES // rest) if rest > 0 else 0
+    free = min(PAGEBLOCK_NR_PAGES - size, area.victim_free(mt)) if area.nr[mt] else 0
     area.release(mt, size)  # the block now sits in a MIGRATE_HIGHATOMIC pageblock
     zone.highatomic += PAGEBLOCK_NR_PAGES
     zone.highatomic_free += area.take_free(free, mt)
@@ -148,4 +150,4 @@ def free_others_to_buddy(zone: Zone, nr: int) -> None:
     k = int(x)
     zone.highatomic_carry = x - k
     if k:
-        zone.highatomic_free += zone.area.take_free(min(k, others))
+        zone.highatomic_free += zone.area.take_free(min(k, others), MIGRATE_UNMOVABLE)
