@@ -58,7 +58,8 @@ for a task_struct of 4-8 KiB) meet a page allocator without fragmentation below
 pageblock order (sim/kernel/mm/watermarks.py, freelists.py): an order-1 request
 passes a watermark when the zone's free count less one is above the (reduced) mark
 plus lowmem_reserve, and a free order-1 block is taken to exist whenever two pages
-are free (on the request's migratetype list, or to be had from a fallback).  So at
+outside the high-atomic reserve are free (on the request's migratetype list, or to
+be had from a fallback).  So at
 min + 1 free pages an order-0 GFP_KERNEL
 request still succeeds and an order-1 one enters direct reclaim; below that both
 reclaim, retry and end in the OOM killer (order 1 is not costly), never in a
