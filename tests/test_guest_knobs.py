@@ -79,9 +79,12 @@ def test_bad_guest_knobs_are_refused_when_the_scenario_loads(key, value):
 
 def test_keys_added_for_the_guest_leave_an_older_scenarios_hash_as_it_was():
     """A sweep started before these keys existed still resumes: at their defaults they are
-    not part of the hash (the value is the hash of rezki-2019-256mb before them)."""
+    not part of the hash (the value is the hash of rezki-2019-256mb before them, and after
+    issue 13 removed memory.p_steal: the random boost trigger became the kernel's fallback
+    steal, so a sweep begun with it must not resume into the new model; the console, fork
+    and high-atomic keys that issue 13 added leave it as it was)."""
     path = ROOT / "scenarios" / "rezki-2019-256mb.yaml"
-    before = "8b87789e907a3cee351d38d54f55321139938a9e94114e4e039a5857a7816e7d"
+    before = "35513ec6c7f91f5d7d5c1eee05cebbca860389a4b683b9faf12b0ed45d03cade"
     assert load_scenario(path).scenario_hash() == before
     assert load_scenario(path, ["machine.sched.cpu_slowdown=2"]).scenario_hash() != before
     assert load_scenario(path, ["workloads.0.restart=false"]).scenario_hash() != before

@@ -10,6 +10,7 @@ import simpy
 
 from sim.kernel.mm.freelists import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
+from sim.kernel.mm.internal import AllocContext
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.page_alloc import PageAllocator
 from sim.kernel.mm.zones import GIB, MIB, MemoryParams, build_zones
@@ -614,6 +615,55 @@ def test_should_reclaim_retry_gives_up_after_sixteen_loops_without_progress():
     assert seen[0][:2] == (17, 16) and seen[0][2] >= 1.6
 
 
+def test_retries_exhausted_unreserve_the_last_highatomic_pageblock_before_the_oom_killer():
+    # as above, with one reserved pageblock: the seventeenth loop gives it back
+    # (unreserve_highatomic_pageblock(ac, true)) and retries; the eighteenth goes to the OOM killer
+    env, pa, metrics = make(sched=True, kswapd_cpu_share=1e-9)
+    hog = MemoryOwner("hog")
+    pa.populate("file_dirty", 5000, zone="DMA32")
+    set_free(pa, owner=hog, DMA32=300, DMA=0)
+    z = zone(pa, "DMA32")
+    reserve(z, 512, free=16)
+    seen = []
+    out_of_memory = pa.oom.out_of_memory
+
+    def spy(task, gfp, order):
+        seen.append((metrics.counters["allocstall"], metrics.counters["congestion_wait"], z.highatomic))
+        return (yield from out_of_memory(task, gfp, order))
+
+    pa.oom.out_of_memory = spy
+
+    def body(task):
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    task, out = run_task(env, pa, body)
+    assert out["value"] and hog.oom_killed
+    assert seen[0] == (18, 16, 0) and metrics.counters["highatomic_unreserved"] == 1
+
+
+def test_a_failed_attempt_after_direct_reclaim_unreserves_a_pageblock_before_the_drain():
+    env, pa, metrics = make(sched=True, kswapd_cpu_share=1e-9)
+    pa.populate("file_clean", 1000, zone="DMA32")
+    set_free(pa, DMA32=430, DMA=0)
+    z = zone(pa, "DMA32")
+    reserve(z, 1024, free=16)
+    at_drain = []
+    drain = pa.drain_all_pages
+
+    def spy():
+        at_drain.append(z.highatomic)
+        return drain()
+
+    pa.drain_all_pages = spy
+
+    def body(task):
+        return (yield from pa.alloc_pages(task, GFP_KERNEL, pool="anon"))
+
+    run_task(env, pa, body, until=0.05)
+    assert at_drain[0] == 512  # the zone keeps its last pageblock: no force here
+    assert metrics.counters["allocstall"] >= 1 and metrics.counters["highatomic_unreserved"] == 1
+
+
 def test_reserve_flags_replace_the_alloc_flags_so_an_oom_victim_stops_waking_kswapd():
     env, pa, metrics = make(sched=True)
     pa.populate("file_clean", 5000, zone="DMA32")
@@ -630,15 +680,181 @@ def test_reserve_flags_replace_the_alloc_flags_so_an_oom_victim_stops_waking_ksw
     assert len(wakes) == 2  # slow-path entry and the first retry:, not after ALLOC_OOM
 
 
+def reserve(z, pages, free=0, held=0):
+    """Give zone ``z`` a high-atomic reserve of ``pages`` with ``free`` of its free pages on
+    the reserve's list (off the other lists) and ``held`` pages handed out of it."""
+    z.highatomic, z.highatomic_held = pages, held
+    z.highatomic_free = z.area.take_free(free)
+    assert z.highatomic_free == free
+
+
+def request(pa, pool="anon", zones=None):
+    """The alloc context of a ``pool`` request over ``zones`` (default: every zone)."""
+    return AllocContext(int(GFP_KERNEL), 0, zones or pa.zonelist, pa.classzone, 2, pool)
+
+
 def test_unreserve_highatomic_releases_one_pageblock_from_the_first_zone_that_has_one():
     env, pa, metrics = make()
     dma32, dma = zone(pa, "DMA32"), zone(pa, "DMA")
-    dma32.highatomic = dma.highatomic = 1024
-    assert pa.unreserve_highatomic_pageblock()
-    assert (dma32.highatomic, dma.highatomic) == (512, 1024)
-    assert pa.unreserve_highatomic_pageblock() and (dma32.highatomic, dma.highatomic) == (512, 512)
-    assert not pa.unreserve_highatomic_pageblock()  # each zone keeps its last block
-    assert pa.unreserve_highatomic_pageblock(force=True) and (dma32.highatomic, dma.highatomic) == (0, 512)
+    reserve(dma32, 1024, free=100)  # the search needs a free page on the reserve's list
+    reserve(dma, 1024, free=100)
+    ac = request(pa)  # a movable request: the pageblock becomes movable
+    movable_before = dma32.area.nr[MIGRATE_MOVABLE]
+    assert pa.unreserve_highatomic_pageblock(ac)
+    assert (dma32.highatomic, dma.highatomic) == (512, 1024) and dma32.highatomic_free == 50
+    assert dma32.area.nr[MIGRATE_MOVABLE] == movable_before + 50  # its free pages join the requester's list
+    assert pa.unreserve_highatomic_pageblock(ac) and (dma32.highatomic, dma.highatomic) == (512, 512)
+    assert not pa.unreserve_highatomic_pageblock(ac)  # each zone keeps its last block
+    assert pa.unreserve_highatomic_pageblock(ac, force=True) and (dma32.highatomic, dma.highatomic) == (0, 512)
+    assert dma32.highatomic_free == 0
+    assert not pa.unreserve_highatomic_pageblock(request(pa, zones=(dma32,)), force=True)  # the request's zones
+    assert metrics.counters["highatomic_unreserved"] == 3
+    for z in (dma32, dma):
+        assert z.nr_free == z.area.free_pages() + z.highatomic_free
+
+
+def test_unreserve_finds_nothing_in_a_reserve_without_a_free_page():
+    env, pa, metrics = make()
+    dma32 = zone(pa, "DMA32")
+    reserve(dma32, 1024, held=1024)  # every reserved page handed out
+    assert not pa.unreserve_highatomic_pageblock(request(pa), force=True)
+    assert dma32.highatomic == 1024
+
+
+# --- the high-atomic reserve (reserve_highatomic_pageblock, 5.3) ----------------------------------
+
+ATOMIC_FRAG = GFP_ATOMIC | Gfp.COMP | Gfp.NOWARN | Gfp.NORETRY  # skb_page_frag_refill's order-3 mask
+
+
+def frag(pa, gfp=ATOMIC_FRAG, order=3, cpu=0):
+    return pa.alloc_pages_nowait(cpu, gfp, order, pool="slab_unreclaimable")
+
+
+def test_an_order3_gfp_atomic_allocation_in_the_slow_path_reserves_a_pageblock():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=2000, DMA=0)
+    dz = zone(pa, "DMA32")
+    assert frag(pa) and dz.highatomic == 0  # the fast path has no ALLOC_HARDER: nothing reserved
+    set_free(pa, DMA32=540)  # below low + 7: the slow path, ALLOC_HARDER at 3M/8
+    assert frag(pa)
+    assert dz.highatomic == 512
+    assert pa.last_block_highatomic  # the block sits in the pageblock it reserved
+    assert metrics.counters["highatomic_reserved"] == 1
+    assert pa.failure_state()["DMA32_highatomic"] == 512
+
+
+def scattered(pa, free=540):
+    """DMA32 with ``free`` free pages spread over its unmovable pageblocks (none of them whole,
+    a few free pages each), and DMA full."""
+    set_free(pa, pool="shmem", DMA=0)
+    set_free(pa, pool="slab_unreclaimable", DMA32=0)  # every pageblock taken over as unmovable
+    pa.free_pages(0, 2, pool="slab_unreclaimable", nr=free // 4)  # straight back to the buddy lists
+    dz = zone(pa, "DMA32")
+    assert dz.nr_free == free and dz.area.whole == [0, 0, 0]
+    return dz
+
+
+def test_a_whole_free_pageblock_reserved_brings_its_free_pages_into_the_reserve():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=540, DMA=0)  # 540 free: one whole free pageblock and 28 pages
+    dz = zone(pa, "DMA32")
+    assert frag(pa)  # unmovable: takes the whole movable pageblock over, and reserves it
+    assert (dz.highatomic, dz.highatomic_free, dz.highatomic_held) == (512, 504, 8)
+    assert dz.area.free_pages() == 28
+
+
+def test_the_reserve_grows_a_pageblock_at_a_time_up_to_one_percent_of_the_zone_plus_a_pageblock():
+    env, pa, metrics = make()
+    dz = scattered(pa)
+    cap = dz.managed // 100 + 512
+    assert cap == 1048
+    seen = []
+    for _ in range(20):
+        assert frag(pa)
+        seen.append(dz.highatomic)
+    # a block from outside the reserve adds a pageblock; one from the reserve's few free pages does not;
+    # the cap is tested before a block is added: 1024 < 1048 lets a third block in
+    assert seen == sorted(seen) and sorted(set(seen)) == [512, 1024, 1536] and seen[-1] == 1536
+    assert metrics.counters["highatomic_reserved"] == 3
+    assert dz.nr_free == dz.area.free_pages() + dz.highatomic_free  # the reserve's free pages left the lists
+
+
+def test_napi_alloc_frags_nomemalloc_mask_gets_no_alloc_harder_and_reserves_nothing():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=540, DMA=0)
+    assert frag(pa, ATOMIC_FRAG | Gfp.NOMEMALLOC)  # __page_frag_cache_refill: ALLOC_HIGH only, M/2
+    assert zone(pa, "DMA32").highatomic == 0 and not pa.last_block_highatomic
+
+
+def test_a_reserved_pageblock_fails_an_order1_gfp_nowait_that_passed_before_but_not_an_order0_one():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=532, DMA=0)
+    assert pa.alloc_pages_nowait(0, GFP_NOWAIT, 1, pool="slab_unreclaimable")  # no reserve: 531 > min 445
+    env, pa, metrics = make()
+    set_free(pa, DMA32=540, DMA=0)
+    assert frag(pa)  # reserves a pageblock; 532 free
+    dz = zone(pa, "DMA32")
+    assert dz.nr_free == 532 and dz.highatomic == 512
+    assert not pa.alloc_pages_nowait(0, GFP_NOWAIT, 1, pool="slab_unreclaimable")  # 531 - 512 <= 445
+    # order 0: zone_watermark_fast's shortcut (532 > 445) never subtracts the reserve
+    assert nowait(pa)
+
+
+def test_alloc_harder_requests_take_blocks_from_the_reserve_and_skip_its_subtraction():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=540, DMA=0)
+    dz = zone(pa, "DMA32")
+    assert frag(pa) and dz.highatomic == 512
+    pa.free_pages(0, 3, pool="slab_unreclaimable", highatomic=1)  # back onto the reserve's lists
+    assert dz.highatomic_free >= 8 and dz.highatomic_held == 0
+    before = dz.highatomic_free
+    # 540 - 7 - 512 would fail even 3M/8 = 168; ALLOC_HARDER does not subtract the reserve
+    assert frag(pa) and pa.last_block_highatomic
+    assert dz.highatomic_free == before - 8 and dz.highatomic_held == 8 and dz.highatomic == 512
+    assert metrics.counters["highatomic_reserved"] == 1  # served from the reserve: nothing new reserved
+    assert dz.nr_free == dz.area.free_pages() + dz.highatomic_free
+    assert not frag(pa, GFP_NOWAIT | Gfp.COMP, 3)  # without the right: 532 - 7 - 512 <= 445
+
+
+def test_the_reserves_free_pages_are_not_on_the_lists_other_requests_take_from():
+    env, pa, metrics = make()
+    set_free(pa, DMA32=1000, DMA=0)
+    dz = zone(pa, "DMA32")
+    reserve(dz, 1024, free=1000)  # every free page sits in the reserve
+    assert dz.vm_free > dz.fast_mark  # the watermark passes: the order-0 shortcut ignores the reserve
+    assert not nowait(pa)  # but rmqueue_bulk finds no page outside the reserve
+    assert not nowait(pa, gfp=GFP_ATOMIC)  # order 0 never takes from MIGRATE_HIGHATOMIC (5.3)
+    assert frag(pa, GFP_ATOMIC | Gfp.COMP, 3)  # a high-order ALLOC_HARDER request does (slow path)
+    assert dz.highatomic_free == 992
+
+
+def test_pages_of_other_users_freed_in_reserved_pageblocks_join_the_reserve():
+    env, pa, metrics = make()
+    dz = scattered(pa)
+    assert frag(pa)
+    free0, held = dz.highatomic_free, dz.highatomic_held
+    others = dz.highatomic - free0 - held
+    assert free0 == 5 and others == 499  # a pageblock under pressure holds few free pages: 532 over 105 blocks
+    before = dz.nr_free
+    pa.free_pages(0, 3, pool="slab_unreclaimable", nr=500)  # slab pages, 8 at a time, straight to the buddy lists
+    k = dz.nr_free - before
+    assert k == 4000
+    gained = dz.highatomic_free - free0
+    share = k * others / (dz.managed - before - held)
+    assert abs(gained - share) <= 1 and gained > 0
+    assert dz.highatomic_free + dz.highatomic_held <= dz.highatomic
+    assert dz.nr_free == dz.area.free_pages() + dz.highatomic_free
+
+
+def test_an_initial_reserve_is_free_pageblocks_boot_memory_does_not_take():
+    env, pa, metrics = make(highatomic_pages=1024)
+    dz = zone(pa, "DMA32")
+    assert dz.highatomic == dz.highatomic_free == 1024
+    assert dz.area.free_pages() == dz.nr_free - 1024
+    pa.populate("anon", dz.nr_free - 1024, zone="DMA32")
+    assert dz.nr_free == 1024
+    with pytest.raises(ValueError):
+        pa.populate("anon", 1, zone="DMA32")
 
 
 @pytest.mark.parametrize(

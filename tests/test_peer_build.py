@@ -88,6 +88,7 @@ workloads:
     [
         ("none", "{kind: module_load}", "workloads.1.kind", "module_load has no counterpart"),
         ("none", "{kind: vmap_blocks}", "workloads.1.kind", "vmap_blocks has no counterpart"),
+        ("none", "{kind: net_rx}", "workloads.1.kind", "virtio-net device the guest lacks"),
         ("none", "{kind: test_vmalloc}", "workloads.1.kind", "test_vmalloc module"),
         ("rt", "{kind: shmem, size: 1MiB}", "machine.preemption", "PREEMPT_RT"),
     ],

@@ -43,6 +43,7 @@ def test_answer_quick_writes_a_report_whose_rates_match_runs_parquet(answer):
     sweeps = sorted(p.parent for p in answer.glob("*/runs.parquet"))
     assert [p.name for p in sweeps] == [
         "big-server",
+        "boost-bound",
         "callers",
         "fork-cpus",
         "fork-ram",

@@ -338,7 +338,7 @@ def test_vmap_blocks_behind_a_moving_vmalloc_frontier_are_mostly_ne_splits_at_4m
 
 
 def test_every_kind_is_registered_with_a_spec_whose_defaults_validate():
-    for kind in ("test_vmalloc", "module_load", "bpf_jit", "percpu_chunks", "vmap_blocks"):
+    for kind in ("test_vmalloc", "module_load", "bpf_jit", "percpu_chunks", "vmap_blocks", "net_rx"):
         spec_cls, _ = WORKLOADS[kind]
         assert spec_cls().kind == kind
         with pytest.raises(ValidationError):
@@ -392,3 +392,40 @@ def test_an_oom_killed_anon_hog_leaves_its_pause_and_is_restarted():
     assert first.state == "dead"
     assert [t.name for t in spawned] == ["hog/0", "hog/1"]
     assert spawned[1].owner.charged["anon"] == 1024
+
+
+# -- network receive page frags (net_rx) ------------------------------------------------
+
+
+def test_net_rx_takes_an_order3_frag_per_21_packets_and_frees_it_after_its_packets():
+    m = run([("net_rx", dict(packet_rate=10_000, hold=0.01))], until=2.0)
+    c = counters(m, "net_rx")
+    assert abs(c["frag_blocks"] - 2 * 10_000 / 21) < 60  # 1536-byte buffers, 21 to a 32 KiB page
+    assert "frag_fallbacks" not in c and "frag_drops" not in c
+    held = m.page_alloc.pools.pool["slab_unreclaimable"].pages
+    assert 0 < held <= 8 * 40  # the pages whose packets are still held: a few dozen
+    assert m.metrics.counters["highatomic_reserved"] == 0  # no pressure: the fast path, no ALLOC_HARDER
+
+
+def pressured(refill, until=0.5):
+    """net_rx on a 256 MB machine whose DMA32 zone sits below its low mark with nothing to reclaim."""
+    m = make_machine(**{**SMALL, "ram": 256 * MiB})
+    pa = m.page_alloc
+    dma32, dma = (next(z for z in pa.zones if z.name == name) for name in ("DMA32", "DMA"))
+    pa.populate("anon", dma32.nr_free - 540, zone="DMA32")
+    pa.populate("anon", dma.nr_free, zone="DMA")
+    spec_cls, cls = WORKLOADS["net_rx"]
+    cls(spec_cls(refill=refill)).start(m, m.workload_rng(0))
+    m.env.run(until=until)
+    return m, dma32
+
+
+def test_virtio_net_frags_reserve_highatomic_pageblocks_under_pressure_and_napi_alloc_frags_do_not():
+    m, dma32 = pressured("skb_page_frag_refill")
+    c = counters(m, "net_rx")
+    assert dma32.highatomic >= 512 and m.metrics.counters["highatomic_reserved"] >= 1
+    assert c["frag_blocks_highatomic"] > 0
+    assert any(s["DMA32_highatomic"] >= 512 for s in m.metrics.samples)
+    m, dma32 = pressured("page_frag_alloc")  # __GFP_NOMEMALLOC: no ALLOC_HARDER
+    assert dma32.highatomic == 0 and "highatomic_reserved" not in m.metrics.counters
+    assert counters(m, "net_rx")["frag_blocks"] > 0

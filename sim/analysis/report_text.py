@@ -20,15 +20,18 @@ ASSUMPTIONS = [
     "- Watermark boosts start where the kernel starts them (a fallback steal below pageblock order, "
     "with the free lists kept by migratetype at pageblock grain), but stay raised far longer than the "
     "kernel's: over 90% of the samples under the 2019 workload against 8.5% in a real 5.2 guest "
-    "(docs/validation.md). The boost-bound sweep shows the answer with boosting off, a lower bound "
-    "on what the boost adds.",
+    "(docs/validation.md). The boost-bound sweep runs the same condition with boosting off "
+    "(watermark_boost_factor 0); the kernel's rate should lie between its two rows.",
     "- Zone sizes come from a model of a QEMU/KVM x86_64 guest whose boot-time reservations are "
     "interpolated between estimated anchors (managed_pages_model in sim/kernel/mm/zones.py); a real "
     "guest's /proc/zoneinfo can replace them (`vmsim machine --zoneinfo`, docs/validation.md). Kernel "
     "memory outside the modelled pools is fixed at boot.",
-    "- Workloads are abstractions: stress-ng's fork storm charges each fork's pages other than the "
-    "stack (task_struct, mm, VMAs, page tables) in one step in copy_process order; the other tenants "
-    "have fixed sizes. Worker counts for the 2019 reproductions were not published and are calibrated.",
+    "- Workloads are abstractions: stress-ng's fork storm takes each fork's task_struct from its "
+    "high-order slab cache before the stack, then its other slab objects, pgd (order 1 with PTI) and page "
+    "tables in copy_process order, each step's pages at once (estimated totals), and frees the task_struct "
+    "an RCU grace period after the reap; the other tenants have fixed sizes, or shares of RAM in "
+    "fork-ram. Worker counts for the 2019 "
+    "reproductions were not published and are calibrated.",
     "- CPUs are modelled with explicit preemption points; kswapd is a process whose CPU share is "
     "computed, not a scheduled task. Interrupt context and NUMA are not modelled (one node).",
     "- Rates are per simulated vmalloc call over short simulated runs; rare events have wide "

@@ -436,12 +436,16 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("machine", "dmesg"): None,
     ("machine", "memory", "freed_after_boot"): 0,
     ("machine", "memory", "freed_zone"): "DMA32",
+    ("machine", "memory", "console_baud"): 115200,
+    ("machine", "memory", "console_loglevel"): 3,
     ("machine", "sched", "cpu_slowdown"): 1.0,
     ("machine", "sched", "fork_balance"): "least_loaded",
     ("machine", "sched", "pick"): "fifo",
     ("machine", "sched", "wake_affine"): False,
 }
-LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {"fork_storm": {"restart": True, "rcu_grace": 8e-3}}
+LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fork_storm": {"restart": True, "rcu_grace": 8e-3, "task_struct_size": "4872B", "pti": True, "mm_slab_pages": 1},
+}
 
 
 def _drop_later_defaults(data: dict[str, Any]) -> None:

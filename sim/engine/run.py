@@ -185,7 +185,8 @@ def _free_levels(metrics: Metrics, machine: Machine | None) -> tuple[int, float]
     """The lowest free page count seen (samples and failure snapshots), and the
     time, counted over the samples, during which a GFP_NOWAIT request would
     have found every zone at or below its (boosted) min plus the reserve for
-    the GFP_KERNEL classzone."""
+    the GFP_KERNEL classzone.  (The high-atomic reserve does not count: an order-0
+    request passes ``zone_watermark_fast``'s shortcut without it.)"""
     if machine is None:
         return 0, 0.0
     pa = machine.page_alloc

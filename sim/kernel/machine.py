@@ -2,7 +2,8 @@
 
 ``Machine`` is the build phase of a run: it creates the SimPy environment, the
 scheduler, the zones and page allocator (with kswapd, direct reclaim and the
-OOM killer), the ``vmap_area`` and kmalloc caches, and the vmalloc state with
+OOM killer), the ``vmap_area`` and kmalloc caches (``task_struct_cachep`` on
+demand, see :meth:`Machine.task_struct_cachep`), and the vmalloc state with
 its split-object strategy, all from a :class:`MachineConfig` and one numpy
 ``SeedSequence``.  Each component draws from its own child stream, so that two
 machines built from the same seed with different strategies see the same
@@ -19,7 +20,7 @@ import numpy as np
 import simpy
 
 from sim.kernel.mm.page_alloc import PageAllocator
-from sim.kernel.mm.slab.caches import kmem_cache_create, vmap_area_cache
+from sim.kernel.mm.slab.caches import KmemCache, kmem_cache_create, task_struct_cache, vmap_area_cache
 from sim.kernel.mm.vmalloc.alloc import Vmalloc, VmallocParams
 from sim.kernel.mm.vmalloc.strategies import make_strategy
 from sim.kernel.mm.zones import MemoryParams, build_zones
@@ -88,6 +89,9 @@ class Machine:
         self.vmap_area_cache = vmap_area_cache(self.profile, **common)
         self.kmalloc = {size: kmem_cache_create(f"kmalloc-{size}", size, **common) for size in (32, 64)}
         self.caches = [self.vmap_area_cache, *self.kmalloc.values()]
+        self._cache_args = common
+        self._task_struct_cache: KmemCache | None = None  # made by task_struct_cachep()
+        self._task_struct_size = 0
         self.module_load_offset = 0  # get_module_load_offset(): chosen once per boot by the first module user
         self.strategy_name = config.strategy or self.profile.split_strategy
         self.vmalloc = Vmalloc(
@@ -99,6 +103,7 @@ class Machine:
             make_strategy(self.strategy_name, self.sched.ncpus),
             self.metrics,
             config.vmalloc,
+            console=self.page_alloc.console,
         )
         if config.slab == "SLAB":
             for cpu in range(config.cpus):
@@ -116,6 +121,19 @@ class Machine:
         parent = self.streams["workloads"]
         child = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, index), pool_size=parent.pool_size)
         return np.random.default_rng(child)
+
+    def task_struct_cachep(self, size: int) -> KmemCache:
+        """``task_struct_cachep`` for objects of ``size`` bytes (``arch_task_struct_size``):
+        made by the first workload that forks (``fork_init`` runs at boot, before any),
+        shared by every later one, which must name the same size."""
+        if self._task_struct_cache is None:
+            totalram = sum(zone.managed for zone in self.page_alloc.zones)
+            self._task_struct_cache = task_struct_cache(size, totalram_pages=totalram, **self._cache_args)
+            self._task_struct_size = size
+            self.caches.append(self._task_struct_cache)
+        elif size != self._task_struct_size:
+            raise ValueError(f"task_struct is {self._task_struct_size} B on this machine, not {size} B")
+        return self._task_struct_cache
 
     def spawn(self, name: str, body: Any, **kwargs: Any) -> Task:
         """Start a task (see :meth:`Scheduler.spawn`)."""

@@ -38,6 +38,7 @@ NO_COUNTERPART = {
     "percpu_chunks": "percpu chunk creation cannot be driven from user space at a set rate",
     "vmap_blocks": "vm_map_ram users are drivers; no user-space program drives them",
     "page_cache_reader": "streaming a file at a set rate needs a rate-limited reader the guest image does not carry",
+    "net_rx": "receive traffic at a set rate needs a sender on the host side of a virtio-net device the guest lacks",
 }
 # MemoryParams fields that are kernel tunables with a sysctl
 SYSCTLS = {

@@ -77,6 +77,8 @@ alloc_fail                page allocation that failed (warn_alloc reached)
 alloc_fail_nowarn         failed page allocation whose warning __GFP_NOWARN silences
 warn_alloc                warn_alloc report printed (under the ratelimit)
 warn_alloc_suppressed     warn_alloc report dropped by the ratelimit
+warn_alloc_show_mem       warn_alloc report with its Mem-Info block (show_mem, at most once a second)
+warn_alloc_show_mem_suppressed  warn_alloc report whose Mem-Info block its ratelimit dropped
 nowait_page_failures      failed page allocation that could not reclaim (GFP_NOWAIT/ATOMIC)
 pcp_drain                 drain_all_pages before a retry of the slow path
 congestion_wait           congestion_wait sleep of a reclaimer (pre-5.16 throttling)
@@ -121,6 +123,8 @@ lazy_purges               vfree that crossed lazy_max_pages and purged
 tlb_flushes               TLB flush of a lazy purge (flush_tlb_kernel_range)
 watermark_boost           boost_watermark raised a zone's watermarks (fallback steal)
 fallback_steals           __rmqueue_fallback took a block below pageblock order from another migratetype
+highatomic_reserved       reserve_highatomic_pageblock added a pageblock to a zone's reserve
+highatomic_unreserved     unreserve_highatomic_pageblock gave a reserved pageblock back
 preemptions               running task preempted
 sleep_in_atomic_bugs      "BUG: sleeping function called from invalid context"
 migrations                task moved to another CPU (wakeup placement or balancing)
@@ -128,6 +132,8 @@ context_switches          CPU switched tasks
 fork_attempts             fork of the fork storm started
 forks                     fork that succeeded
 fork_enomem               fork that failed with -ENOMEM
+fork_task_struct_failures  fork whose task_struct allocation failed (dup_task_struct)
+task_structs_rcu_deferred  task_struct free queued with call_rcu (delayed_put_task_struct)
 fork_worker_restarts      fork storm worker started again after dying
 stack_cache_hits          thread stack taken from the per-CPU cached_stacks
 stack_vmallocs            thread stack allocated with __vmalloc_node_range
@@ -143,11 +149,13 @@ workingset_refault        page faulted back in after reclaim
 oom_reaped_pages          page freed by the OOM reaper
 """),
     CounterDecl("purged_areas", "areas", "vmap area freed by a lazy purge"),
+    CounterDecl("console_bytes", "bytes", "byte printk wrote to the serial console (\\r\\n counted)"),
     *_counts(SECONDS, """
 alloc_slowpath            time in __alloc_pages_slowpath
 direct_reclaim            time in direct reclaim
 throttle_direct_reclaim   time asleep in throttle_direct_reclaim
 preload_fill              time the preload of a vmap_area object took
+console                   time CPUs spent writing printk's records to the serial console
 """),
 )  # fmt: skip
 
@@ -163,8 +171,11 @@ FAMILIES: tuple[CounterFamily, ...] = (
     CounterFamily("lock_contended:{lock}", "calls", "lock acquisition that had to wait", {"lock": _LOCKS}),
     CounterFamily("lock_wait:{lock}", SECONDS, "time waiting for the lock", {"lock": _LOCKS}),
     CounterFamily("lock_hold:{lock}", SECONDS, "time the lock was held", {"lock": _LOCKS}),
+    CounterFamily("console_lock_wait:{lock}", SECONDS,
+                  "time tasks waited for the lock while its holder wrote to the serial console", {"lock": _LOCKS}),
     CounterFamily("slab.{cache}.{what}", "calls", "slab cache totals: objects, slabs, pages",
-                  {"cache": None, "what": ("allocs", "frees", "slabs_max", "pages_alloc", "pages_free")}),
+                  {"cache": None, "what": ("allocs", "frees", "slabs_max", "pages_alloc", "pages_free",
+                                            "order_fallback")}),
     CounterFamily("slab.{cache}.{what}.{gfp}", "calls", "slab cache refills and grows by caller gfp class",
                   {"cache": None, "what": ("refill", "refill_fail", "grow"), "gfp": None}),
     CounterFamily("{label}.{what}", "calls", "a workload's vmap requests (sim/workloads/tally.py)",
@@ -180,6 +191,9 @@ FAMILIES: tuple[CounterFamily, ...] = (
     CounterFamily("{workload}.{what}", "events", "vm_map_ram users: maps, failures, blocks",
                   {"workload": _WORKLOAD, "what": ("maps", "map_failures", "page_failures", "unmaps", "blocks",
                                                    "blocks_freed", "fragmented_purged")}),
+    CounterFamily("{workload}.{what}", "events", "network receive page frags: pages, reserved, fallbacks, drops",
+                  {"workload": _WORKLOAD, "what": ("frag_blocks", "frag_blocks_highatomic", "frag_fallbacks",
+                                                   "frag_drops")}),
     CounterFamily("{workload}.{case}.{result}", "calls", "test_vmalloc case run that passed or failed",
                   {"workload": _WORKLOAD, "case": None, "result": ("passed", "failed")}),
     CounterFamily("{workload}.{case}", SECONDS, "time a test_vmalloc case ran", {"workload": _WORKLOAD, "case": None}),

@@ -6,7 +6,8 @@ column order (``record/columns.py`` builds the events table's Arrow types from
 it); :data:`KINDS` says which fields each kind carries.  A kind marked
 ``state`` also carries the machine state at a failure (``page_alloc.failure_state``:
 free pages, per-CPU pages, kswapd failures, each zone's ``<zone>_free``,
-``_min`` and ``_boost``, and the pool levels), all or nothing.
+``_min``, ``_boost`` and ``_highatomic`` (nr_reserved_highatomic), and the pool
+levels), all or nothing.
 
 ``Metrics.event`` calls :func:`check_event` on every event, so a misspelled
 kind or field fails in the first test that records one.  Call sites keep
@@ -24,7 +25,7 @@ POOLS = (
     "file_clean", "file_dirty", "file_mapped_hot", "anon", "shmem", "slab_reclaimable",
     "kernel_stack", "pagetables", "slab_unreclaimable", "swap_used",
 )  # fmt: skip
-ZONE_SUFFIXES = ("_free", "_min", "_low", "_high", "_boost")
+ZONE_SUFFIXES = ("_free", "_min", "_low", "_high", "_boost", "_highatomic")
 
 # every event field and its type, in the column order of events.parquet
 FIELDS: dict[str, type] = {

@@ -52,6 +52,11 @@ RUN_ROW: tuple[RunColumn, ...] = (
     _count("vmap_ebusy"), _count("forks"), _count("fork_enomem"), _count("nowait_page_failures"),
     _count("direct_reclaims", "allocstall"),
     RunColumn("direct_reclaim_seconds", float, "seconds", ("direct_reclaim",)),
+    # printk on the serial console (0 at the default loglevel=3), and how long other tasks
+    # waited for the vmap free-tree lock while its holder printed a failed split's report
+    RunColumn("console_seconds", float, "seconds", ("console",)),
+    RunColumn("console_lock_wait_seconds", float, "seconds",
+              ("console_lock_wait:vmap_area_lock", "console_lock_wait:free_vmap_area_lock")),
     _count("oom_kills", "oom_kill"),
     RunColumn("min_free_pages", int, "derived"),  # lowest free pages seen
     RunColumn("seconds_below_min", float, "derived"),  # time a GFP_NOWAIT request would fail

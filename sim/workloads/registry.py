@@ -12,6 +12,7 @@ from sim.workloads.base import WorkloadSpec
 from sim.workloads.bpf import BpfJit, BpfJitSpec
 from sim.workloads.fork_storm import ForkStorm, ForkStormSpec
 from sim.workloads.modules import ModuleLoad, ModuleLoadSpec
+from sim.workloads.net_rx import NetRx, NetRxSpec
 from sim.workloads.percpu import PercpuChunks, PercpuChunksSpec
 from sim.workloads.pressure import (
     AnonHog,
@@ -34,6 +35,7 @@ WORKLOADS: dict[str, tuple[type[WorkloadSpec], type]] = {
     "bpf_jit": (BpfJitSpec, BpfJit),
     "percpu_chunks": (PercpuChunksSpec, PercpuChunks),
     "vmap_blocks": (VmapBlocksSpec, VmapBlocks),
+    "net_rx": (NetRxSpec, NetRx),
 }
 
 

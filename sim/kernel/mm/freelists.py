@@ -39,8 +39,11 @@ What counting cannot know, and is assumed instead:
 * which pageblock type a freed page or a per-CPU page is in is known as a share, not per
   page: frees are split over block types in proportion to where that migratetype's
   pages sit, with the rounding carried to the next free (no random draw);
-* HIGHATOMIC, CMA and ISOLATE pageblocks are not modelled here (the high-atomic reserve is
-  a count in :class:`sim.kernel.mm.watermarks.Zone`).
+* HIGHATOMIC, CMA and ISOLATE pageblocks are not modelled here: the high-atomic reserve is
+  counted in :class:`sim.kernel.mm.watermarks.Zone` (:mod:`sim.kernel.mm.highatomic`); its
+  free pages leave these lists (:meth:`FreeArea.take_free`) and come back when a pageblock
+  is unreserved (:meth:`FreeArea.add_free`), and a reserved pageblock keeps being counted
+  under its former type in ``blocks``.
 """
 
 from __future__ import annotations
@@ -301,6 +304,28 @@ class FreeArea:
             if k:
                 self.comp[b][b] += k
                 self.nr[b] += k
+
+    # -- the high-atomic reserve ----------------------------------------------------------------
+
+    def take_free(self, k: int, mt: int | None = None) -> int:
+        """Up to ``k`` free pages leave the lists for the MIGRATE_HIGHATOMIC list, which the
+        zone counts (``move_freepages_block`` in ``reserve_highatomic_pageblock``): list ``mt``
+        first, then the others, fullest first.  Returns how many left."""
+        scratch = [0.0, 0.0, 0.0]
+        lists = sorted(range(MIGRATE_PCPTYPES), key=lambda m: (m != mt, -self.nr[m]))
+        taken = 0
+        for m in lists:
+            t = min(k - taken, self.nr[m])
+            if t > 0:
+                self._take_list(m, t, scratch)
+                taken += t
+        return taken
+
+    def add_free(self, mt: int, k: int) -> None:
+        """``k`` free pages of a pageblock that becomes ``mt`` join list ``mt``
+        (``unreserve_highatomic_pageblock``'s ``move_freepages_block``)."""
+        self.nr[mt] += k
+        self.comp[mt][mt] += k
 
     def free_pages(self) -> int:
         """Pages on the buddy lists."""

@@ -69,6 +69,8 @@ GFP_RECLAIM_MASK = (
 
 # THREADINFO_GFP & ~__GFP_ACCOUNT, the kernel stack's vmalloc mask (kernel/fork.c v5.3)
 GFP_THREAD_STACK = GFP_KERNEL | Gfp.ZERO
+# PGALLOC_GFP, user page tables and the pgd (arch/x86/mm/pgtable.c v5.2)
+GFP_PGALLOC = GFP_KERNEL_ACCOUNT | Gfp.ZERO
 
 # Composite names first, in the order the kernel's flag printer tries them.
 _COMPOSITES: tuple[tuple[str, int], ...] = (

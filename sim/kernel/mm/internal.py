@@ -80,7 +80,10 @@ class ZoneOps(Protocol):
         """Every CPU's lists back to the buddy lists; the pages moved."""
         ...
 
-    def unreserve_highatomic_pageblock(self, force: bool = False) -> bool: ...
+    def unreserve_highatomic_pageblock(self, ac: AllocContext, force: bool = False) -> bool:
+        """One reserved pageblock of the first of the request's zones that can spare one
+        becomes the request's migratetype."""
+        ...
 
     def vmstat_due(self) -> None:
         """Fold the vmstat differentials if their interval has passed."""

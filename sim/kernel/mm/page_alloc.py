@@ -20,6 +20,11 @@ Paths:
   bulk request runs, so a test that fails stays failed);
 * :meth:`PageAllocator.free_pages`.
 
+High-order atomic requests reserve pageblocks for themselves (the high-atomic
+reserve, counted in :mod:`sim.kernel.mm.highatomic`); a caller that frees such a
+block later reads :attr:`PageAllocator.last_block_highatomic` after the allocation
+and passes it back to ``free_pages``.
+
 The slow path (:class:`sim.kernel.mm.slowpath.SlowPath`), reclaim
 (:mod:`sim.kernel.mm.vmscan`) and the OOM killer (:mod:`sim.kernel.mm.oom_kill`) are
 built here and call back only through :class:`sim.kernel.mm.internal.ZoneOps`, which
@@ -45,6 +50,13 @@ import simpy
 
 from sim.kernel.mm.freelists import MIGRATE_PCPTYPES, POOL_MIGRATETYPE
 from sim.kernel.mm.gfp import Gfp, gfp_name
+from sim.kernel.mm.highatomic import (
+    free_held_blocks,
+    free_others_to_buddy,
+    reserve_highatomic_pageblock,
+    rmqueue_highatomic,
+    unreserve_pageblock,
+)
 from sim.kernel.mm.internal import AllocContext
 from sim.kernel.mm.mm_types import MemoryOwner
 from sim.kernel.mm.oom_kill import OomKiller
@@ -53,6 +65,8 @@ from sim.kernel.mm.slowpath import SlowPath
 from sim.kernel.mm.vmscan import Reclaimer
 from sim.kernel.mm.watermarks import Zone, zone_watermark_fast
 from sim.kernel.mm.zones import (
+    ALLOC_HARDER,
+    ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
     ALLOC_NOFRAGMENT,
@@ -67,6 +81,7 @@ from sim.kernel.mm.zones import (
     ZoneTable,
     build_zones,
 )
+from sim.kernel.printk import Console
 from sim.kernel.profile import KernelProfile
 from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
@@ -107,7 +122,15 @@ class PageAllocator:
         for zone in self.zones:
             self._by_idx[zone.idx] = zone
         self.classzone = self.zonelist[0].idx
-        self.zonelist[0].highatomic = self.params.highatomic_pages
+        # an initial reserve of free pageblocks (0 in the kernel at boot), off the buddy lists
+        top = self.zonelist[0]
+        top.highatomic = self.params.highatomic_pages
+        top.highatomic_free = top.area.take_free(top.highatomic)
+        # the alloc flag that serves a high-order block from the reserve and reserves its pageblock:
+        # ALLOC_HARDER with order > 0 to 6.2, ALLOC_HIGHATOMIC from 6.3 (eb2e2b425c69)
+        self._highatomic_flag = ALLOC_HIGHATOMIC if profile.alloc_non_block else ALLOC_HARDER
+        # get_pageblock_migratetype(page) == MIGRATE_HIGHATOMIC for the last high-order block handed out
+        self.last_block_highatomic = False
         for zone in self.zones:
             zone.set_boost(0, self.classzone)  # fast_mark for the preferred classzone
         self._zonelists: dict[int, tuple[tuple[Zone, ...], int]] = {}
@@ -119,7 +142,11 @@ class PageAllocator:
         ctx = (self.profile, self.params, self.metrics)
         self.reclaim = Reclaimer(env, self, self.pools, *ctx, rng, scheduler, self.ncpus)
         self.oom = OomKiller(env, self, self.pools, self.reclaim, self.params, self.metrics, rng, scheduler)
-        self.slowpath = SlowPath(self, self.reclaim, self.oom, self.pools, *ctx, scheduler, lambda: env.now)
+        # the serial console warn_alloc's reports go to; vmalloc's warning and its callers share it
+        self.console = Console(env, self.metrics, self.params.console_baud, self.params.console_loglevel)
+        self.slowpath = SlowPath(
+            self, self.reclaim, self.oom, self.pools, *ctx, scheduler, lambda: env.now, self.console
+        )
 
     # -- zone lists and watermarks ------------------------------------------------
 
@@ -169,7 +196,10 @@ class PageAllocator:
         """``nr`` pages of migratetype ``mt`` off the buddy lists (``__rmqueue`` per page, with
         its fallback steals and their boosts), their pageblock shares into ``dst``; the pages
         taken.  A boosted zone wakes kswapd (``rmqueue``, ZONE_BOOSTED_WATERMARK)."""
-        take, steals = zone.area.rmqueue(mt, min(nr, zone.nr_free), bool(flags & ALLOC_NOFRAGMENT), dst)
+        # the high-atomic reserve's free pages are not on these lists (sim.kernel.mm.highatomic)
+        take, steals = zone.area.rmqueue(
+            mt, min(nr, zone.nr_free - zone.highatomic_free), bool(flags & ALLOC_NOFRAGMENT), dst
+        )
         if take:
             zone.mod_free(cpu, -take)
         if steals:
@@ -234,14 +264,10 @@ class PageAllocator:
                     zone.pcp_count[cpu] -= k
                     zone.area.pcp_to_user(mt, k)
                     self.pools.charge(pool, zone.idx, k, owner)
-                elif zone.nr_free >= 1 << order and zone.area.can_take(mt, 1 << order, bool(flags & ALLOC_NOFRAGMENT)):
-                    comp = [0.0, 0.0, 0.0]  # __rmqueue: one block off the buddy lists
-                    self.rmqueue(zone, cpu, mt, flags, 1 << order, comp)
-                    zone.area.to_user(mt, 1 << order, comp)
-                    k = 1
-                    self.pools.charge(pool, zone.idx, 1 << order, owner)
                 else:
-                    continue
+                    k = self._rmqueue_block(zone, cpu, order, flags, pool, owner)
+                    if not k:
+                        continue
                 got += k
                 break
             else:
@@ -250,6 +276,34 @@ class PageAllocator:
                     continue
                 break
         return got
+
+    def _rmqueue_block(self, zone: Zone, cpu: int, order: int, flags: int, pool: str, owner: MemoryOwner | None) -> int:
+        """``rmqueue`` of one high-order block (5.3): an ALLOC_HARDER request takes it from
+        the high-atomic reserve first (``__rmqueue_smallest(.., MIGRATE_HIGHATOMIC)``), else
+        ``__rmqueue`` takes it from the other free pages, and for ALLOC_HARDER
+        ``get_page_from_freelist`` then calls ``reserve_highatomic_pageblock``.  Returns 1,
+        or 0 if the zone has no such block."""
+        size = 1 << order
+        harder = flags & self._highatomic_flag
+        mt = POOL_MIGRATETYPE[pool]
+        if harder and rmqueue_highatomic(zone, order):
+            zone.mod_free(cpu, -size)  # off the MIGRATE_HIGHATOMIC list: no fallback, no boost
+            self.vmstat_due()
+            in_reserve = True
+        elif zone.nr_free - zone.highatomic_free >= size and zone.area.can_take(
+            mt, size, bool(flags & ALLOC_NOFRAGMENT)
+        ):
+            comp = [0.0, 0.0, 0.0]  # __rmqueue: one block off the buddy lists
+            self.rmqueue(zone, cpu, mt, flags, size, comp)
+            zone.area.to_user(mt, size, comp)
+            in_reserve = bool(harder) and reserve_highatomic_pageblock(zone, order, mt)
+            if in_reserve:
+                self.metrics.add("highatomic_reserved")
+        else:
+            return 0
+        self.last_block_highatomic = in_reserve
+        self.pools.charge(pool, zone.idx, size, owner)
+        return 1
 
     # -- GFP classes ----------------------------------------------------------------------
 
@@ -343,24 +397,35 @@ class PageAllocator:
 
     # -- freeing -----------------------------------------------------------------------------
 
-    def free_pages(self, cpu: int, order: int = 0, *, pool: str, nr: int = 1, owner: MemoryOwner | None = None) -> None:
+    def free_pages(
+        self, cpu: int, order: int = 0, *, pool: str, nr: int = 1, owner: MemoryOwner | None = None,
+        highatomic: int = 0,
+    ) -> None:  # fmt: skip
         """Free ``nr`` blocks of ``order`` charged to ``pool`` (``__free_pages``), each page to
         the list of its pageblock's migratetype: order 0 to ``cpu``'s list, which spills a
         batch to the buddy lists whenever it reaches its high mark
-        (``free_unref_page_commit``); higher orders straight back."""
+        (``free_unref_page_commit``); higher orders straight back, ``highatomic`` of them
+        (blocks that were handed out of reserved pageblocks, :attr:`last_block_highatomic`)
+        onto the high-atomic reserve's list."""
         pages = nr << order
+        held = highatomic << order
         mt = POOL_MIGRATETYPE[pool]
         for idx, k in self.pools.uncharge(pool, pages, owner):
             zone = self._by_idx[idx]
             area = zone.area
-            by_block = area.release(mt, k)
             if order:
-                area.freed_to_buddy(by_block)
+                # blocks of reserved pageblocks go back to the reserve's list, the rest to their lists
+                back = free_held_blocks(zone, min(held, k)) if held and zone.highatomic else 0
+                held -= back
+                area.freed_to_buddy(area.release(mt, k - back))
                 for _ in range(k >> order):  # one __free_one_page per block
                     zone.mod_free(cpu, 1 << order)
                 if k & ((1 << order) - 1):  # pages the pool got at another order
                     zone.mod_free(cpu, k & ((1 << order) - 1))
+                if zone.highatomic:
+                    free_others_to_buddy(zone, k - back)
                 continue
+            by_block = area.release(mt, k)
             area.freed_to_pcp(by_block)
             for b in range(MIGRATE_PCPTYPES):
                 if by_block[b]:
@@ -385,6 +450,8 @@ class PageAllocator:
             zone.pcp_count[cpu] = c
             if flushed:
                 zone.free_to_buddy(cpu, flushed)
+                if zone.highatomic:
+                    free_others_to_buddy(zone, flushed)
                 self.vmstat_due()
 
     @staticmethod
@@ -423,16 +490,20 @@ class PageAllocator:
                             zone.area.pcp_to_buddy(mt, k)
                     zone.pcp_count[cpu] = 0
                     zone.free_to_buddy(cpu, c)
+                    if zone.highatomic:
+                        free_others_to_buddy(zone, c)
                     moved += c
         return moved
 
-    def unreserve_highatomic_pageblock(self, force: bool = False) -> bool:
-        """``unreserve_highatomic_pageblock`` (5.3): one reserved pageblock back to general
-        use, from the first zone in zonelist order that has one to spare (without
-        ``force`` a zone keeps its last one); True if a block was released."""
-        for zone in self.zonelist:
-            if zone.highatomic > (0 if force else PAGEBLOCK_NR_PAGES):
-                zone.highatomic = max(0, zone.highatomic - PAGEBLOCK_NR_PAGES)
+    def unreserve_highatomic_pageblock(self, ac: AllocContext, force: bool = False) -> bool:
+        """``unreserve_highatomic_pageblock`` (5.3): one reserved pageblock becomes the
+        request's migratetype, from the first of its zones (zonelist order) that has one to
+        spare (without ``force`` a zone keeps its last one) and a free page on the
+        reserve's list; True if a block was released."""
+        mt = POOL_MIGRATETYPE[ac.pool]
+        for zone in ac.zones:
+            if zone.highatomic and unreserve_pageblock(zone, mt, force):
+                self.metrics.add("highatomic_unreserved")
                 return True
         return False
 
@@ -443,8 +514,8 @@ class PageAllocator:
         for z in self.zonelist:
             if zone is not None and z.name != zone:
                 continue
-            comp = [0.0, 0.0, 0.0]
-            k, _ = z.area.rmqueue(mt, min(nr, z.nr_free), False, comp)  # boot: nothing is boosted yet
+            comp = [0.0, 0.0, 0.0]  # boot: nothing is boosted yet; the reserve's free pages are not on the lists
+            k, _ = z.area.rmqueue(mt, min(nr, z.nr_free - z.highatomic_free), False, comp)
             z.area.to_user(mt, k, comp)
             z.nr_free -= k
             z.vm_free -= k
@@ -465,7 +536,8 @@ class PageAllocator:
         return sum(max(z.vm_free, 0) for z in self.zones)
 
     def failure_state(self) -> dict[str, Any]:
-        """Mem-Info at a failure: free, free_pcp, each zone's free/min/boost, the pools."""
+        """Mem-Info at a failure: free, free_pcp, each zone's free/min/boost and
+        reserved_highatomic, the pools."""
         state: dict[str, Any] = {
             "free": self.nr_free_pages(),
             "free_pcp": sum(sum(z.pcp_count) for z in self.zones),
@@ -475,9 +547,10 @@ class PageAllocator:
             state[f"{z.name}_free"] = max(z.vm_free, 0)
             state[f"{z.name}_min"] = z.wmark[WMARK_MIN]
             state[f"{z.name}_boost"] = z.boost
+            state[f"{z.name}_highatomic"] = z.highatomic
         state.update(self.pools.levels())
         return state
 
     def sample(self) -> None:
-        """Record one time-series sample of the free levels, boosts and pools."""
+        """Record one time-series sample of the free levels, boosts, high-atomic reserves and pools."""
         self.metrics.sample(self.env.now, **self.failure_state())

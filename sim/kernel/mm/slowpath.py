@@ -15,8 +15,9 @@ until reclaim or a kill frees memory.  Split off page_alloc.py to keep both shor
 
 :class:`SlowPath` is built by :class:`sim.kernel.mm.page_alloc.PageAllocator` with
 what it calls: the allocator's zone operations (:class:`sim.kernel.mm.internal.ZoneOps`),
-reclaim, the OOM killer, the pools, the scheduler and the clock.  A request comes in
-as an :class:`sim.kernel.mm.internal.AllocContext`.
+reclaim, the OOM killer, the pools, the scheduler, the clock and the console
+(:class:`sim.kernel.printk.Console`), which ``warn_alloc``'s report is written to.  A
+request comes in as an :class:`sim.kernel.mm.internal.AllocContext`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sim.kernel.mm.internal import AllocContext, ZoneOps
 from sim.kernel.mm.oom_kill import OomKiller
 from sim.kernel.mm.pools import MemoryPools
 from sim.kernel.mm.vmscan import Reclaimer
-from sim.kernel.mm.watermarks import Zone, gfp_pfmemalloc_flags, gfp_to_alloc_flags, zone_watermark_ok
+from sim.kernel.mm.watermarks import gfp_pfmemalloc_flags, gfp_to_alloc_flags, zone_watermark_ok
 from sim.kernel.mm.zones import (
     ALLOC_CPUSET,
     ALLOC_HARDER,
@@ -44,6 +45,7 @@ from sim.kernel.mm.zones import (
     ZONE_NORMAL,
     MemoryParams,
 )
+from sim.kernel.printk import Console, warn_alloc_bytes
 from sim.kernel.profile import KernelProfile
 from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
@@ -62,6 +64,7 @@ _G_NOWARN = int(Gfp.NOWARN)
 _G_SILENT_UNLESS = int(Gfp.DIRECT_RECLAIM | Gfp.HIGH | Gfp.ATOMIC)  # 6.8 GFP_NOWAIT implies NOWARN
 
 _KSWAPD_BIT = int(Gfp.KSWAPD_RECLAIM)
+SHOW_MEM_RATELIMIT = (1.0, 1)  # warn_alloc_show_mem's show_mem_rs: HZ jiffies (1 s), burst 1
 Attempt = Callable[..., int]  # get_page_from_freelist with the request bound: (alloc_flags, gfp=) -> blocks
 
 
@@ -79,6 +82,7 @@ class SlowPath:
         metrics: Metrics,
         scheduler: Scheduler | None,
         clock: Callable[[], float],
+        console: Console,
     ) -> None:
         self.zone_ops = zone_ops
         self.reclaim = reclaim
@@ -89,7 +93,9 @@ class SlowPath:
         self.metrics = metrics
         self.scheduler = scheduler  # a blocking request needs one (PageAllocator checks)
         self.clock = clock
-        self.warn_ratelimit: list[Any] = [None, 0]  # warn_alloc's ratelimit: window start, printed
+        self.console = console
+        self.warn_ratelimit: list[Any] = [None, 0]  # warn_alloc's ratelimit (nopage_rs): window start, printed
+        self.show_mem_ratelimit: list[Any] = [None, 0]  # warn_alloc_show_mem's (show_mem_rs)
 
     # -- without __GFP_DIRECT_RECLAIM ---------------------------------------------------
 
@@ -119,7 +125,10 @@ class SlowPath:
 
     def warn_alloc(self, cpu: int, gfp: int, order: int, site: str, task: Any) -> None:
         """Count a failed allocation; ``warn_alloc`` prints it (records an event) unless
-        __GFP_NOWARN (implied for GFP_NOWAIT from 6.8), at most 10 per 5 s (``__ratelimit``)."""
+        __GFP_NOWARN (implied for GFP_NOWAIT from 6.8), at most 10 per 5 s (``nopage_rs``),
+        with the Mem-Info block at most once a second (``show_mem_rs``).  What reaches the
+        console is owed by ``cpu`` (:meth:`Console.printk`): the caller pays it where printk
+        would have returned (``console.write_out``), since this may not yield."""
         m = self.metrics
         m.add("alloc_fail")
         if site:
@@ -128,18 +137,17 @@ class SlowPath:
             m.add("alloc_fail_nowarn")
             return
         now = self.clock()
-        rl = self.warn_ratelimit
-        if rl[0] is None or rl[0] + self.params.warn_ratelimit_s < now:
-            rl[0], rl[1] = now, 0
-        if rl[1] >= self.params.warn_ratelimit_burst:
+        if not _ratelimit(self.warn_ratelimit, now, self.params.warn_ratelimit_s, self.params.warn_ratelimit_burst):
             m.add("warn_alloc_suppressed")
             return
-        rl[1] += 1
         m.add("warn_alloc")
         m.event(
             "warn_alloc", now, message=f"page allocation failure: order:{order}", gfp=gfp_name(gfp), mode=hex(gfp),
             order=order, site=site, cpu=cpu, task=getattr(task, "name", None), **self.zone_ops.failure_state(),
         )  # fmt: skip
+        show_mem = _ratelimit(self.show_mem_ratelimit, now, *SHOW_MEM_RATELIMIT)
+        m.add("warn_alloc_show_mem" if show_mem else "warn_alloc_show_mem_suppressed")
+        self.console.printk(cpu, warn_alloc_bytes(len(self.zone_ops.zones), show_mem))
 
     # -- with __GFP_DIRECT_RECLAIM --------------------------------------------------------
 
@@ -198,6 +206,7 @@ class SlowPath:
                     yield from sched.run(task, 1.0 / self.params.hz)
                 yield from sched.cond_resched(task)
         self.warn_alloc(task.cpu, gfp, order, ac.site, task)
+        yield from self.console.write_out(task)
         return done(0)
 
     def _reclaim_and_retry(
@@ -212,7 +221,7 @@ class SlowPath:
         if progress:  # __alloc_pages_direct_reclaim
             got = attempt(alloc_flags)
             if not got:
-                self.zone_ops.unreserve_highatomic_pageblock()
+                self.zone_ops.unreserve_highatomic_pageblock(ac)
                 yield from self.drain_all_pages(task)
                 got = attempt(alloc_flags)
             if got:
@@ -220,7 +229,7 @@ class SlowPath:
         if gfp & _G_NORETRY or (costly and not gfp & _G_RETRY_MAYFAIL):
             return 0, False, no_progress_loops
         retry, no_progress_loops = yield from self.should_reclaim_retry(
-            task, order, ac.zones, ac.classzone_idx, alloc_flags, progress > 0, no_progress_loops
+            task, ac, alloc_flags, progress > 0, no_progress_loops
         )
         if retry:
             return 0, True, no_progress_loops
@@ -254,18 +263,19 @@ class SlowPath:
         yield from self.scheduler.sleep(task, self.params.pcp_drain_ms / 1000.0, "drain_all_pages")
 
     def should_reclaim_retry(
-        self, task: Any, order: int, zones: tuple[Zone, ...], classzone: int, flags: int, did_progress: bool,
-        no_progress_loops: int,
-    ) -> Generator[Any, Any, tuple[bool, int]]:  # fmt: skip
+        self, task: Any, ac: AllocContext, flags: int, did_progress: bool, no_progress_loops: int
+    ) -> Generator[Any, Any, tuple[bool, int]]:
         """``should_reclaim_retry`` (5.3): give up after MAX_RECLAIM_RETRIES loops without
-        progress, or when no zone would pass min even if all its reclaimable pages were
-        freed; without progress and mostly dirty pages, wait HZ/10 first (before 5.16)."""
+        progress (giving back a high-atomic pageblock first: retry if there was one), or
+        when no zone would pass min even if all its reclaimable pages were freed; without
+        progress and mostly dirty pages, wait HZ/10 first (before 5.16)."""
+        order, zones, classzone = ac.order, ac.zones, ac.classzone_idx
         if did_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
             no_progress_loops = 0
         else:
             no_progress_loops += 1
         if no_progress_loops > MAX_RECLAIM_RETRIES:
-            return self.zone_ops.unreserve_highatomic_pageblock(force=True), no_progress_loops
+            return self.zone_ops.unreserve_highatomic_pageblock(ac, force=True), no_progress_loops
         sched, pools, prof, params = self.scheduler, self.pools, self.profile, self.params
         ret = False
         for zone in zones:
@@ -307,3 +317,15 @@ class SlowPath:
             return got, progress
         finally:
             oom.lock_holder = None
+
+
+def _ratelimit(state: list[Any], now: float, interval: float, burst: int) -> bool:
+    """``__ratelimit`` (lib/ratelimit.c): a new window once ``interval`` has passed since
+    the window began (``state[0]``), then at most ``burst`` True answers (``state[1]``)
+    in it."""
+    if state[0] is None or state[0] + interval < now:
+        state[0], state[1] = now, 0
+    if state[1] >= burst:
+        return False
+    state[1] += 1
+    return True

@@ -49,9 +49,9 @@ class Zone:
     """Run-time state of one zone (``struct zone`` and its per-CPU pagesets)."""
 
     __slots__ = (
-        "area", "boost", "boosted", "fast_mark", "highatomic", "idx", "info", "lowmem_reserve", "managed",
-        "max_boost", "name", "nr_free", "pcp_batch", "pcp_count", "pcp_high", "pcp_lists", "reclaim_active",
-        "stat_threshold", "vm_diff", "vm_free", "wmark",
+        "area", "boost", "boosted", "fast_mark", "highatomic", "highatomic_carry", "highatomic_free",
+        "highatomic_held", "idx", "info", "lowmem_reserve", "managed", "max_boost", "name", "nr_free", "pcp_batch",
+        "pcp_count", "pcp_high", "pcp_lists", "reclaim_active", "stat_threshold", "vm_diff", "vm_free", "wmark",
     )  # fmt: skip
 
     def __init__(self, info: ZoneInfo, ncpus: int, drift: bool) -> None:
@@ -64,7 +64,13 @@ class Zone:
         self.max_boost = info.max_boost
         self.boosted = False  # ZONE_BOOSTED_WATERMARK
         self.lowmem_reserve = info.lowmem_reserve
-        self.highatomic = 0  # nr_reserved_highatomic
+        # the high-atomic reserve (sim.kernel.mm.highatomic): nr_reserved_highatomic, the free pages on
+        # the MIGRATE_HIGHATOMIC lists (part of nr_free), the pages of high-order atomic blocks that sit
+        # in reserved pageblocks, and the fraction of a page carried between returns to the buddy lists
+        self.highatomic = 0
+        self.highatomic_free = 0
+        self.highatomic_held = 0
+        self.highatomic_carry = 0.0
         self.nr_free = info.managed  # pages on the buddy lists (zone_page_state_snapshot)
         self.vm_free = info.managed  # NR_FREE_PAGES as folded into the zone (zone_page_state)
         self.vm_diff = [0] * ncpus  # per-CPU vm_stat_diff[NR_FREE_PAGES]
@@ -124,10 +130,14 @@ def zone_watermark_ok(
     reduced mark + lowmem_reserve[classzone].  5.2: ALLOC_HIGH halves the mark,
     ALLOC_HARDER takes a further quarter, ALLOC_OOM a half instead; 6.3
     (ab3508854353): MIN_RESERVE halves, NON_BLOCK takes a quarter only with
-    MIN_RESERVE, OOM halves; any reserve flag skips the highatomic subtraction."""
+    MIN_RESERVE, OOM halves; any reserve flag skips the highatomic subtraction.
+    A high-order request then needs a free block: outside the reserve's free pages,
+    unless it may use them (5.3: ALLOC_HARDER or ALLOC_OOM; 6.3: ALLOC_HIGHATOMIC or
+    ALLOC_OOM, eb2e2b425c69)."""
     free -= (1 << order) - 1
     wmin = mark
     if profile.alloc_non_block:
+        harder = flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)
         if not flags & ALLOC_RESERVES:
             free -= zone.highatomic
         else:
@@ -140,13 +150,15 @@ def zone_watermark_ok(
     else:
         if flags & ALLOC_HIGH:
             wmin -= wmin // 2
-        if not flags & (ALLOC_HARDER | ALLOC_OOM):
+        harder = flags & (ALLOC_HARDER | ALLOC_OOM)
+        if not harder:
             free -= zone.highatomic
         else:
             wmin -= wmin // 2 if flags & ALLOC_OOM else wmin // 4
     if free <= wmin + zone.lowmem_reserve[classzone]:
         return False
-    return order == 0 or zone.nr_free >= 1 << order  # no fragmentation in the model
+    # no fragmentation in the model: a block is free whenever enough pages are
+    return order == 0 or zone.nr_free - (0 if harder else zone.highatomic_free) >= 1 << order
 
 
 def zone_watermark_fast(

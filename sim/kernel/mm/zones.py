@@ -128,7 +128,7 @@ class MemoryParams:
     watermark_scale_factor: int = 10
     watermark_boost_factor: int = 15000  # 0 disables boosting
     lowmem_reserve_ratio: tuple[int, int, int] = (256, 256, 32)
-    highatomic_pages: int = 0  # nr_reserved_highatomic of the preferred zone
+    highatomic_pages: int = 0  # initial high-atomic reserve (free pages) of the preferred zone; the kernel has none
     vmstat_drift: bool = True  # False: every NR_FREE_PAGES change is folded at once
     stat_interval_s: float | None = 1.0  # vmstat_update folding all CPUs; None: never
     pcp_batch: int | None = None  # None: zone_batchsize()
@@ -145,6 +145,17 @@ class MemoryParams:
     hz: int = 250
     warn_ratelimit_s: float = 5.0  # DEFAULT_RATELIMIT_INTERVAL
     warn_ratelimit_burst: int = 10  # DEFAULT_RATELIMIT_BURST
+    # The serial console printk writes warn_alloc's report to (sim/kernel/printk.py), paid by
+    # the failing task, under the vmap lock for a failed split.  console_baud: bits/s, 8N1;
+    # 115200 (11,520 bytes/s) is the usual console=ttyS0,115200 (a bare console=ttyS0 is
+    # 9600n8: Documentation/admin-guide/serial-console.rst); 0: no serial console (VGA,
+    # netconsole).  console_loglevel: records below it reach the console.  3 is loglevel=3,
+    # the command line vmsim peer boots its guests with (sim/peer/translation.py): there the
+    # KERN_WARNING report stays in the log buffer (the 5.2 guest's console.log has none of
+    # its 7 reports) and costs nothing.  The kernel's own default is 7
+    # (CONFIG_CONSOLE_LOGLEVEL_DEFAULT), 4 with "quiet": set 7 for a guest booted without either.
+    console_baud: int = 115200
+    console_loglevel: int = 3
 
 
 @dataclass(frozen=True)

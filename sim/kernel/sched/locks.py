@@ -29,7 +29,7 @@ class SpinLock:
         self.sched = sched
         self.name = name
         self.holder: Task | None = None
-        self.waiters: deque[tuple[Task, simpy.Event]] = deque()
+        self.waiters: deque[tuple[Task, simpy.Event, float]] = deque()  # task, its hand-over, since when
         self._since = 0.0
 
     def lock(self, task: Task) -> Generator[Any, Any, None]:
@@ -48,7 +48,7 @@ class SpinLock:
             return
         start = sched.env._now
         event = sched.env.event()
-        self.waiters.append((task, event))
+        self.waiters.append((task, event, start))
         if rt:
             sched._block(task)
             yield event
@@ -65,7 +65,7 @@ class SpinLock:
         sched = self.sched
         sched.metrics.add_time("lock_hold:" + self.name, sched.env._now - self._since)
         if self.waiters:
-            nxt, event = self.waiters.popleft()
+            nxt, event, _ = self.waiters.popleft()
             self.holder = nxt
             self._since = sched.env._now
             event.succeed()
@@ -75,6 +75,12 @@ class SpinLock:
             task.migrate_disabled -= 1
             return
         yield from sched.preempt_enable(task)
+
+    def waited_since(self, t0: float) -> float:
+        """Seconds the tasks waiting now have waited since ``t0`` (each from ``t0`` or from
+        when it began to wait, whichever is later)."""
+        now = self.sched.env._now
+        return sum(now - max(t0, since) for _, _, since in self.waiters)
 
     def is_contended(self) -> bool:
         """``spin_is_contended``: another task waits for the lock."""

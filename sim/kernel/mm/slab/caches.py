@@ -13,7 +13,8 @@ makes ``vmalloc_init``'s ``KMEM_CACHE(vmap_area, SLAB_PANIC)`` for a kernel
 profile (88 B, 46 per page to 5.3; 64 B, 64 per page 5.4-6.2; 72 B, 56 per page
 from 6.3: order-0 slabs and no per-object metadata under either allocator, SLAB
 keeping its freelist index inside a free object).  ``VmapAreaObjects`` adapts
-that cache to the allocator core's ``ObjectProvider``.
+that cache to the allocator core's ``ObjectProvider``.  ``task_struct_cache``
+makes ``fork_init``'s ``task_struct_cachep``, the one cache with high-order slabs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 
 from sim.kernel.mm.gfp import GFP_NOWAIT, gfp_name, gfpflags_allow_blocking
 from sim.kernel.mm.slab.common import PAGE_SIZE, KmemCache, PageAllocator, Slab
-from sim.kernel.mm.slab.slab import SlabCache
-from sim.kernel.mm.slab.slub import SlubCache
+from sim.kernel.mm.slab.slab import SlabCache, calculate_slab_order, slab_max_order
+from sim.kernel.mm.slab.slub import SlubCache, calculate_order, order_objects
 from sim.kernel.mm.vmalloc.area import VmapArea
 from sim.kernel.profile import KernelProfile
 from sim.record.metrics import Metrics
@@ -38,6 +39,7 @@ __all__ = [
     "VmapAreaObjects",
     "default_objs_per_slab",
     "kmem_cache_create",
+    "task_struct_cache",
     "vmap_area_cache",
 ]
 
@@ -45,6 +47,7 @@ ALLOCATORS: dict[str, type[KmemCache]] = {"SLUB": SlubCache, "SLAB": SlabCache}
 # mm/slab.c: the smallest SLAB object (sizes below are rounded up), with 4 KiB
 # pages the reason a freelist index is one byte
 SLAB_OBJ_MIN_SIZE = 16
+L1_CACHE_BYTES = 64  # x86_64; fork_init aligns task_struct to max(L1_CACHE_BYTES, ARCH_MIN_TASKALIGN)
 
 
 def default_objs_per_slab(allocator: str, size: int) -> int:
@@ -76,16 +79,17 @@ def kmem_cache_create(
     ncpus: int,
     page_alloc: PageAllocator,
     objs_per_slab: int | None = None,
+    order: int = 0,
     pool: str = "slab_unreclaimable",
     metrics: Metrics | None = None,
     scheduler: Any = None,
     clock: Callable[[], float] | None = None,
     **tunables: Any,
 ) -> KmemCache:
-    """A cache of ``size``-byte objects on order-0 slabs (``kmem_cache_create``).
+    """A cache of ``size``-byte objects on slabs of ``order`` (``kmem_cache_create``).
 
-    ``objs_per_slab`` defaults to what the allocator fits in a page
-    (:func:`default_objs_per_slab`).  ``tunables`` go to the
+    ``objs_per_slab`` defaults to what the allocator fits in an order-0 slab
+    (:func:`default_objs_per_slab`); a higher ``order`` needs it given.  ``tunables`` go to the
     allocator model: SLUB ``cpu_partial``, ``min_partial``; SLAB ``limit``,
     ``batchcount``, ``shared``, ``numa``.  Pages are charged to ``pool``.
     """
@@ -99,6 +103,7 @@ def kmem_cache_create(
         default_objs_per_slab(allocator, size) if objs_per_slab is None else objs_per_slab,
         ncpus,
         page_alloc,
+        order=order,
         pool=pool,
         metrics=metrics,
         scheduler=scheduler,
@@ -135,6 +140,51 @@ def vmap_area_cache(
         scheduler=scheduler,
         clock=clock,
         **tunables,
+    )
+
+
+def task_struct_cache(
+    size: int,
+    *,
+    allocator: str,
+    ncpus: int,
+    totalram_pages: int,
+    page_alloc: PageAllocator,
+    pool: str = "slab_unreclaimable",
+    metrics: Metrics | None = None,
+    scheduler: Any = None,
+    clock: Callable[[], float] | None = None,
+) -> KmemCache:
+    """``task_struct_cachep`` as ``fork_init`` makes it (kernel/fork.c v5.2):
+    ``kmem_cache_create_usercopy("task_struct", arch_task_struct_size, L1_CACHE_BYTES,
+    SLAB_PANIC|SLAB_ACCOUNT, ...)``, no constructor.
+
+    ``size`` is ``arch_task_struct_size``: sizeof(struct task_struct) less its 4 KiB
+    ``union fpregs_state`` placeholder plus the CPU's XSAVE context
+    (``fpu__init_task_struct_size``).  Objects are rounded up to the 64 B alignment.
+    The slab order is the allocator's own choice for that size: SLAB
+    ``calculate_slab_order`` with ``slab_max_order`` 1 above 32 MiB of RAM (order 1,
+    one object per slab from 4 KiB), SLUB ``calculate_order`` (order 3 for any
+    task_struct) with ``s->min`` = get_order(size) as its fallback.
+    """
+    aligned = -(-size // L1_CACHE_BYTES) * L1_CACHE_BYTES
+    if allocator == "SLAB":
+        order, objs = calculate_slab_order(aligned, slab_max_order(totalram_pages))
+    else:
+        order = calculate_order(aligned, ncpus)
+        objs = order_objects(order, aligned)
+    return kmem_cache_create(
+        "task_struct",
+        aligned,
+        allocator=allocator,
+        ncpus=ncpus,
+        page_alloc=page_alloc,
+        objs_per_slab=objs,
+        order=order,
+        pool=pool,
+        metrics=metrics,
+        scheduler=scheduler,
+        clock=clock,
     )
 
 

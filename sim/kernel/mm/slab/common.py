@@ -7,9 +7,11 @@ its objects are out.  :class:`KmemCache` holds the parts common to SLUB
 (``slub.py``) and SLAB (``slab.py``): the page-allocator calls, the
 accounting and the metrics.  ``caches.py`` creates caches.
 
-Slab pages are order 0 (one 4 KiB page each): that is what ``calculate_order``
-(SLUB) and ``calculate_slab_order`` (SLAB) choose for ``struct vmap_area`` in
-every kernel version the project models.
+A slab is ``1 << order`` pages (a compound page for order > 0).  Order 0 is
+what ``calculate_order`` (SLUB) and ``calculate_slab_order`` (SLAB) choose for
+``struct vmap_area`` and the small kmalloc caches in every kernel version the
+project models; the ``task_struct`` cache takes order 1 (SLAB) or 3 (SLUB,
+falling back to the object's own order), see ``caches.task_struct_cache``.
 """
 
 from __future__ import annotations
@@ -88,11 +90,12 @@ class Slab:
     ``prev``/``next``/``slab_list`` link the page into one :class:`SlabList`.
     """
 
-    __slots__ = ("cache", "frozen", "inuse", "next", "objects", "pobjects", "prev", "slab_list")
+    __slots__ = ("cache", "frozen", "inuse", "next", "objects", "order", "pobjects", "prev", "slab_list")
 
-    def __init__(self, cache: KmemCache, objects: int) -> None:
+    def __init__(self, cache: KmemCache, objects: int, order: int = 0) -> None:
         self.cache = cache
         self.objects = objects
+        self.order = order  # the page allocator order the slab was taken at
         self.inuse = 0
         self.frozen = False
         self.pobjects = 0
@@ -173,10 +176,12 @@ class KmemCache:
     Subclasses provide ``alloc_nowait(cpu, gfp, task=None)``, ``alloc(task, gfp)`` and
     ``free(cpu, slab)`` (docs/machine-api.md) and ``check()``.  ``allocs`` and
     ``frees`` count objects handed out and returned; ``nr_slabs`` counts the
-    pages held.  Counters go to ``metrics`` as ``slab.<cache>.<what>[.<gfp>]``:
-    ``refill`` (allocations that missed the per-CPU cache), ``grow`` (refills
-    that asked the page allocator), ``refill_fail`` (allocations that got no
-    object), ``pages_alloc`` and ``pages_free``.  A failure without
+    slabs held (each ``1 << order`` pages).  Counters go to ``metrics`` as
+    ``slab.<cache>.<what>[.<gfp>]``: ``refill`` (allocations that missed the
+    per-CPU cache), ``grow`` (refills that asked the page allocator),
+    ``refill_fail`` (allocations that got no object), ``pages_alloc`` and
+    ``pages_free`` (slabs taken from and given back to the page allocator, one
+    per call whatever its order).  A failure without
     ``__GFP_NOWARN`` is also an event ``slab_out_of_memory``.
     """
 
@@ -190,17 +195,21 @@ class KmemCache:
         ncpus: int,
         page_alloc: PageAllocator,
         *,
+        order: int = 0,
         pool: str = "slab_unreclaimable",
         metrics: Metrics | None = None,
         scheduler: Any = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not 0 < size <= PAGE_SIZE or not 0 < objs_per_slab <= PAGE_SIZE // size:
-            raise ValueError(f"{name}: {objs_per_slab} objects of {size} B do not fit in one page")
+        slab_bytes = PAGE_SIZE << order if order >= 0 else 0
+        if not 0 < size <= slab_bytes or not 0 < objs_per_slab <= slab_bytes // size:
+            pages = "one page" if order == 0 else f"an order-{order} slab"
+            raise ValueError(f"{name}: {objs_per_slab} objects of {size} B do not fit in {pages}")
         if ncpus < 1:
             raise ValueError("ncpus must be at least 1")
         self.name = name
         self.size = size
+        self.order = order  # SLUB's s->oo / SLAB's gfporder
         self.objs_per_slab = objs_per_slab
         self.ncpus = ncpus
         self.page_alloc = page_alloc
@@ -262,21 +271,25 @@ class KmemCache:
 
     # -- pages ---------------------------------------------------------------
 
-    def alloc_slab_page(self, ctx: Any, gfp: int, site: str) -> Generator[Any, Any, Slab | None]:
-        """One page-allocator call for a new slab (``alloc_slab_page`` /
-        ``kmem_getpages``); it sleeps only if ``gfp`` allows direct reclaim.
-        ``ctx`` is a task or an :class:`OnCpu`; either way the page allocator
-        is told the task it runs for (``current``), so that an RT task's
-        ALLOC_HARDER and an OOM victim's ALLOC_OOM apply to a non-blocking
-        refill as they do in the kernel."""
+    def alloc_slab_page(
+        self, ctx: Any, gfp: int, site: str, order: int | None = None, objects: int | None = None
+    ) -> Generator[Any, Any, Slab | None]:
+        """One page-allocator call for a new slab of ``order`` (default the cache's) holding
+        ``objects`` (``alloc_slab_page`` / ``kmem_getpages``); it sleeps only if ``gfp``
+        allows direct reclaim.  ``ctx`` is a task or an :class:`OnCpu`; either way the page
+        allocator is told the task it runs for (``current``), so that an RT task's
+        ALLOC_HARDER and an OOM victim's ALLOC_OOM apply to a non-blocking refill as they
+        do in the kernel."""
+        if order is None:
+            order = self.order
         if gfp & _DIRECT_RECLAIM:
-            ok = yield from self.page_alloc.alloc_pages(ctx, gfp, 0, pool=self.pool, site=site)
+            ok = yield from self.page_alloc.alloc_pages(ctx, gfp, order, pool=self.pool, site=site)
         else:
             task = ctx.task if ctx.__class__ is OnCpu else ctx
-            ok = self.page_alloc.alloc_pages_nowait(ctx.cpu, gfp, 0, pool=self.pool, site=site, task=task)
+            ok = self.page_alloc.alloc_pages_nowait(ctx.cpu, gfp, order, pool=self.pool, site=site, task=task)
         if not ok:
             return None
-        page = Slab(self, self.objs_per_slab)
+        page = Slab(self, self.objs_per_slab if objects is None else objects, order)
         self.slabs[page] = None
         self.nr_slabs += 1
         if self.nr_slabs > self.max_slabs:
@@ -291,7 +304,7 @@ class KmemCache:
         del self.slabs[page]
         self.nr_slabs -= 1
         self.metrics.add(self._prefix + "pages_free")
-        self.page_alloc.free_pages(cpu, 0, pool=self.pool)
+        self.page_alloc.free_pages(cpu, page.order, pool=self.pool)
 
     def slab_out_of_memory(self, cpu: int, gfp: int) -> None:
         """Record ``slab_out_of_memory``'s report unless ``__GFP_NOWARN`` (v5.3: SLUB

@@ -44,6 +44,45 @@ from sim.record.metrics import Metrics
 BATCHREFILL_LIMIT = 16
 REAPTIMEOUT_AC = 2.0  # seconds between cache_reap runs on each CPU (2*HZ)
 REAPTIMEOUT_NODE = 4.0  # seconds between node-level reaps (4*HZ)
+SLAB_MAX_ORDER_LO = 0
+SLAB_MAX_ORDER_HI = 1  # slab_max_order once totalram_pages() > 32 MiB (kmem_cache_init)
+KMALLOC_MAX_ORDER = 10  # KMALLOC_SHIFT_MAX - PAGE_SHIFT with MAX_ORDER 11
+SLAB_OBJ_MAX_NUM = 255  # a one-byte freelist index (4 KiB pages)
+_PAGE = 4096
+
+
+def slab_max_order(totalram_pages: int) -> int:
+    """``slab_max_order`` after ``kmem_cache_init`` (v5.2): 1 on machines with more than
+    32 MiB of RAM, else 0 (no ``slab_max_order=`` on the command line)."""
+    return SLAB_MAX_ORDER_HI if totalram_pages > (32 << 20) // _PAGE else SLAB_MAX_ORDER_LO
+
+
+def calculate_slab_order(size: int, max_order: int) -> tuple[int, int]:
+    """(gfporder, objects per slab) of a cache of ``size``-byte objects (already aligned)
+    whose freelist index lives in a free object: ``calculate_slab_order`` with
+    CFLGS_OBJFREELIST_SLAB (``set_objfreelist_slab_cache``, mm/slab.c v5.2), the
+    layout of every cache without a constructor or SLAB_TYPESAFE_BY_RCU whose index
+    array fits in one object.  The first order that holds an object is taken if it
+    is ``max_order`` or above, or if it wastes at most 1/8 of the slab; else the next.
+    On a machine over 32 MiB that gives ``task_struct`` (2.7-9 KiB on x86_64) order 1
+    with one object per slab for 4-8 KiB and two or more below 3.5 KiB, order 0 in
+    between, and order 2 above 8 KiB."""
+    best: tuple[int, int] | None = None
+    for order in range(KMALLOC_MAX_ORDER + 1):
+        slab_bytes = _PAGE << order
+        num, left_over = divmod(slab_bytes, size)
+        if not num:
+            continue
+        if num > SLAB_OBJ_MAX_NUM:
+            break
+        if num > size:  # num * sizeof(freelist_idx_t) > object_size: not OBJFREELIST_SLAB
+            raise ValueError(f"objects of {size} B do not keep their freelist index inside a free object")
+        best = (order, num)
+        if order >= max_order or left_over * 8 <= slab_bytes:
+            break
+    if best is None:
+        raise ValueError(f"objects of {size} B fit no slab of SLAB's orders")
+    return best
 
 
 def enable_cpucache(size: int, ncpus: int) -> tuple[int, int, int]:
@@ -91,14 +130,16 @@ class SlabCache(KmemCache):
         batchcount: int | None = None,
         shared: int | None = None,
         numa: bool = True,
+        order: int = 0,
         pool: str = "slab_unreclaimable",
         metrics: Metrics | None = None,
         scheduler: Any = None,
         clock: Any = None,
     ) -> None:
         super().__init__(
-            name, size, objs_per_slab, ncpus, page_alloc, pool=pool, metrics=metrics, scheduler=scheduler, clock=clock
-        )
+            name, size, objs_per_slab, ncpus, page_alloc, order=order, pool=pool, metrics=metrics,
+            scheduler=scheduler, clock=clock,
+        )  # fmt: skip
         d_limit, d_batch, d_shared = enable_cpucache(size, ncpus)
         self.limit = d_limit if limit is None else limit
         self.batchcount = d_batch if batchcount is None else batchcount

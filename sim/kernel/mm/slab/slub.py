@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from sim.kernel.mm.gfp import Gfp
+from sim.kernel.mm.gfp import RECLAIM, Gfp
 from sim.kernel.mm.slab.common import (
     GFP_RECLAIM_AND_CONSTRAINT,
     KmemCache,
@@ -43,6 +43,57 @@ from sim.record.metrics import Metrics
 MIN_PARTIAL = 5
 MAX_PARTIAL = 10
 SHRINK_PROMOTE_MAX = 32  # __kmem_cache_shrink: free counts sorted to the list head
+SLUB_MAX_ORDER = 3  # slub_max_order = PAGE_ALLOC_COSTLY_ORDER
+MAX_OBJS_PER_PAGE = 32767
+_PAGE = 4096
+
+
+def get_order(size: int) -> int:
+    """``get_order``: the smallest order whose block holds ``size`` bytes."""
+    order = 0
+    while _PAGE << order < size:
+        order += 1
+    return order
+
+
+def order_objects(order: int, size: int) -> int:
+    """``order_objects``: objects of ``size`` bytes in a slab of ``order``."""
+    return (_PAGE << order) // size
+
+
+def slab_order(size: int, min_objects: int, max_order: int, fract_leftover: int) -> int:
+    """``slab_order`` (mm/slub.c v5.2), ``slub_min_order`` 0: the first order from the one
+    that holds ``min_objects`` whose leftover is at most 1/``fract_leftover`` of the slab."""
+    if order_objects(0, size) > MAX_OBJS_PER_PAGE:
+        return get_order(size * MAX_OBJS_PER_PAGE) - 1
+    order = get_order(min_objects * size)
+    while order <= max_order:
+        slab_bytes = _PAGE << order
+        if slab_bytes % size <= slab_bytes // fract_leftover:
+            break
+        order += 1
+    return order
+
+
+def calculate_order(size: int, nr_cpu_ids: int) -> int:
+    """``calculate_order`` (mm/slub.c v5.2) with the default boot parameters: at least
+    4 x (fls(nr_cpu_ids) + 1) objects if slub_max_order (3) allows, at most 1/16 of the
+    slab wasted, then 1/8 and 1/4, then fewer objects.  Objects of 88 B get order 0
+    below 1024 CPUs; ``task_struct`` (2.7-9 KiB) gets order 3."""
+    min_objects = 4 * (nr_cpu_ids.bit_length() + 1)
+    min_objects = min(min_objects, order_objects(SLUB_MAX_ORDER, size))
+    while min_objects > 1:
+        fraction = 16
+        while fraction >= 4:
+            order = slab_order(size, min_objects, SLUB_MAX_ORDER, fraction)
+            if order <= SLUB_MAX_ORDER:
+                return order
+            fraction //= 2
+        min_objects -= 1
+    order = slab_order(size, 1, SLUB_MAX_ORDER, 1)
+    if order <= SLUB_MAX_ORDER:
+        return order
+    return slab_order(size, 1, 10, 1)
 
 
 def set_cpu_partial(size: int) -> int:
@@ -88,14 +139,22 @@ class SlubCache(KmemCache):
         *,
         cpu_partial: int | None = None,
         min_partial: int | None = None,
+        order: int = 0,
+        min_order: int | None = None,
         pool: str = "slab_unreclaimable",
         metrics: Metrics | None = None,
         scheduler: Any = None,
         clock: Any = None,
     ) -> None:
         super().__init__(
-            name, size, objs_per_slab, ncpus, page_alloc, pool=pool, metrics=metrics, scheduler=scheduler, clock=clock
-        )
+            name, size, objs_per_slab, ncpus, page_alloc, order=order, pool=pool, metrics=metrics,
+            scheduler=scheduler, clock=clock,
+        )  # fmt: skip
+        # s->min: the smallest slab that holds one object, new_slab's fallback
+        self.min_order = get_order(size) if min_order is None else min_order
+        if not 0 <= self.min_order <= order:
+            raise ValueError(f"{name}: min_order {self.min_order} must lie in [0, order {order}]")
+        self.min_objects = objs_per_slab if self.min_order == order else order_objects(self.min_order, size)
         self.cpu_partial = set_cpu_partial(size) if cpu_partial is None else cpu_partial
         self.min_partial = set_min_partial(size) if min_partial is None else min_partial
         self.cpu_slab = [KmemCacheCpu() for _ in range(ncpus)]
@@ -207,15 +266,24 @@ class SlubCache(KmemCache):
         return objects
 
     def new_slab(self, ctx: Any, gfp: int) -> Generator[Any, Any, Slab | None]:
-        """A fresh slab page (``new_slab`` and ``allocate_slab``, v5.3): the caller's
-        gfp masked to its reclaim and constraint bits, tried once with
-        __GFP_NOWARN|__GFP_NORETRY and once as it is (order 0 both times, so
-        a blocking caller keeps direct reclaim on the first try)."""
+        """A fresh slab (``new_slab`` and ``allocate_slab``, v5.3): the caller's gfp masked
+        to its reclaim and constraint bits (plus __GFP_COMP for a high-order cache), tried
+        once at the cache's order with __GFP_NOWARN|__GFP_NORETRY, then at ``s->min`` as
+        it is.  When the cache's order is above ``s->min`` the first try also drops
+        __GFP_RECLAIM (no kswapd wake-up, no direct reclaim) and adds __GFP_NOMEMALLOC,
+        "let the initial higher-order allocation fail under memory pressure"; an order-0
+        cache keeps direct reclaim on its first try."""
         flags = gfp & GFP_RECLAIM_AND_CONSTRAINT
+        if self.order:
+            flags |= Gfp.COMP  # s->allocflags
         first_try = (flags | Gfp.NOWARN | Gfp.NORETRY) & ~Gfp.NOFAIL
+        if first_try & Gfp.DIRECT_RECLAIM and self.order > self.min_order:
+            first_try = (first_try | Gfp.NOMEMALLOC) & ~(RECLAIM | Gfp.NOFAIL)
         page = yield from self.alloc_slab_page(ctx, first_try, "allocate_slab")
         if page is None:
-            page = yield from self.alloc_slab_page(ctx, flags, "allocate_slab")
+            page = yield from self.alloc_slab_page(ctx, flags, "allocate_slab", self.min_order, self.min_objects)
+            if page is not None and self.min_order != self.order:
+                self.count("order_fallback")
         return page
 
     # -- CPU slab and partial lists ------------------------------------------

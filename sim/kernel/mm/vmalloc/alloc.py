@@ -14,9 +14,10 @@ The path of one request, as in mm/vmalloc.c v5.3:
   VM_NO_GUARD, VM_IOREMAP alignment;
 * ``alloc_vmap_area``: the busy descriptor from the ``vmap_area`` cache with
   ``gfp & _RECLAIM_MASK``; ``retry:`` the strategy's preload and the lock;
-  the core allocation; on failure ``overflow:`` unlock, purge lazily freed
-  areas under the purge mutex and retry once, then the notifier chain, then
-  -EBUSY with a rate-limited warning;
+  the core allocation (a failed GFP_NOWAIT split object prints its
+  ``warn_alloc`` report here, under the lock: :mod:`sim.kernel.printk`); on failure
+  ``overflow:`` unlock, purge lazily freed areas under the purge mutex and retry
+  once, then the notifier chain, then -EBUSY with a rate-limited warning;
 * ``__vmalloc_area_node``: the page-pointer array and one order-0 page at a
   time with ``gfp | __GFP_NOWARN``.
 
@@ -40,6 +41,7 @@ from sim.kernel.mm.vmalloc.purge import LazyFree
 from sim.kernel.mm.vmalloc.space import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
 from sim.kernel.mm.vmalloc.strategies.base import SplitStrategy
 from sim.kernel.mm.vmalloc.vm_struct import VM_ALLOC, VM_IOREMAP, VM_NO_GUARD, VmStruct
+from sim.kernel.printk import Console, vmap_warn_bytes
 from sim.kernel.profile import KernelProfile
 from sim.kernel.sched.cpu import Scheduler, Task
 from sim.kernel.sched.locks import SpinLock
@@ -168,6 +170,7 @@ class Vmalloc:
         strategy: SplitStrategy,
         metrics: Metrics,
         params: VmallocParams | None = None,
+        console: Console | None = None,
     ) -> None:
         self.sched = sched
         self.env = sched.env
@@ -178,6 +181,8 @@ class Vmalloc:
         self.strategy = strategy
         self.metrics = metrics
         self.params = params or VmallocParams()
+        # printk's console (the page allocator's); none given: a console that costs nothing
+        self.console = console if console is not None else Console(sched.env, metrics)
         self.space = VmapSpace(provider=self, search=profile.search)
         self.vmap_area_lock = SpinLock(sched, "vmap_area_lock")
         self.free_lock = SpinLock(sched, "free_vmap_area_lock") if profile.free_vmap_area_lock else self.vmap_area_lock
@@ -264,6 +269,7 @@ class Vmalloc:
             slab = yield from self.cache.alloc(task, gfp)
         else:
             slab = self.cache.alloc_nowait(task.cpu, gfp, task)
+            yield from self.console.write_out(task)  # a failure's warn_alloc report
         if slab is None:
             return None
         va = VmapArea()
@@ -324,6 +330,8 @@ class Vmalloc:
             self._held_at_check = held
             addr = self.space.alloc(size, align, vstart, vend, task)
             self._held_at_check = None
+            # a failed split object's warn_alloc report goes out with the lock held
+            yield from self.console.write_out(task, self.free_lock)
             yield from sched.run(task, self.params.t_core_alloc)
             if addr >= 0:
                 metrics.add(("fit_fl", "fit_le", "fit_re", "fit_ne")[self.space.last_fit - 1])
@@ -367,6 +375,8 @@ class Vmalloc:
         metrics.add("vmap_alloc_failures")
         if not gfp & _NOWARN and self._warn.allow(self.env.now):
             metrics.add("vmap_warnings_printed")
+            self.console.printk(task.cpu, vmap_warn_bytes(size))
+            yield from self.console.write_out(task)
         cause = FAILURE_CAUSE.get(addr, "other")
         # log2 of the alignment: test_vmalloc's align_shift case asks for up to 2^63, past int64
         self._record_failure(task, "vmap_ebusy", gfp, cause=cause, size=size, align_shift=align.bit_length() - 1)
@@ -408,7 +418,9 @@ class Vmalloc:
         cache = self.kmalloc[size_class]
         if gfp & _DIRECT_RECLAIM:
             return (yield from cache.alloc(task, gfp))
-        return cache.alloc_nowait(task.cpu, gfp, task)
+        slab = cache.alloc_nowait(task.cpu, gfp, task)
+        yield from self.console.write_out(task)  # a failure's warn_alloc report
+        return slab
 
     def vmalloc_node_range(
         self,

@@ -210,6 +210,7 @@ def _get_vm_areas(
         error, fits = ENOENT, []
         if base is not None:
             error, fits = pcpu_carve_areas(vmalloc.space, base, offsets, sizes, vas, task)
+        yield from vmalloc.console.write_out(task, lock)  # a failed split object's report, under the lock
         yield from vmalloc.sched.run(task, vmalloc.params.t_core_alloc * len(offsets))
         if not error:
             if lock is not vmalloc.vmap_area_lock:  # v5.5+: busy areas under their own lock
