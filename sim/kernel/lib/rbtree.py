@@ -23,10 +23,13 @@ callbacks are supplied by the user (see :mod:`sim.kernel.mm.vmalloc.space`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
 
+
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests and the plain port subclass it
 class RBNode:
     """One tree node: children, parent and colour (``struct rb_node``)."""
 
@@ -264,7 +267,7 @@ def _erase_augmented(node: RBNode, root: RBRoot, augment: RBAugmentCallbacks) ->
     return rebalance
 
 
-def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
+def _erase_color(parent: RBNode, root: RBRoot, rotate: Callable[[RBNode, RBNode], None]) -> None:
     """Restore the black height after an erase (``____rb_erase_color``, v5.3)."""
     node: RBNode | None = None
     while True:
@@ -279,7 +282,7 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
                 tmp1.rb_parent = parent
                 tmp1.rb_red = False
                 _rotate_set_parents(parent, sibling, root, True)
-                rotate(parent, sibling)
+                rotate(parent, sibling)  # type: ignore[arg-type]
                 sibling = tmp1
             tmp1 = sibling.rb_right
             if tmp1 is None or not tmp1.rb_red:
@@ -291,8 +294,9 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
                         parent.rb_red = False
                     else:
                         node = parent
-                        parent = node.rb_parent
-                        if parent is not None:
+                        up = node.rb_parent
+                        if up is not None:
+                            parent = up
                             continue
                     return
                 # case 3: right rotation at sibling
@@ -303,7 +307,7 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
                 if tmp1 is not None:
                     tmp1.rb_parent = sibling
                     tmp1.rb_red = False
-                rotate(sibling, tmp2)
+                rotate(sibling, tmp2)  # type: ignore[arg-type]
                 tmp1 = sibling
                 sibling = tmp2
             # case 4: left rotation at parent, recolour
@@ -314,8 +318,8 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
             tmp1.rb_red = False
             if tmp2 is not None:
                 tmp2.rb_parent = parent
-            _rotate_set_parents(parent, sibling, root, False)
-            rotate(parent, sibling)
+            _rotate_set_parents(parent, sibling, root, False)  # type: ignore[arg-type]
+            rotate(parent, sibling)  # type: ignore[arg-type]
             return
         else:  # node is parent's right child
             sibling = parent.rb_left
@@ -328,7 +332,7 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
                 tmp1.rb_parent = parent
                 tmp1.rb_red = False
                 _rotate_set_parents(parent, sibling, root, True)
-                rotate(parent, sibling)
+                rotate(parent, sibling)  # type: ignore[arg-type]
                 sibling = tmp1
             tmp1 = sibling.rb_left
             if tmp1 is None or not tmp1.rb_red:
@@ -340,8 +344,9 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
                         parent.rb_red = False
                     else:
                         node = parent
-                        parent = node.rb_parent
-                        if parent is not None:
+                        up = node.rb_parent
+                        if up is not None:
+                            parent = up
                             continue
                     return
                 # case 3: left rotation at sibling
@@ -352,7 +357,7 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
                 if tmp1 is not None:
                     tmp1.rb_parent = sibling
                     tmp1.rb_red = False
-                rotate(sibling, tmp2)
+                rotate(sibling, tmp2)  # type: ignore[arg-type]
                 tmp1 = sibling
                 sibling = tmp2
             # case 4: right rotation at parent, recolour
@@ -363,8 +368,8 @@ def _erase_color(parent: RBNode, root: RBRoot, rotate) -> None:
             tmp1.rb_red = False
             if tmp2 is not None:
                 tmp2.rb_parent = parent
-            _rotate_set_parents(parent, sibling, root, False)
-            rotate(parent, sibling)
+            _rotate_set_parents(parent, sibling, root, False)  # type: ignore[arg-type]
+            rotate(parent, sibling)  # type: ignore[arg-type]
             return
 
 

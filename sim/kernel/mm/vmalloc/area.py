@@ -80,11 +80,11 @@ class VmapArea(RBNode):
         self.va_end = va_end
         self.va_size = va_end - va_start
         self.subtree_max_size = 0
-        self.slab = None  # the slab page the object came from, when a slab model provides it
+        self.slab: Any = None  # the slab page the object came from, when a slab model provides it
         self.fit = 0  # for a busy area made by the machine: the fit type that placed it
         # the space's address list (see VmapSpace)
-        self.va_prev = None
-        self.va_next = None
+        self.va_prev: VmapArea | None = None
+        self.va_next: VmapArea | None = None
 
     @property
     def va_free(self) -> bool:
@@ -148,21 +148,26 @@ class _SubtreeMaxSize:
 
     @staticmethod
     def propagate(node: RBNode | None, stop: RBNode | None) -> None:
-        while node is not stop:
-            best = compute_subtree_max_size(node)  # type: ignore[arg-type]
-            if node.subtree_max_size == best:  # type: ignore[union-attr]
+        va: VmapArea | None = node  # type: ignore[assignment]  # the free tree holds VmapAreas
+        while va is not stop:
+            best = compute_subtree_max_size(va)  # type: ignore[arg-type]
+            if va.subtree_max_size == best:
                 break
-            node.subtree_max_size = best  # type: ignore[union-attr]
-            node = node.rb_parent  # type: ignore[union-attr]
+            va.subtree_max_size = best
+            va = va.rb_parent  # type: ignore[assignment]
 
     @staticmethod
     def copy(old: RBNode, new: RBNode) -> None:
-        new.subtree_max_size = old.subtree_max_size  # type: ignore[attr-defined]
+        new_va: VmapArea = new  # type: ignore[assignment]
+        old_va: VmapArea = old  # type: ignore[assignment]
+        new_va.subtree_max_size = old_va.subtree_max_size
 
     @staticmethod
     def rotate(old: RBNode, new: RBNode) -> None:
-        new.subtree_max_size = old.subtree_max_size  # type: ignore[attr-defined]
-        old.subtree_max_size = compute_subtree_max_size(old)  # type: ignore[arg-type,attr-defined]
+        new_va: VmapArea = new  # type: ignore[assignment]
+        old_va: VmapArea = old  # type: ignore[assignment]
+        new_va.subtree_max_size = old_va.subtree_max_size
+        old_va.subtree_max_size = compute_subtree_max_size(old_va)
 
 
 FREE_VMAP_AREA_RB_AUGMENT_CB = _SubtreeMaxSize()
@@ -175,12 +180,12 @@ def augment_tree_propagate_from(va: VmapArea) -> None:
     node: VmapArea | None = va
     while node is not None:
         best = node.va_size
-        left = node.rb_left
-        if left is not None and left.subtree_max_size > best:  # type: ignore[attr-defined]
-            best = left.subtree_max_size  # type: ignore[attr-defined]
-        right = node.rb_right
-        if right is not None and right.subtree_max_size > best:  # type: ignore[attr-defined]
-            best = right.subtree_max_size  # type: ignore[attr-defined]
+        left: VmapArea | None = node.rb_left  # type: ignore[assignment]
+        if left is not None and left.subtree_max_size > best:
+            best = left.subtree_max_size
+        right: VmapArea | None = node.rb_right  # type: ignore[assignment]
+        if right is not None and right.subtree_max_size > best:
+            best = right.subtree_max_size
         if node.subtree_max_size == best:
             return
         node.subtree_max_size = best
@@ -201,12 +206,12 @@ def augment_tree_grow_from(va: VmapArea) -> None:
 def compute_subtree_max_size(va: VmapArea) -> int:
     """max(own size, left child's max, right child's max) (v5.3)."""
     best = va.va_size
-    left = va.rb_left
-    if left is not None and left.subtree_max_size > best:  # type: ignore[attr-defined]
-        best = left.subtree_max_size  # type: ignore[attr-defined]
-    right = va.rb_right
-    if right is not None and right.subtree_max_size > best:  # type: ignore[attr-defined]
-        best = right.subtree_max_size  # type: ignore[attr-defined]
+    left: VmapArea | None = va.rb_left  # type: ignore[assignment]
+    if left is not None and left.subtree_max_size > best:
+        best = left.subtree_max_size
+    right: VmapArea | None = va.rb_right  # type: ignore[assignment]
+    if right is not None and right.subtree_max_size > best:
+        best = right.subtree_max_size
     return best
 
 

@@ -264,9 +264,9 @@ class VmapSpace:
         # va_start" test of the left turns is then known true, and its load of
         # the start address is skipped (one cold int per level at 100k areas)
         above = False
-        node = self.root.rb_node
+        node: VmapArea | None = self.root.rb_node  # type: ignore[assignment]  # the free tree holds VmapAreas
         while node is not None:
-            left = node.rb_left
+            left: VmapArea | None = node.rb_left  # type: ignore[assignment]
             va_start = node.va_start
             if left is not None and left.subtree_max_size >= length and (above or vstart < va_start):
                 node = left
@@ -277,29 +277,29 @@ class VmapSpace:
                 end = nva + size
                 if end <= node.va_end and end <= ULONG_MAX and nva >= vstart:
                     return node
-            right = node.rb_right
+            right: VmapArea | None = node.rb_right  # type: ignore[assignment]
             if right is not None and right.subtree_max_size >= length:
                 if not above:
                     above = vstart <= va_start
                 node = right
                 continue
-            node = node.rb_parent  # climb towards the root
+            up: VmapArea | None = node.rb_parent  # type: ignore[assignment]  # climb towards the root
             above = False  # the climb may leave the subtree that set it
-            while node is not None:
-                va_start = node.va_start
-                if node.va_size >= size:
+            while up is not None:
+                va_start = up.va_start
+                if up.va_size >= size:
                     nva = ((va_start if va_start > vstart else vstart) + mask) & keep
                     end = nva + size
-                    if end <= node.va_end and end <= ULONG_MAX and nva >= vstart:
-                        return node
-                right = node.rb_right
+                    if end <= up.va_end and end <= ULONG_MAX and nva >= vstart:
+                        return up
+                right = up.rb_right  # type: ignore[assignment]
                 if right is not None and right.subtree_max_size >= length and vstart <= va_start:
                     if v518:
                         vstart = va_start + 1
-                    node = right
                     above = True  # blocks of that subtree start past va_start + 1
                     break
-                node = node.rb_parent
+                up = up.rb_parent  # type: ignore[assignment]
+            node = right if up is not None else None
         return None
 
     def adjust_va_to_fit_type(

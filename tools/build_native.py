@@ -1,0 +1,66 @@
+"""Build the compiled model (mypyc) in place and write sim/_native_manifest.json.
+
+    python tools/build_native.py            # compile NATIVE_MODULES beside their sources
+    python tools/build_native.py --clean    # remove the extensions and the manifest
+
+The manifest holds each compiled source's sha256; ``sim/_native.py`` loads the compiled
+modules only while every hash still matches (otherwise all of ``sim`` runs pure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "sim" / "_native_manifest.json"
+GROUP = "sim._mypyc"  # the shared library: sim/_mypyc__mypyc.*.so
+
+# The modules compiled, as paths; the profile of issue 14 says which are hot.
+NATIVE_MODULES = os.environ.get("VMSIM_NATIVE_MODULES", "").split() or [
+    "sim/kernel/lib/rbtree.py",
+    "sim/kernel/mm/vmalloc/area.py",
+    "sim/kernel/mm/vmalloc/space.py",
+]
+
+
+def clean() -> None:
+    MANIFEST.unlink(missing_ok=True)
+    for so in (ROOT / "sim").rglob("*.so"):
+        so.unlink()
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+
+
+def build(modules: list[str]) -> None:
+    from mypyc.build import mypycify
+    from setuptools import setup
+
+    import mypyc
+
+    clean()
+    os.chdir(ROOT)
+    ext = mypycify(modules, opt_level="3", debug_level="0", group_name=GROUP)
+    setup(name="vmsim-native", ext_modules=ext, script_args=["build_ext", "--inplace", "--quiet"])
+    sources = {m[:-3].replace("/", "."): hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in modules}
+    MANIFEST.write_text(json.dumps({"mypyc": mypyc.__version__ if hasattr(mypyc, "__version__") else "?",
+                                    "python": sys.version.split()[0], "sources": sources}, indent=1) + "\n")
+    print(f"compiled {len(modules)} modules; manifest {MANIFEST.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clean", action="store_true")
+    args = parser.parse_args()
+    if args.clean:
+        clean()
+    else:
+        build(NATIVE_MODULES)
+
+
+if __name__ == "__main__":
+    main()
