@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+NATIVE := sim/_native_manifest.json
+NATIVE_SOURCES := $(shell grep -v '^\#' tools/native_modules.txt)
+
+.PHONY: run test bench lint clean native pure
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -12,14 +15,26 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev,dask,notebooks]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The compiled build (mypyc, docs/compiled.md): rebuilt whenever a compiled source changes;
+# without a C compiler the model runs as pure Python, and one line says so.
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES) tools/native_modules.txt tools/build_native.py
+	@if command -v cc >/dev/null 2>&1; then nice $(BIN)/python tools/build_native.py; \
+	else echo "vmsim: no C compiler found: the model runs as pure Python"; fi
+
+native: $(NATIVE)
+
+pure:
+	$(BIN)/python tools/build_native.py --clean
+
+run: $(STAMP) native
 	$(BIN)/vmsim answer
 
-test: $(STAMP)
-	$(BIN)/ruff check sim tests benchmarks
+test: $(STAMP) native
+	$(BIN)/ruff check sim tests benchmarks tools
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) native
+	$(BIN)/python benchmarks/bench_compiled.py
 	$(BIN)/python benchmarks/bench_vmap.py
 	$(BIN)/python benchmarks/bench_machine.py
 	$(BIN)/python benchmarks/bench_engine.py
@@ -29,4 +44,5 @@ lint: $(STAMP)
 	$(BIN)/ruff check sim tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(NATIVE)
+	find sim -name '*.so' -delete

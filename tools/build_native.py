@@ -1,6 +1,6 @@
 """Build the compiled model (mypyc) in place and write sim/_native_manifest.json.
 
-    python tools/build_native.py            # compile NATIVE_MODULES beside their sources
+    python tools/build_native.py            # compile tools/native_modules.txt beside the sources
     python tools/build_native.py --clean    # remove the extensions and the manifest
 
 The manifest holds each compiled source's sha256; ``sim/_native.py`` loads the compiled
@@ -21,12 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "sim" / "_native_manifest.json"
 GROUP = "sim._mypyc"  # the shared library: sim/_mypyc__mypyc.*.so
 
-# The modules compiled, as paths; the profile of issue 14 says which are hot.
-NATIVE_MODULES = os.environ.get("VMSIM_NATIVE_MODULES", "").split() or [
-    "sim/kernel/lib/rbtree.py",
-    "sim/kernel/mm/vmalloc/area.py",
-    "sim/kernel/mm/vmalloc/space.py",
-]
+LIST = ROOT / "tools" / "native_modules.txt"  # the modules compiled, one path a line
+
+
+def native_modules() -> list[str]:
+    """The paths to compile: $VMSIM_NATIVE_MODULES (space-separated) or tools/native_modules.txt."""
+    if os.environ.get("VMSIM_NATIVE_MODULES"):
+        return os.environ["VMSIM_NATIVE_MODULES"].split()
+    lines = (line.split("#")[0].strip() for line in LIST.read_text().splitlines())
+    return [line for line in lines if line]
 
 
 def clean() -> None:
@@ -37,18 +40,17 @@ def clean() -> None:
 
 
 def build(modules: list[str]) -> None:
+    from mypy.version import __version__ as mypy_version
     from mypyc.build import mypycify
     from setuptools import setup
-
-    import mypyc
 
     clean()
     os.chdir(ROOT)
     ext = mypycify(modules, opt_level="3", debug_level="0", group_name=GROUP)
     setup(name="vmsim-native", ext_modules=ext, script_args=["build_ext", "--inplace", "--quiet"])
     sources = {m[:-3].replace("/", "."): hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in modules}
-    MANIFEST.write_text(json.dumps({"mypyc": mypyc.__version__ if hasattr(mypyc, "__version__") else "?",
-                                    "python": sys.version.split()[0], "sources": sources}, indent=1) + "\n")
+    manifest = {"mypyc": mypy_version, "python": sys.version.split()[0], "sources": sources}
+    MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"compiled {len(modules)} modules; manifest {MANIFEST.relative_to(ROOT)}")
 
 
@@ -59,7 +61,7 @@ def main() -> None:
     if args.clean:
         clean()
     else:
-        build(NATIVE_MODULES)
+        build(native_modules())
 
 
 if __name__ == "__main__":

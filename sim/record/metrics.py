@@ -36,7 +36,7 @@ class Metrics:
 
     def add_time(self, name: str, seconds: float) -> None:
         """Accumulate simulated seconds under ``name`` (e.g. direct reclaim)."""
-        self.seconds[name] += seconds
+        self.seconds[name] += seconds  # type: ignore[assignment]  # a Counter of floats
 
     def event(self, kind: str, time: float, **fields: Any) -> dict[str, Any]:
         """Record one event (a failure, a BUG, an OOM kill) and return it; ``kind`` and
@@ -66,7 +66,7 @@ def _checked_add(self: Metrics, name: str, n: int = 1) -> None:
 def _checked_add_time(self: Metrics, name: str, seconds: float) -> None:
     if declaration(name, seconds=True) is None:
         raise KeyError(f"time counter {name!r} is not declared in sim/record/counters.py")
-    self.seconds[name] += seconds
+    self.seconds[name] += seconds  # type: ignore[assignment]  # a Counter of floats
 
 
 def check_names(on: bool = True) -> None:

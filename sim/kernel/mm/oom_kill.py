@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import simpy
 
+from mypy_extensions import mypyc_attr
+
 from sim.kernel.mm.gfp import Gfp
 from sim.kernel.mm.internal import ZoneOps
 from sim.kernel.mm.mm_types import OOM_SCORE_ADJ_MIN, OWNER_POOLS, MemoryOwner
@@ -37,6 +39,7 @@ __all__ = ["OOM_SCORE_ADJ_MIN", "OWNER_POOLS", "KernelPanic", "MemoryOwner", "Oo
 _FS = int(Gfp.FS)
 
 
+@mypyc_attr(native_class=False)  # mypyc cannot make a native subclass of RuntimeError
 class KernelPanic(RuntimeError):
     """The simulated kernel panicked ("System is deadlocked on memory")."""
 

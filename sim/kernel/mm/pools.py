@@ -111,7 +111,7 @@ class MemoryPools:
                 owned_by_zone[idx] -= k
             owner.charged[pool] -= n
             if not owner.swap and not any(owner.charged.values()):
-                self.owners.pop(owner, None)  # an exited process leaves the OOM candidates
+                self.owners.pop(owner, None)  # type: ignore[arg-type]  # owned: not None  # an exited process leaves the OOM candidates
         else:
             unowned = [by_zone[0] - owned_by_zone[0], by_zone[1] - owned_by_zone[1], by_zone[2] - owned_by_zone[2]]
             if n > unowned[0] + unowned[1] + unowned[2]:

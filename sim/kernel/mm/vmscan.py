@@ -178,13 +178,20 @@ class Reclaimer:
         classzone = ZONE_NORMAL
         while True:
             order = self.kswapd_order
-            classzone = classzone if self.kswapd_classzone_idx is None else self.kswapd_classzone_idx
+            classzone = self._woken_classzone(classzone)
             self.kswapd_order = 0
             self.kswapd_classzone_idx = None
             yield from self.balance_pgdat(order, classzone)
             order = self.kswapd_order
-            classzone = classzone if self.kswapd_classzone_idx is None else self.kswapd_classzone_idx
+            classzone = self._woken_classzone(classzone)
             yield from self.kswapd_try_to_sleep(order, classzone)
+
+    def _woken_classzone(self, classzone: int) -> int:
+        """The classzone a wake-up asked for, else ``classzone``.  A method, not an inline
+        test: the attribute changes while kswapd sleeps, and the compiled build (mypyc)
+        would trust a type narrowed before the ``yield``."""
+        cz = self.kswapd_classzone_idx
+        return classzone if cz is None else cz
 
     def prepare_kswapd_sleep(self, order: int, classzone: int) -> bool:
         """``prepare_kswapd_sleep``: release throttled reclaimers; sleep if balanced or hopeless."""

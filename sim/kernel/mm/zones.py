@@ -346,8 +346,8 @@ def build_zones(
     thp_enabled = thp and sum(managed) >= (512 * MIB) >> PAGE_SHIFT  # hugepage_init
     scale = params.watermark_scale_factor
     if thp_enabled:
-        high = [h for _, _, h in setup_per_zone_wmarks(min_kb, managed, scale)]
-        free_buffer = sum(max(m - h, 0) for m, h in zip(managed, high))
+        highs = [h for _, _, h in setup_per_zone_wmarks(min_kb, managed, scale)]
+        free_buffer = sum(max(m - h, 0) for m, h in zip(managed, highs))
         min_kb = max(min_kb, set_recommended_min_free_kbytes(len(managed), free_buffer))
     # a tunable written after boot (sysctl) recomputes from the managed pages of that time,
     # which include what was freed after the boot-time computation

@@ -39,6 +39,7 @@ reports it, with the task, CPU and call site.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -227,7 +228,7 @@ class Scheduler:
         if cpu is None:  # the least loaded CPU, the first from origin on a tie
             n, origin = self.ncpus, near or 0
             cpus = self.cpus
-            best_load = math.inf
+            best_load = sys.maxsize  # above any load
             for k in range(n):
                 c = (origin + k) % n
                 load = len(cpus[c].runqueue) + (cpus[c].curr is not None)
@@ -235,6 +236,7 @@ class Scheduler:
                     cpu, best_load = c, load
             if best_load and near is not None and self.fork_local:
                 cpu = near  # no idle CPU: the child stays with its parent
+        assert cpu is not None  # the loop above ran at least once (ncpus >= 1)
         if not 0 <= cpu < self.ncpus:
             raise ValueError(f"cpu {cpu} out of range")
         task = Task(self._next_pid, name, cpu, pinned, kthread, rt)
@@ -277,7 +279,9 @@ class Scheduler:
         task's final switch (``do_task_dead``), so that the woken parent is on the
         runqueue when the dying task's CPU picks what runs next (kernel/exit.c 5.3 to
         6.1); otherwise it is the task's end, after that switch."""
-        return task.process if task.exit_notify is None else task.exit_notify
+        event = task.process if task.exit_notify is None else task.exit_notify
+        assert event is not None  # spawn sets the process
+        return event
 
     def nr_running(self, cpu: int) -> int:
         """Tasks running or waiting on ``cpu``."""
@@ -579,6 +583,7 @@ class Scheduler:
             cpu.curr.vruntime += self.env._now - cpu.slice_start
         cpu.curr = None
         self.metrics.add("context_switches")
+        nxt: Task | None
         if cpu.runqueue:
             nxt = cpu.runqueue.popleft()
         else:

@@ -365,9 +365,10 @@ class SlabCache(KmemCache):
         doomed: list[Slab] = []
         while self.free_objects > self.free_limit and self.slabs_free:
             self.free_objects -= self.objs_per_slab
-            page = self.slabs_free.last()
-            self.slabs_free.remove(page)  # type: ignore[arg-type]
-            doomed.append(page)  # type: ignore[arg-type]
+            last = self.slabs_free.last()
+            assert last is not None  # the loop tests that the list is not empty
+            self.slabs_free.remove(last)
+            doomed.append(last)
         for page in reversed(doomed):
             self.slab_destroy(cpu, page)
 
