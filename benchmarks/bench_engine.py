@@ -21,8 +21,7 @@ import argparse
 import time
 from pathlib import Path
 
-import simpy
-
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.config.scenario import load_scenario
 from sim.engine.run import run_once
 

@@ -22,8 +22,8 @@ import argparse
 import time
 
 import numpy as np
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.page_alloc import PageAllocator

@@ -1,13 +1,14 @@
-"""vmsim: the version, and which build of the model this process runs: compiled (mypyc) or pure Python.
+"""vmsim: the version, and which build of the model this process runs: compiled or pure Python.
 
-The compiled build (``tools/build_native.py``, run by ``make``) puts one extension
+The compiled build (``tools/build_native.py``, run by ``make``: mypyc for the hot modules
+of the model, Cython for the vendored SimPy loop in ``vmsim_simpy``) puts one extension
 module beside each compiled source (``space.py`` -> ``space.cpython-311-....so``) and
 writes ``sim/_native_manifest.json``: the sha256 of every compiled source at build
 time.  Python's import system prefers an extension module to a ``.py`` of the same
 name, so an edited source would be shadowed by its old compiled self.  This module
 prevents that, once, when ``sim`` is first imported:
 
-* ``VMSIM_PURE=1``: every module of ``sim`` is loaded from its ``.py``;
+* ``VMSIM_PURE=1``: every module of ``sim`` and ``vmsim_simpy`` is loaded from its ``.py``;
 * no manifest, or no extension: pure Python (there is nothing compiled to load);
 * any compiled source whose hash differs from the manifest (edited since the build),
   or an extension missing: pure Python for *all* of them, with one line on stderr.
@@ -37,10 +38,10 @@ EXT_SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 class PureSourceFinder(importlib.abc.MetaPathFinder):
-    """Load every ``sim.*`` module from its ``.py`` source, never from an extension."""
+    """Load every module of ``sim`` and of the vendored SimPy from its ``.py``, never from an extension."""
 
     def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
-        if not fullname.startswith("sim.") or path is None:
+        if not fullname.startswith(("sim.", "vmsim_simpy.")) or path is None:
             return None
         leaf = fullname.rpartition(".")[2]
         for folder in path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.sched.cpu import SchedParams, Scheduler
 from sim.kernel.sched.locks import Mutex, SpinLock
 from sim.record.metrics import Metrics

@@ -73,6 +73,7 @@ def test_task_struct_slabs_are_high_order_as_slab_and_slub_choose_them():
     assert (slub.order, slub.objs_per_slab, slub.min_order, slub.min_objects) == (3, 6, 1, 1)
 
 
+@pytest.mark.spies_on_methods
 def test_slub_task_struct_slab_first_tries_order_3_without_reclaim_then_falls_back_to_order_1():
     """allocate_slab: the order-3 try drops __GFP_RECLAIM and adds NORETRY|NOMEMALLOC; with
     too few pages free it fails without reclaiming, and s->min (order 1, one object) is taken
@@ -117,6 +118,7 @@ def _first_fork_requests(slab: str = "SLAB", **spec: Any) -> list[tuple[str, str
     return [entry for entry in log if entry[1] != "anon"]
 
 
+@pytest.mark.spies_on_methods
 def test_a_fork_takes_its_task_struct_before_its_stack_then_the_rest_in_copy_process_order():
     """dup_task_struct: alloc_task_struct_node (an order-1 SLAB slab on a fresh cache), then
     alloc_thread_stack_node (the vmalloc'd stack's pages); then copy_creds .. allocate_mm, the
@@ -137,6 +139,7 @@ def test_a_fork_takes_its_task_struct_before_its_stack_then_the_rest_in_copy_pro
     ]
 
 
+@pytest.mark.spies_on_methods
 @pytest.mark.parametrize(("pti", "order", "tables"), [(True, 1, 12), (False, 0, 13)])
 def test_the_pgd_is_order_1_with_pti_and_order_0_without(pti: bool, order: int, tables: int):
     """PGD_ALLOCATION_ORDER: 1 with CONFIG_PAGE_TABLE_ISOLATION (a pgd and its user copy), else 0;
@@ -150,6 +153,7 @@ def test_the_pgd_is_order_1_with_pti_and_order_0_without(pti: bool, order: int, 
 # -- the RCU-deferred free ------------------------------------------------------------------
 
 
+@pytest.mark.spies_on_methods
 def test_the_task_struct_goes_back_a_grace_period_after_the_reap_not_at_the_exit():
     """release_task queues delayed_put_task_struct with call_rcu: the object is held (its slab
     cannot be given back) until rcu_grace after the parent reaped the child."""

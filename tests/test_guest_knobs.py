@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.config.scenario import load_scenario
 from sim.engine.run import run_once
 from sim.kernel.sched.cpu import SchedParams, Scheduler

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.freelists import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.internal import AllocContext
@@ -591,6 +591,7 @@ def test_reclaimed_pages_wait_on_the_cpu_list_until_the_failed_attempt_drains_th
     assert sum(pcp) == 14 and free == 430 + 32 - 15  # drained, then one refill of 15
 
 
+@pytest.mark.spies_on_methods
 def test_should_reclaim_retry_gives_up_after_sixteen_loops_without_progress():
     # dirty file pages count as reclaimable but direct reclaim cannot write them back:
     # every loop waits HZ/10 in congestion_wait, the seventeenth goes to the OOM killer
@@ -615,6 +616,7 @@ def test_should_reclaim_retry_gives_up_after_sixteen_loops_without_progress():
     assert seen[0][:2] == (17, 16) and seen[0][2] >= 1.6
 
 
+@pytest.mark.spies_on_methods
 def test_retries_exhausted_unreserve_the_last_highatomic_pageblock_before_the_oom_killer():
     # as above, with one reserved pageblock: the seventeenth loop gives it back
     # (unreserve_highatomic_pageblock(ac, true)) and retries; the eighteenth goes to the OOM killer
@@ -641,6 +643,7 @@ def test_retries_exhausted_unreserve_the_last_highatomic_pageblock_before_the_oo
     assert seen[0] == (18, 16, 0) and metrics.counters["highatomic_unreserved"] == 1
 
 
+@pytest.mark.spies_on_methods
 def test_a_failed_attempt_after_direct_reclaim_unreserves_a_pageblock_before_the_drain():
     env, pa, metrics = make(sched=True, kswapd_cpu_share=1e-9)
     pa.populate("file_clean", 1000, zone="DMA32")
@@ -664,6 +667,7 @@ def test_a_failed_attempt_after_direct_reclaim_unreserves_a_pageblock_before_the
     assert metrics.counters["allocstall"] >= 1 and metrics.counters["highatomic_unreserved"] == 1
 
 
+@pytest.mark.spies_on_methods
 def test_reserve_flags_replace_the_alloc_flags_so_an_oom_victim_stops_waking_kswapd():
     env, pa, metrics = make(sched=True)
     pa.populate("file_clean", 5000, zone="DMA32")

@@ -6,10 +6,10 @@ import math
 from types import SimpleNamespace
 
 import pytest
-import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.slab.caches import VmapAreaObjects, default_objs_per_slab, kmem_cache_create, vmap_area_cache
 from sim.kernel.mm.slab.slab import SlabCache

@@ -349,6 +349,7 @@ def test_page_loop_is_a_preemption_point_under_preempt_none():
     assert log[0][1]  # the area was already reserved: other ran inside __vmalloc_area_node
 
 
+@pytest.mark.spies_on_methods
 def test_vunmap_frees_the_range_before_the_pages():
     m = make_machine("nowait", cpus=1)
     vm = m.vmalloc
@@ -378,6 +379,7 @@ def test_vunmap_frees_the_range_before_the_pages():
     assert order == [("range", "kernel_stack"), ("pages", "kernel_stack")]
 
 
+@pytest.mark.spies_on_methods
 def test_a_page_failure_of_vmalloc_is_an_event_with_its_chain():
     m = make_machine("nowait", cpus=1)
     vm = m.vmalloc

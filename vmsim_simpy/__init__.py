@@ -11,6 +11,8 @@ The following tables list all the available components in this module.
 
 from __future__ import annotations
 
+import sim  # noqa: F401  vmsim: the build guard (compiled or pure) runs before this package's modules load
+
 from typing import Tuple, Type
 
 from vmsim_simpy.core import Environment

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.page_alloc import PageAllocator
 from sim.kernel.mm.slab.caches import KmemCache, kmem_cache_create, task_struct_cache, vmap_area_cache
 from sim.kernel.mm.vmalloc.alloc import Vmalloc, VmallocParams

@@ -43,8 +43,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
-import simpy
-
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.sched.cpu import Task
 from sim.kernel.sched.locks import SpinLock
 from sim.record.metrics import Metrics

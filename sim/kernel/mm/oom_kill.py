@@ -22,10 +22,9 @@ from collections.abc import Generator
 from typing import Any
 
 import numpy as np
-import simpy
-
 from mypy_extensions import mypyc_attr
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.gfp import Gfp
 from sim.kernel.mm.internal import ZoneOps
 from sim.kernel.mm.mm_types import OOM_SCORE_ADJ_MIN, OWNER_POOLS, MemoryOwner

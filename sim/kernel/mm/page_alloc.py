@@ -46,8 +46,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.freelists import MIGRATE_PCPTYPES, POOL_MIGRATETYPE
 from sim.kernel.mm.gfp import Gfp, gfp_name
 from sim.kernel.mm.highatomic import (

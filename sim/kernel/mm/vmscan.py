@@ -30,8 +30,8 @@ from collections.abc import Generator
 from typing import Any
 
 import numpy as np
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, Gfp
 from sim.kernel.mm.internal import ZoneOps
 from sim.kernel.mm.pools import ANON_POOLS, BOOST_ORDER, DIRECT_ORDER, KSWAPD_ORDER, MemoryPools

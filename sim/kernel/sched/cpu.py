@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import simpy
 
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.record.metrics import Metrics
 
 PREEMPT_MODELS = ("none", "voluntary", "full", "rt")

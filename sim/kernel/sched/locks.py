@@ -12,8 +12,7 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
-import simpy
-
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.sched.cpu import Scheduler, Task
 
 

@@ -27,8 +27,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import simpy
-
+import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.vmalloc.space import PAGE_SHIFT, VmapSpace
 from sim.kernel.mm.vmalloc.vm_struct import VmStruct
 from sim.kernel.sched.cpu import Scheduler, Task
