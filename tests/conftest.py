@@ -22,9 +22,10 @@ def pytest_configure(config: Any) -> None:
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
-    """A test that spies on a model method by replacing it on an object cannot run on the
-    compiled build: a compiled class's methods are read-only, and compiled callers call them
-    directly (docs/compiled.md).  It runs under ``VMSIM_PURE=1``."""
+    """A test that spies on a model method by replacing it on an object, or hands the model a
+    stand-in of another type, cannot run on the compiled build: a compiled class's methods are
+    read-only, compiled callers call them directly, and compiled code checks argument types
+    (docs/compiled.md).  ``make test`` runs these under ``VMSIM_PURE=1``."""
     import sim
 
     if sim.BUILD_MODE != "compiled":

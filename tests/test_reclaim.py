@@ -66,6 +66,7 @@ def test_kswapd_wakes_below_low_and_restores_high_at_the_clean_file_rate():
     assert pa.pools.pool["file_clean"].pages == 20000 - reclaimed
 
 
+@pytest.mark.spies_on_methods
 def test_kswapd_reclaims_at_its_share_of_a_busy_cpu():
     env, pa, metrics = low_machine()
     pa.reclaim.scheduler = Busy(3)  # three tasks on kswapd's CPU: a quarter of it
@@ -162,6 +163,7 @@ def test_direct_reclaim_stalls_in_100ms_steps_when_the_lru_is_nearly_empty():
     assert {round(d, 6) for d in stalls} <= {0.1, 0.2, 0.3}
 
 
+@pytest.mark.spies_on_methods
 def test_user_tasks_are_throttled_until_kswapd_restores_half_of_min_but_kthreads_are_not():
     for kthread in (False, True):
         env, pa, metrics = make(sched=True)
@@ -249,6 +251,7 @@ def test_oom_kill_marks_the_victim_tasks_and_frees_its_memory_when_the_kill_comp
     assert out["end"] >= reaped["time"] > kill["time"]
 
 
+@pytest.mark.spies_on_methods
 def test_oom_lock_contenders_sleep_a_jiffy_and_one_victim_is_killed_at_a_time():
     env, pa, metrics = make(sched=True, oom_report_ms=5.0)
     a, b = MemoryOwner("a"), MemoryOwner("b")
@@ -277,6 +280,7 @@ def test_oom_lock_contenders_sleep_a_jiffy_and_one_victim_is_killed_at_a_time():
     assert len(naps) == metrics.counters["oom_lock_contended"] and set(naps) == {1 / 250}
 
 
+@pytest.mark.spies_on_methods
 def test_the_last_attempt_before_the_oom_killer_is_at_the_high_mark_without_direct_reclaim():
     env, pa, metrics = make(sched=True)
     hog = MemoryOwner("hog")
