@@ -13,9 +13,9 @@
   priority allows (``get_scan_count``: list size >> priority); a direct reclaim
   call takes up to 32 pages after a latency that is an estimate shaped after
   bcc's tools/drsnoop_example.txt (commit 11bf5d02c895: 0.03-0.6 ms, outliers at
-  multiples of the 100 ms sleep in ``shrink_inactive_list``), see :class:`sim.kernel.mm.zones.DirectReclaimLatency`.
-  Reclaimed hot mapped file pages fault back in after
-  ``refault_delay_ms`` (thrashing).  Anon and shmem are reclaimable only with swap.
+  multiples of the 100 ms sleep in ``shrink_inactive_list``), see
+  :class:`sim.kernel.mm.zones.DirectReclaimLatency`.  Reclaimed hot mapped file
+  pages fault back in after ``refault_delay_ms`` (thrashing).  Anon and shmem are reclaimable only with swap.
 
 kswapd is a plain SimPy process, not a scheduler task: its CPU use is modelled by
 its share 1 / (1 + tasks on the least busy CPU) and is not taken from the tasks.
@@ -299,10 +299,11 @@ class Reclaimer:
         scanned at that priority: the machine has one memcg, the root, which is online, so
         the scrape of an offline cgroup's last pages does not apply.
 
-        The kernel splits each list into inactive and active and reclaims from the inactive
-        one; the model has one list per kind and lets the whole of it stand for both.  That
-        is an upper bound, at most twice the kernel's on a machine below 1 GiB, where
-        ``inactive_list_is_low`` keeps the inactive list no smaller than the active one.
+        The kernel counts the inactive and the active list each by its own size and
+        reclaims (and counts as scanned) only from the inactive one; the model has one list
+        per kind and may reclaim the whole list's ``size >> priority``: an upper bound, at
+        most twice the kernel's on a machine below 1 GiB, where ``inactive_list_is_low``
+        keeps the inactive list no smaller than the active one.
         The anon list is scanned only when the pass may swap (swap on, not a boosted run),
         else SCAN_FILE.  With swap both lists get their whole ``size >> priority``
         (SCAN_EQUAL's counts); SCAN_FRACT's split by swappiness and recent rotations and the
