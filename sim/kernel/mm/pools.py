@@ -141,10 +141,11 @@ class MemoryPools:
             p = self.pool[name]
             k = min(n, p.pages - p.isolated)
             if budget is not None:
-                k = min(k, budget[POOL_LIST[name]])
+                lst = POOL_LIST[name]
+                k = min(k, budget[lst])
+                if k > 0:
+                    budget[lst] -= k
             if k > 0:
-                if budget is not None:
-                    budget[POOL_LIST[name]] -= k
                 p.isolated += k
                 taken.append((name, k))
                 n -= k
