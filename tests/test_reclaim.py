@@ -47,6 +47,41 @@ def low_machine(**params):
     return env, pa, metrics
 
 
+def pass_totals(file_pages, target):
+    """Pages reclaimed after each of a run's passes on one file list: min(target, size >> priority)
+    from DEF_PRIORITY down, priority falling after each pass that scans less than the target."""
+    totals, total, priority = [], 0, 12
+    while priority >= 1:
+        n = min(target, file_pages >> priority)
+        file_pages -= n
+        total += n
+        totals.append(total)
+        if n < target:
+            priority -= 1
+        if len(totals) > 1000:
+            break
+    return totals
+
+
+def record_passes(pa):
+    """(priority, file list size, slab size, reclaimed, scanned, target) of each kswapd pass."""
+    r, passes, seen = pa.reclaim, [], {}
+    get_scan_count, shrink = r.get_scan_count, r.kswapd_shrink_node
+
+    def spy_count(priority, classzone, may_swap):
+        seen.update(priority=priority, file=pa.pools.list_size("file", classzone))
+        seen.update(slab=pa.pools.list_size("slab", classzone))
+        return get_scan_count(priority, classzone, may_swap)
+
+    def spy_shrink(target, order, budget):
+        got, scanned = yield from shrink(target, order, budget)
+        passes.append((seen["priority"], seen["file"], seen["slab"], got, scanned, target))
+        return got, scanned
+
+    r.get_scan_count, r.kswapd_shrink_node = spy_count, spy_shrink
+    return passes
+
+
 # --- kswapd ---------------------------------------------------------------------------------------
 
 
@@ -61,7 +96,7 @@ def test_kswapd_wakes_below_low_and_restores_high_at_the_clean_file_rate():
     reclaimed = metrics.counters["kswapd_reclaimed"]
     done = next(t for t, r in log if r == reclaimed)
     assert z.vm_free > z.wmark[2] and pa.reclaim.kswapd_sleeping and pa.reclaim.kswapd_failures == 0
-    assert reclaimed % (49 + 667) == 0  # whole passes of sum(max(high, 32)) pages
+    assert reclaimed in pass_totals(20000, 49 + 667)  # whole passes, each within its priority's scan
     assert done == pytest.approx(reclaimed / 2e5, abs=3e-4)
     assert pa.pools.pool["file_clean"].pages == 20000 - reclaimed
 
@@ -103,6 +138,54 @@ def test_boosted_reclaim_pays_the_boost_back_from_clean_file_pages_only():
     assert z.boost == 0 and metrics.counters["kswapd_reclaimed"] >= 1000
     assert pa.pools.pool["slab_reclaimable"].pages == 5000
     assert pa.pools.pool["file_clean"].pages == 5000 - metrics.counters["kswapd_reclaimed"]
+
+
+def test_a_boosted_run_on_a_file_lru_below_4096_pages_reclaims_nothing_and_drops_the_boost_at_once():
+    # 5.3's get_scan_count gives a list of fewer than 2^DEF_PRIORITY pages no scan at
+    # DEF_PRIORITY; a boosted run that reclaims nothing in a pass stops there, and drops
+    # the boosts it started with.
+    env, pa, metrics = make()
+    pa.populate("file_clean", 3000, zone="DMA32")
+    set_free(pa, DMA32=2000, DMA=300)  # balanced even with the boost
+    z = zone(pa, "DMA32")
+    pa.boost_watermark(z, True)
+    pa.boost_watermark(z, True)
+    passes = record_passes(pa)
+    pa.reclaim.wakeup_kswapd(0, 2, GFP_NOWAIT)
+    env.run(until=pa.params.kswapd_empty_pass_s * 1.5)  # one empty pass
+    assert z.boost == 0 and metrics.counters["kswapd_reclaimed"] == 0
+    assert [(p[0], p[3]) for p in passes] == [(12, 0)] and metrics.counters["pageoutrun"] == 1
+    assert pa.pools.pool["file_clean"].pages == 3000
+    assert pa.reclaim.kswapd_failures == 1  # a run that reclaimed nothing, as balance_pgdat counts it
+
+
+def test_a_kswapd_pass_at_priority_p_isolates_no_more_than_each_list_shifted_by_p():
+    env, pa, metrics = make()
+    for pool, n in (("file_clean", 20000), ("file_mapped_hot", 2000), ("slab_reclaimable", 1500)):
+        pa.populate(pool, n, zone="DMA32")
+    set_free(pa, DMA32=0, DMA=240)
+    passes = record_passes(pa)
+    nowait(pa)
+    env.run(until=0.5)
+    assert passes and passes[0][0] == 12
+    for priority, file, slab, got, scanned, target in passes:
+        assert scanned <= file >> priority  # shrink_slab's pages are not LRU scans
+        assert got <= min(target, (file >> priority) + (slab >> priority) * 4 // 2)
+    limited = [p for p in passes if p[3] < p[5]]
+    assert limited and [p[0] for p in passes[: len(limited)]] == list(range(12, 12 - len(limited), -1))
+
+
+def test_an_unbalanced_node_with_a_small_file_lru_is_balanced_as_kswapd_lowers_its_priority():
+    env, pa, metrics = make()
+    pa.populate("file_clean", 3000, zone="DMA32")  # nothing to scan at DEF_PRIORITY
+    set_free(pa, DMA32=0, DMA=240)
+    passes = record_passes(pa)
+    nowait(pa)
+    env.run(until=0.5)
+    z = zone(pa, "DMA32")
+    assert z.vm_free > z.wmark[2] and pa.reclaim.kswapd_sleeping and pa.reclaim.kswapd_failures == 0
+    assert passes[0][:4] == (12, 3000, 0, 0) and passes[-1][0] <= 3  # 3000 >> 3 < 716 pages a pass
+    assert metrics.counters["pageoutrun"] == 1
 
 
 def test_reclaimed_hot_mapped_pages_fault_back_in_after_the_refault_delay():

@@ -18,9 +18,10 @@ ASSUMPTIONS = [
     "reclaim latency, reclaim rates and OOM kill latency are distributions estimated from published "
     "measurements, not measured on the reader's machine.",
     "- Watermark boosts start where the kernel starts them (a fallback steal below pageblock order, "
-    "with the free lists kept by migratetype at pageblock grain), but stay raised far longer than the "
-    "kernel's: over 90% of the samples under the 2019 workload against 8.5% in a real 5.2 guest "
-    "(docs/validation.md). The boost-bound sweep runs the same condition with boosting off "
+    "with the free lists kept by migratetype at pageblock grain), and kswapd's boosted passes scan as "
+    "the kernel's do (size >> priority), but boosts stay raised far longer than the kernel's: in about "
+    "80% of the samples under the 2019 workload, and 68% in the model of the 5.2 guest against 8.5% in "
+    "the real one (docs/validation.md). The boost-bound sweep runs the same condition with boosting off "
     "(watermark_boost_factor 0); the kernel's rate should lie between its two rows.",
     "- Zone sizes come from a model of a QEMU/KVM x86_64 guest whose boot-time reservations are "
     "interpolated between estimated anchors (managed_pages_model in sim/kernel/mm/zones.py); a real "

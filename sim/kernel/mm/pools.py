@@ -33,6 +33,12 @@ ANON_POOLS = ("anon", "shmem")
 KSWAPD_ORDER = ("file_clean", "slab_reclaimable", "file_mapped_hot", "file_dirty", "anon", "shmem")
 BOOST_ORDER = ("file_clean", "file_mapped_hot")  # may_swap = may_writepage = 0
 DIRECT_ORDER = ("file_clean", "slab_reclaimable", "file_mapped_hot", "anon", "shmem")  # no writeback
+# the kernel's reclaim list of each reclaimable pool (5.3): page cache on the file LRU, anon and
+# shmem (swap-backed) on the anon LRU, reclaimable slab behind shrink_slab, not on an LRU
+POOL_LIST = {
+    "file_clean": "file", "file_dirty": "file", "file_mapped_hot": "file",
+    "anon": "anon", "shmem": "anon", "slab_reclaimable": "slab",
+}  # fmt: skip
 
 
 class Pool:
@@ -124,14 +130,21 @@ class MemoryPools:
             p.isolated = p.pages
         return out
 
-    def isolate(self, n: int, order: tuple[str, ...]) -> list[tuple[str, int]]:
-        """Take up to ``n`` reclaimable pages off the LRUs, cheapest pools first."""
+    def isolate(self, n: int, order: tuple[str, ...], budget: dict[str, int] | None = None) -> list[tuple[str, int]]:
+        """Take up to ``n`` reclaimable pages off the LRUs, cheapest pools first; with a
+        ``budget`` (pages per reclaim list, :data:`POOL_LIST`) at most that many from each
+        list, and the budget is spent in place."""
         taken = []
         for name in order:
             if name in ANON_POOLS and not self.swap_enabled:
                 continue
             p = self.pool[name]
             k = min(n, p.pages - p.isolated)
+            if budget is not None:
+                lst = POOL_LIST[name]
+                k = min(k, budget[lst])
+                if k > 0:
+                    budget[lst] -= k
             if k > 0:
                 p.isolated += k
                 taken.append((name, k))
@@ -149,6 +162,17 @@ class MemoryPools:
             if swap or n not in ANON_POOLS:
                 p = pools[n]
                 total += p.pages - p.isolated
+        return total
+
+    def list_size(self, lst: str, max_zone: int) -> int:
+        """Pages on reclaim list ``lst`` (:data:`POOL_LIST`) in zones up to ``max_zone`` and
+        not isolated (``lruvec_lru_size`` with a reclaim_idx; isolated pages are not
+        counted by zone, so all of them are taken off)."""
+        total = 0
+        for name, on in POOL_LIST.items():
+            if on == lst:
+                p = self.pool[name]
+                total += max(sum(p.by_zone[: max_zone + 1]) - p.isolated, 0)
         return total
 
     def zone_reclaimable_pages(self, zone_idx: int) -> int:

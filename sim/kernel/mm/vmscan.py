@@ -8,13 +8,14 @@
   ``kswapd_try_to_sleep``, ``balance_pgdat``, ``wakeup_kswapd``) and direct
   reclaim (``try_to_free_pages`` with ``throttle_direct_reclaim``).  Reclaim is
   modelled by rates, not by LRU scanning: kswapd reclaims 32-page batches whose
-  time is the sum of pages / rate of their pools, divided by its CPU share;
-  a direct reclaim call takes up to 32 pages after a latency that is an
-  estimate shaped after bcc's tools/drsnoop_example.txt (commit 11bf5d02c895:
-  0.03-0.6 ms, outliers at multiples of the 100 ms sleep in
-  ``shrink_inactive_list``), see :class:`sim.kernel.mm.zones.DirectReclaimLatency`.
-  Reclaimed hot mapped file pages fault back in after
-  ``refault_delay_ms`` (thrashing).  Anon and shmem are reclaimable only with swap.
+  time is the sum of pages / rate of their pools, divided by its CPU share, and
+  each of its passes takes no more than the kernel's scan count at the pass's
+  priority allows (``get_scan_count``: list size >> priority); a direct reclaim
+  call takes up to 32 pages after a latency that is an estimate shaped after
+  bcc's tools/drsnoop_example.txt (commit 11bf5d02c895: 0.03-0.6 ms, outliers at
+  multiples of the 100 ms sleep in ``shrink_inactive_list``), see
+  :class:`sim.kernel.mm.zones.DirectReclaimLatency`.  Reclaimed hot mapped file
+  pages fault back in after ``refault_delay_ms`` (thrashing).  Anon and shmem are reclaimable only with swap.
 
 kswapd is a plain SimPy process, not a scheduler task: its CPU use is modelled by
 its share 1 / (1 + tasks on the least busy CPU) and is not taken from the tasks.
@@ -34,7 +35,7 @@ import numpy as np
 import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, Gfp
 from sim.kernel.mm.internal import ZoneOps
-from sim.kernel.mm.pools import ANON_POOLS, BOOST_ORDER, DIRECT_ORDER, KSWAPD_ORDER, MemoryPools
+from sim.kernel.mm.pools import ANON_POOLS, BOOST_ORDER, DIRECT_ORDER, KSWAPD_ORDER, POOL_LIST, MemoryPools
 from sim.kernel.mm.watermarks import zone_watermark_ok_safe
 from sim.kernel.mm.zones import (
     ALLOC_KSWAPD,
@@ -53,6 +54,8 @@ from sim.record.metrics import Metrics
 
 __all__ = ["MemoryPools", "Reclaimer"]
 REFAULT_GFP = int(GFP_HIGHUSER_MOVABLE & ~Gfp.DIRECT_RECLAIM)
+DEF_PRIORITY = 12  # mm/vmscan.c: a reclaim pass first scans 1/4096 of each list
+DEFAULT_SEEKS = 2  # include/linux/shrinker.h: the slab shrinkers' default cost
 _FS = int(Gfp.FS)
 
 
@@ -233,10 +236,16 @@ class Reclaimer:
             self.kswapd_cpu = min(range(sched.ncpus), key=sched.nr_running)
 
     def balance_pgdat(self, order: int, classzone: int) -> Generator[Any, Any, int]:
-        """``balance_pgdat`` (5.3): passes of Σ max(high, 32) pages until one eligible zone
-        is balanced; a boost is reclaimed from clean file pages only, and dropped if the
-        node is really unbalanced; a run that reclaims nothing is a kswapd failure.  A
-        run that finds the node balanced at once costs ``kswapd_empty_pass_s``."""
+        """``balance_pgdat`` (5.3): passes of up to Σ max(high, 32) pages, each within the
+        scan count of its priority (:meth:`get_scan_count`), until one eligible zone is
+        balanced.  Priority starts at DEF_PRIORITY and falls by one after a pass that
+        scanned less than its target or reclaimed nothing; the run ends after priority 1.
+        A boost is reclaimed from clean and mapped file pages only, at priorities no lower
+        than DEF_PRIORITY - 2; its first pass that reclaims nothing ends the run, and the
+        boost is dropped if the node is really unbalanced.  The boosts found at the start
+        are taken off the zones at the end of every run.  A run that reclaims nothing is
+        a kswapd failure; one that finds the node balanced at once costs
+        ``kswapd_empty_pass_s``."""
         zone_ops = self.zone_ops
         self.metrics.add("pageoutrun")
         zones = [z for z in zone_ops.zones if z.idx <= classzone]
@@ -248,7 +257,7 @@ class Reclaimer:
         nr_reclaimed = passes = 0
         balanced_out = restart = False
         while True:
-            priority = 12  # DEF_PRIORITY
+            priority = DEF_PRIORITY
             while priority >= 1:
                 balanced = self.pgdat_balanced(order, classzone)
                 if not balanced and nr_boost:
@@ -257,11 +266,13 @@ class Reclaimer:
                 if not nr_boost and balanced:
                     balanced_out = True
                     break
-                raise_priority = not (nr_boost and priority == 10)
+                raise_priority = not (nr_boost and priority == DEF_PRIORITY - 2)
                 target = sum(max(z.wmark_pages(WMARK_HIGH), SWAP_CLUSTER_MAX) for z in zones)
-                got = yield from self.kswapd_shrink_node(target, BOOST_ORDER if nr_boost else KSWAPD_ORDER)
+                budget = self.get_scan_count(priority, classzone, may_swap=not nr_boost)
+                pools = BOOST_ORDER if nr_boost else KSWAPD_ORDER
+                got, scanned = yield from self.kswapd_shrink_node(target, pools, budget)
                 passes += 1
-                if got >= target:
+                if scanned >= target:
                     raise_priority = False
                 if self._pfmemalloc_wait is not None and self.allow_direct_reclaim():
                     self.wake_pfmemalloc_waiters()
@@ -288,14 +299,50 @@ class Reclaimer:
             yield self.env.timeout(self.params.kswapd_empty_pass_s)
         return order
 
-    def kswapd_shrink_node(self, target: int, order: tuple[str, ...]) -> Generator[Any, Any, int]:
-        """One pass (``kswapd_shrink_node``): 32-page batches at the pools' rates scaled
-        by kswapd's CPU share, until ``target`` pages or nothing is left."""
-        got = 0
+    def get_scan_count(self, priority: int, classzone: int, may_swap: bool) -> dict[str, int]:
+        """``get_scan_count`` (5.3), as kswapd meets it: the pages one pass may scan on each
+        reclaim list (:data:`sim.kernel.mm.pools.POOL_LIST`), ``size >> priority`` of the
+        list's pages in zones up to ``classzone``.  A list smaller than 2^priority is not
+        scanned at that priority: the machine has one memcg, the root, which is online, so
+        the scrape of an offline cgroup's last pages does not apply.
+
+        The kernel counts the inactive and the active list each by its own size and
+        reclaims (and counts as scanned) only from the inactive one; the model has one list
+        per kind and may reclaim the whole list's ``size >> priority``: an upper bound, at
+        most twice the kernel's on a machine below 1 GiB, where ``inactive_list_is_low``
+        keeps the inactive list no smaller than the active one.
+        The anon list is scanned only when the pass may swap (swap on, not a boosted run),
+        else SCAN_FILE.  With swap both lists get their whole ``size >> priority``
+        (SCAN_EQUAL's counts); SCAN_FRACT's split by swappiness and recent rotations and the
+        cache-trap SCAN_ANON are not modelled, and the pools' cheapest-first order (file
+        before anon) stands for them.  ``shrink_slab`` scans ``(freeable >> priority) * 4 /
+        DEFAULT_SEEKS`` objects per shrinker (``do_shrink_slab``); the model takes that in
+        pages of reclaimable slab, without the deferred work and the 128-object batches.
+        Pages charged to child memcgs (not modelled) would be shifted per cgroup, which
+        gives the kernel smaller counts still."""
+        pools = self.pools
+        anon = pools.list_size("anon", classzone) if may_swap and pools.swap_enabled else 0
+        return {
+            "file": pools.list_size("file", classzone) >> priority,
+            "anon": anon >> priority,
+            "slab": (pools.list_size("slab", classzone) >> priority) * 4 // DEFAULT_SEEKS,
+        }
+
+    def kswapd_shrink_node(
+        self, target: int, order: tuple[str, ...], budget: dict[str, int]
+    ) -> Generator[Any, Any, tuple[int, int]]:
+        """One pass (``kswapd_shrink_node``, ``shrink_node``; 5.3): 32-page batches at the
+        pools' rates scaled by kswapd's CPU share, until ``target`` pages are reclaimed,
+        the pass's scan ``budget`` (:meth:`get_scan_count`, spent in place) is used up or
+        nothing is left.  Returns the pages reclaimed and the LRU pages scanned
+        (``sc->nr_scanned``: reclaimable slab is not counted).  Every page isolated is
+        reclaimed: no referenced page rotates back."""
+        got = scanned = 0
         while got < target:
-            take = self.pools.isolate(min(SWAP_CLUSTER_MAX, target - got), order)
+            take = self.pools.isolate(min(SWAP_CLUSTER_MAX, target - got), order, budget)
             if not take:
                 break
+            scanned += sum(k for name, k in take if POOL_LIST[name] != "slab")
             cost = sum(k / self.rate[name] for name, k in take)
             yield self.env.timeout(cost * self._slowdown() / self.kswapd_cpu_share())
             freed = self.putback_reclaimed(self.kswapd_cpu, take)
@@ -305,7 +352,7 @@ class Reclaimer:
             self.kswapd_failures = 0
         else:
             yield self.env.timeout(self.params.kswapd_empty_pass_s)
-        return got
+        return got, scanned
 
     # -- reclaimed pages -------------------------------------------------------------------
 
