@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev,dask,notebooks]'
 	touch $(STAMP)
 
-# The compiled build (mypyc, and Cython for the vendored SimPy loop; docs/compiled.md): rebuilt whenever a compiled source changes;
+# The compiled build (mypyc; docs/compiled.md): rebuilt whenever a compiled source changes;
 # without a C compiler the model runs as pure Python, and one line says so.
-$(NATIVE): $(STAMP) $(NATIVE_SOURCES) vmsim_simpy/core.py vmsim_simpy/events.py tools/native_modules.txt tools/build_native.py
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES) tools/native_modules.txt tools/build_native.py
 	@if command -v cc >/dev/null 2>&1; then nice $(BIN)/python tools/build_native.py; \
 	else echo "vmsim: no C compiler found: the model runs as pure Python"; fi
 

@@ -3,11 +3,18 @@
 Each measurement runs in a child process, once with the compiled build and once with
 ``VMSIM_PURE=1``, on this machine in this run:
 
-* rezki-2019-256mb, strategy nowait, replication 0, ``--duration`` simulated seconds: wall and
-  CPU seconds, and the digest of what the run recorded (row without wall time, events,
-  samples, counters, as ``benchmarks/fingerprints.py`` makes it), which must be equal;
+* the model: rezki-2019-256mb with each strategy (nowait, preload), big-server (nowait)
+  and the unpressured 4-worker fork storm (rezki-2019-256mb with 4 GiB, the hog and
+  shmem shrunk, 4 workers; ``bench_engine.py``'s floor), each for ``--duration``
+  simulated seconds (big-server: at most its own 3 s), replication 0.  Per build: wall and
+  CPU seconds, simulated seconds per CPU second, and bare SimPy events per fork (the
+  rate of a bare SimPy timeout loop, run pure in the pure child, over forks per CPU
+  second: one fixed yardstick for both builds); and the digest of what the run recorded
+  (row without wall time, events, samples, counters, as ``benchmarks/fingerprints.py``
+  makes it), which must be equal in both builds;
 * the allocator core (``VmapSpace`` and the rb-tree) at 10k live areas, fork stacks and
   random sizes: free+alloc pairs per CPU second, best of several blocks.
+  (``bench_vmap.py`` compares the core with its plain port at 1k, 10k and 100k.)
 
 CPU seconds are the figure to compare: the machine is shared, and wall time counts the
 waits for a core.  Even CPU seconds move by a third from one minute to the next here, so the
@@ -26,21 +33,43 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# the unpressured fork storm of bench_engine.py, with 4 workers
+UNPRESSURED_4 = ["machine.ram=4GiB", "workloads.1.size=1MiB", "workloads.2.size=1MiB", "workloads.0.workers=4"]
+# (label, scenario file, overrides, strategy, longest duration)
+CASES = (
+    ("rezki-2019-256mb, nowait", "rezki-2019-256mb.yaml", [], "nowait", None),
+    ("rezki-2019-256mb, preload", "rezki-2019-256mb.yaml", [], "preload", None),
+    ("big-server, nowait", "big-server.yaml", [], "nowait", 3.0),
+    ("no pressure, 4 workers", "rezki-2019-256mb.yaml", UNPRESSURED_4, "nowait", None),
+)
+
 RUN = """
 import hashlib, json, sys, time
 sys.path.insert(0, {root!r})
 import sim
+import simpy
 from sim.config.scenario import load_scenario
 from sim.engine.run import run_once
-sc = load_scenario({root!r} + "/scenarios/rezki-2019-256mb.yaml", ["duration={duration}s", "replications=1"])
+sc = load_scenario({root!r} + "/scenarios/" + {file!r}, [*{overrides!r}, "duration={duration}s", "replications=1"])
 def digest(v):
     return hashlib.sha256(json.dumps(v, sort_keys=True, default=repr, separators=(",", ":")).encode()).hexdigest()[:16]
+def bare_rate(n=200_000):
+    env = simpy.Environment()
+    def loop():
+        for _ in range(n):
+            yield env.timeout(1)
+    env.process(loop())
+    t0 = time.process_time()
+    env.run()
+    return n / (time.process_time() - t0)
 wall, cpu = time.perf_counter(), time.process_time()
-r = run_once(sc, "nowait", 0, sc.seed)
+r = run_once(sc, {strategy!r}, 0, sc.seed)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 row = {{k: v for k, v in r.row.items() if k != "wall_seconds"}}
 fp = [digest(row), digest(r.events), digest(r.samples), digest(sorted(r.counters.items()))]
-print(json.dumps({{"mode": sim.BUILD_MODE, "wall": wall, "cpu": cpu, "forks": r.row["forks"], "fp": fp}}))
+out = {{"mode": sim.BUILD_MODE, "wall": wall, "cpu": cpu, "forks": r.row["forks"], "sim": r.row["sim_seconds"]}}
+out.update(fp=fp, status=r.row["status"], bare=bare_rate())
+print(json.dumps(out))
 """
 
 CORE = """
@@ -77,25 +106,48 @@ def child(code: str, pure: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def best_of(code: str, rounds: int) -> tuple[dict, dict]:
+    """(pure, compiled) results of ``code``, alternating builds ``rounds`` times; least CPU kept."""
+    pure, fast = child(code, True), child(code, False)
+    for _ in range(rounds - 1):
+        pure = min(pure, child(code, True), key=lambda r: r["cpu"])
+        fast = min(fast, child(code, False), key=lambda r: r["cpu"])
+    return pure, fast
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="simulated seconds of the scenario run")
+    parser.add_argument("--duration", type=float, default=10.0, help="simulated seconds of each model run")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks of the allocator core")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each build; best kept")
+    parser.add_argument("--cases", default="all", help="comma-separated case numbers (1-4) or all")
     args = parser.parse_args()
-    run = RUN.format(root=str(ROOT), duration=args.duration)
-    pure, fast = child(run, True), child(run, False)
-    for _ in range(args.rounds - 1):
-        pure = min(pure, child(run, True), key=lambda r: r["cpu"])
-        fast = min(fast, child(run, False), key=lambda r: r["cpu"])
-    if fast["mode"] != "compiled":
-        print("no compiled build here (no C compiler, or `make native` not run): both columns are pure Python")
-    print(f"rezki-2019-256mb, nowait, {args.duration:g} simulated s, {pure['forks']:,} forks, best of {args.rounds}")
-    print(f"{'':<10} {'wall s':>8} {'CPU s':>8}")
-    for label, r in (("pure", pure), (fast["mode"], fast)):
-        print(f"{label:<10} {r['wall']:>8.2f} {r['cpu']:>8.2f}")
-    same = pure["fp"] == fast["fp"] and pure["forks"] == fast["forks"]
-    print(f"speed-up (CPU): {pure['cpu'] / fast['cpu']:.2f}x; results identical: {'yes' if same else 'NO'}")
+    chosen = CASES if args.cases == "all" else [CASES[int(k) - 1] for k in args.cases.split(",")]
+    print(f"model runs, replication 0, best of {args.rounds} alternating runs per build (CPU seconds)")
+    header = f"{'':<27} {'sim s':>5} {'forks':>8} {'pure s':>7} {'comp. s':>7} {'ratio':>6}"
+    print(f"{header} {'sim s/CPU s':>12} {'events/fork':>12}  same results")
+    bare = None
+    differ = []
+    for label, file, overrides, strategy, longest in chosen:
+        duration = args.duration if longest is None else min(args.duration, longest)
+        code = RUN.format(root=str(ROOT), file=file, overrides=overrides, strategy=strategy, duration=duration)
+        pure, fast = best_of(code, args.rounds)
+        if fast["mode"] != "compiled":
+            print("no compiled build here (no C compiler, or `make native` not run): both columns are pure Python")
+        bare = max(bare or 0.0, pure["bare"])  # the pure SimPy loop: one yardstick for both builds
+        same = pure["fp"] == fast["fp"] and pure["forks"] == fast["forks"]
+        if not same:
+            differ.append(label)
+        per_s = f"{pure['sim'] / pure['cpu']:.2f}/{fast['sim'] / fast['cpu']:.2f}"
+        per_fork = "-"
+        if pure["forks"] and fast["forks"]:
+            events = [pure["bare"] * r["cpu"] / r["forks"] for r in (pure, fast)]
+            per_fork = f"{events[0]:.0f}/{events[1]:.0f}"
+        print(
+            f"{label:<27} {pure['sim']:>5g} {pure['forks']:>8,} {pure['cpu']:>7.2f} {fast['cpu']:>7.2f} "
+            f"{pure['cpu'] / fast['cpu']:>5.2f}x {per_s:>12} {per_fork:>12}  {'yes' if same else 'NO'}"
+        )
+    print(f"(sim s/CPU s, events/fork: pure/compiled; a bare SimPy timeout loop: {bare:,.0f} events/CPU s, pure)")
     core = CORE.format(root=str(ROOT), repeats=args.repeats)
     cpure, cfast = child(core, True), child(core, False)
     for _ in range(args.rounds - 1):
@@ -109,8 +161,8 @@ def main() -> None:
             f"  {kind:<13} pure {cpure[kind]:>10,.0f}  {cfast['mode']} {cfast[kind]:>10,.0f}"
             f"  {cfast[kind] / cpure[kind]:.2f}x  {agree}"
         )
-    if not same:
-        raise SystemExit("compiled and pure runs differ")
+    if differ:
+        raise SystemExit(f"compiled and pure runs differ: {', '.join(differ)}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import argparse
 import time
 from pathlib import Path
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+import simpy  # SimPy as released: the yardstick
+
 from sim.config.scenario import load_scenario
 from sim.engine.run import run_once
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.page_alloc import PageAllocator
@@ -35,7 +35,7 @@ from sim.record.metrics import Metrics
 
 def bare_timeouts(n: int) -> float:
     """SimPy events per wall second: one process yielding ``n`` timeouts."""
-    env = simpy.Environment()
+    env = eventloop.Environment()
 
     def loop():
         for _ in range(n):
@@ -48,7 +48,7 @@ def bare_timeouts(n: int) -> float:
 
 
 def machine(seed: int, sched: bool):
-    env = simpy.Environment()
+    env = eventloop.Environment()
     metrics = Metrics()
     profile = get_profile("5.2")
     scheduler = Scheduler(env, 4, np.random.default_rng(seed), "none", metrics=metrics) if sched else None

@@ -27,8 +27,9 @@ def _digest(value: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def fingerprints(duration: float) -> dict[str, dict[str, str]]:
-    """{scenario/strategy: {rows, events, samples, counters: digest}} of every shipped scenario."""
+def fingerprints(duration: float, only: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
+    """{scenario/strategy: {rows, events, samples, counters: digest}} of every shipped scenario
+    (or of those whose file name is in ``only``)."""
     from sim.config.scenario import load_scenario
     from sim.config.sweepfile import is_sweep_data
     from sim.config.yamlpos import read_yaml
@@ -36,7 +37,7 @@ def fingerprints(duration: float) -> dict[str, dict[str, str]]:
 
     out: dict[str, dict[str, str]] = {}
     for path in sorted(ROOT.glob("scenarios/**/*.yaml")):
-        if is_sweep_data(read_yaml(path).data):
+        if (only and path.name not in only) or is_sweep_data(read_yaml(path).data):
             continue
         scenario = load_scenario(path, [f"duration={duration}s", "replications=1"])
         for strategy in scenario.strategies:
@@ -57,8 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=2.0, help="simulated seconds per run (default 2)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--only", default="", help="comma-separated scenario file names (default: all)")
     args = parser.parse_args()
-    prints = fingerprints(args.duration)
+    prints = fingerprints(args.duration, tuple(name for name in args.only.split(",") if name))
     args.out.write_text(json.dumps(prints, indent=1, sort_keys=True) + "\n")
     print(f"{len(prints)} scenario/strategy fingerprints written to {args.out}")
 

@@ -1,14 +1,14 @@
 """vmsim: the version, and which build of the model this process runs: compiled or pure Python.
 
 The compiled build (``tools/build_native.py``, run by ``make``: mypyc for the hot modules
-of the model, Cython for the vendored SimPy loop in ``vmsim_simpy``) puts one extension
-module beside each compiled source (``space.py`` -> ``space.cpython-311-....so``) and
-writes ``sim/_native_manifest.json``: the sha256 of every compiled source at build
-time.  Python's import system prefers an extension module to a ``.py`` of the same
+of the model and its event loop) puts one extension module beside each compiled
+source (``space.py`` -> ``space.cpython-311-....so``) and writes
+``sim/_native_manifest.json``: the sha256 of every compiled source as it was
+compiled.  Python's import system prefers an extension module to a ``.py`` of the same
 name, so an edited source would be shadowed by its old compiled self.  This module
 prevents that, once, when ``sim`` is first imported:
 
-* ``VMSIM_PURE=1``: every module of ``sim`` and ``vmsim_simpy`` is loaded from its ``.py``;
+* ``VMSIM_PURE=1``: every module of ``sim`` is loaded from its ``.py``;
 * no manifest, or no extension: pure Python (there is nothing compiled to load);
 * any compiled source whose hash differs from the manifest (edited since the build),
   or an extension missing: pure Python for *all* of them, with one line on stderr.
@@ -38,10 +38,10 @@ EXT_SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 class PureSourceFinder(importlib.abc.MetaPathFinder):
-    """Load every module of ``sim`` and of the vendored SimPy from its ``.py``, never from an extension."""
+    """Load every module of ``sim`` from its ``.py``, never from an extension."""
 
     def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
-        if not fullname.startswith(("sim.", "vmsim_simpy.")) or path is None:
+        if not fullname.startswith("sim.") or path is None:
             return None
         leaf = fullname.rpartition(".")[2]
         for folder in path:
@@ -57,14 +57,14 @@ def source_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_build() -> tuple[str, str]:
-    """("compiled" or "pure", reason), from the environment and the manifest."""
+def check_build(manifest_path: Path = MANIFEST, root: Path = PACKAGE_DIR.parent) -> tuple[str, str]:
+    """("compiled" or "pure", reason), from the environment and the manifest at
+    ``manifest_path`` of the sources under ``root``."""
     if os.environ.get("VMSIM_PURE", "") not in ("", "0"):
         return "pure", "VMSIM_PURE is set"
-    if not MANIFEST.is_file():
+    if not manifest_path.is_file():
         return "pure", "no compiled build (see tools/build_native.py)"
-    manifest = json.loads(MANIFEST.read_text())
-    root = PACKAGE_DIR.parent
+    manifest = json.loads(manifest_path.read_text())
     stale = []
     for module, digest in manifest["sources"].items():
         source = root / (module.replace(".", "/") + ".py")

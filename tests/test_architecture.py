@@ -32,13 +32,12 @@ RANK = {
 # Third-party or sim packages a package must not import at all, whatever their rank.
 FORBIDDEN = {
     "kernel": {"sim.schema", "sim.config", "matplotlib", "pandas", "pyarrow", "yaml", "pydantic"},
-    "analysis": {"simpy", "vmsim_simpy", "sim.kernel", "sim.engine", "sim.workloads"},
-    "record": {"simpy", "vmsim_simpy", "sim.kernel"},
-    "schema": {"simpy", "vmsim_simpy"},
+    "analysis": {"simpy", "sim.kernel", "sim.engine", "sim.workloads"},
+    "record": {"simpy", "sim.kernel"},
+    "schema": {"simpy", "sim.kernel"},
     # the command line parses, calls a use case of sim.app and prints: no model, no files
     "cli": {
         "simpy",
-        "vmsim_simpy",
         "numpy",
         "pandas",
         "pyarrow",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.sched.cpu import SchedParams, Scheduler
 from sim.kernel.sched.locks import Mutex, SpinLock
 from sim.record.metrics import Metrics
 
 
 def make(ncpus=2, model="full", seed=1, **params):
-    env = simpy.Environment()
+    env = eventloop.Environment()
     metrics = Metrics()
     sched = Scheduler(env, ncpus, np.random.default_rng(seed), model, SchedParams(**params), metrics)
     return env, sched, metrics

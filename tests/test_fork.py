@@ -13,7 +13,7 @@ from sim.kernel.mm.gfp import GFP_KERNEL
 from sim.kernel.mm.oom_kill import MemoryOwner
 from sim.kernel.mm.watermarks import zone_watermark_ok
 from sim.kernel.mm.zones import ALLOC_WMARK_MIN, WMARK_MIN
-from sim.workloads.fork_storm import STACK_CACHE, ForkStorm, ForkStormSpec
+from sim.workloads.fork_storm import ForkStorm, ForkStormSpec
 from tests.conftest import make_machine
 
 TASK_STRUCT_SIZE = 4872  # arch_task_struct_size of the 5.2 guest, ForkStormSpec's default
@@ -205,10 +205,7 @@ def test_a_fork_fails_with_enomem_when_its_task_struct_cannot_be_had():
     -ENOMEM, before any stack is looked for."""
     m = make_machine("nowait", slab="SLAB", cpus=1, ram=64 << 20)
     storm = ForkStorm(ForkStormSpec(workers=1))
-    storm.m = m
-    storm.task_cache = m.task_struct_cachep(storm.spec.task_struct_size)
-    for cpu in m.sched.cpus:
-        cpu.percpu.setdefault(STACK_CACHE, [None] * storm.spec.stack_cache)
+    storm.bind(m)  # the machine's parts and caches, without starting a worker
     m.page_alloc.populate("slab_unreclaimable", m.page_alloc.nr_free_pages())
     owner = MemoryOwner("stress-ng-fork/0", oom_score_adj=1000)
     out: dict[str, Any] = {}

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
 from sim.config.scenario import load_scenario
 from sim.engine.run import run_once
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.sched.cpu import SchedParams, Scheduler
 from tests.conftest import ROOT
 
@@ -22,7 +22,7 @@ def _run(*sets: str) -> dict:
 
 
 def test_cpu_slowdown_stretches_cpu_time():
-    env = simpy.Environment()
+    env = eventloop.Environment()
     sched = Scheduler(env, 1, np.random.default_rng(0), params=SchedParams(cpu_slowdown=3.0))
     task = sched.spawn("t", lambda t: (yield from sched.run(t, 0.5)))
     env.run()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.freelists import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.internal import AllocContext
@@ -22,7 +22,7 @@ from sim.record.metrics import Metrics
 def make(ram=256 * MIB, kernel="5.2", ncpus=4, thp=False, sched=False, seed=1, **params):
     """A machine with one PageAllocator; drift off unless asked for."""
     params.setdefault("vmstat_drift", False)
-    env = simpy.Environment()
+    env = eventloop.Environment()
     metrics = Metrics()
     profile = get_profile(kernel)
     mp = MemoryParams(**params)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, Gfp
 from sim.kernel.mm.slab.caches import VmapAreaObjects, default_objs_per_slab, kmem_cache_create, vmap_area_cache
 from sim.kernel.mm.slab.slab import SlabCache
@@ -31,7 +31,7 @@ class FakeTask:
 class FakeScheduler:
     """sleep = env.timeout; ``migrate_to`` moves a sleeper to another CPU."""
 
-    def __init__(self, env: simpy.Environment) -> None:
+    def __init__(self, env: eventloop.Environment) -> None:
         self.env = env
         self.bugs: list[str] = []
         self.migrate_to: int | None = None
@@ -185,7 +185,7 @@ def test_cold_cache_needs_about_a_page_per_slab_of_objects_on_several_cpus(alloc
 
 @pytest.mark.parametrize("allocator", ALLOCATORS)
 def test_nowait_refill_fails_at_min_while_kernel_refill_sleeps_and_succeeds(allocator):
-    env = simpy.Environment()
+    env = eventloop.Environment()
     sched = FakeScheduler(env)
     pages = FakePages(free=100, min_free=100, sched=sched)
     cache, _ = make(allocator, pages=pages, scheduler=sched)
@@ -246,7 +246,7 @@ def test_alloc_nowait_refuses_a_blocking_gfp_when_it_would_need_a_page(allocator
 
 @pytest.mark.parametrize("allocator", ALLOCATORS)
 def test_blocking_alloc_in_atomic_context_is_a_bug_even_from_the_per_cpu_cache(allocator):
-    env = simpy.Environment()
+    env = eventloop.Environment()
     sched = FakeScheduler(env)
     cache, _ = make(allocator, scheduler=sched)
     cache.alloc_nowait(0, GFP_NOWAIT)  # fills CPU 0's cache
@@ -259,7 +259,7 @@ def test_blocking_alloc_in_atomic_context_is_a_bug_even_from_the_per_cpu_cache(a
 
 @pytest.mark.parametrize(("allocator", "kw"), [("SLUB", {}), ("SLAB", {"numa": False}), ("SLAB", {})])
 def test_task_that_migrates_while_growing_fills_the_new_cpus_cache(allocator, kw):
-    env = simpy.Environment()
+    env = eventloop.Environment()
     sched = FakeScheduler(env)
     pages = FakePages(free=10, min_free=10, sched=sched)
     cache, _ = make(allocator, pages=pages, scheduler=sched, **kw)
@@ -562,7 +562,7 @@ def test_vmap_area_objects_refuse_a_blocking_gfp():
 def test_kernel_refill_sleeps_under_the_real_scheduler():
     np = pytest.importorskip("numpy")
     cpu_mod = pytest.importorskip("sim.kernel.sched.cpu")
-    env = simpy.Environment()
+    env = eventloop.Environment()
     sched = cpu_mod.Scheduler(env, 2, np.random.default_rng(1))
     pages = FakePages(free=3, min_free=3, sched=sched)
     for allocator in ALLOCATORS:
@@ -591,7 +591,7 @@ def test_with_the_machines_page_allocator_nowait_fails_at_min_and_kernel_reclaim
     from sim.record.metrics import Metrics
 
     profile = get_profile("5.2")
-    env, metrics = simpy.Environment(), Metrics()
+    env, metrics = eventloop.Environment(), Metrics()
     sched = Scheduler(env, 4, np.random.default_rng(1), metrics=metrics)
     table = zones.build_zones(256 << 20, 4, True, profile)
     pa = page_alloc.PageAllocator(env, table, profile, rng=np.random.default_rng(2), metrics=metrics, scheduler=sched)
@@ -638,7 +638,7 @@ def test_every_page_request_of_a_refill_names_the_task_it_runs_for(allocator):
     assert space.alloc(STACK, STACK_ALIGN, VMALLOC_START + 4096, VMALLOC_END, task) == ENOMEM  # an NE split
     assert pages.tasks and all(t is task for t in pages.tasks)
     pages.tasks.clear()
-    assert drive(simpy.Environment(), cache.alloc(task, GFP_NOWAIT)) is None  # kmem_cache_alloc from a task
+    assert drive(eventloop.Environment(), cache.alloc(task, GFP_NOWAIT)) is None  # kmem_cache_alloc from a task
     assert pages.tasks and all(t is task for t in pages.tasks)
 
 
@@ -652,7 +652,7 @@ def _machine_cache(allocator, kernel, free):
     profile = get_profile(kernel)
     params = MemoryParams(vmstat_drift=False, watermark_boost_factor=0)
     table = build_zones(256 << 20, 4, False, profile, params)
-    pa = PageAllocator(simpy.Environment(), table, profile, params, rng=np.random.default_rng(2))
+    pa = PageAllocator(eventloop.Environment(), table, profile, params, rng=np.random.default_rng(2))
     top = pa.zonelist[0]
     for zone in pa.zones:
         pa.populate("file_clean", zone.nr_free - (free(zone.wmark[0]) if zone is top else 0), zone=zone.name)

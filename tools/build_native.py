@@ -1,4 +1,4 @@
-"""Build the compiled model (mypyc; SimPy's loop with Cython) in place and write sim/_native_manifest.json.
+"""Build the compiled model (mypyc) in place and write sim/_native_manifest.json.
 
     python tools/build_native.py            # compile tools/native_modules.txt beside the sources
     python tools/build_native.py --clean    # remove the extensions and the manifest
@@ -24,9 +24,6 @@ GROUP = "sim._mypyc"  # the shared library: sim/_mypyc__mypyc.*.so
 LIST = ROOT / "tools" / "native_modules.txt"  # the modules compiled, one path a line
 
 
-# SimPy's event loop, vendored (vmsim_simpy/README.md): Cython compiles its plain Python as it is
-CYTHON_MODULES = ["vmsim_simpy/core.py", "vmsim_simpy/events.py"]
-
 
 def native_modules() -> list[str]:
     """The paths to compile: $VMSIM_NATIVE_MODULES (space-separated) or tools/native_modules.txt."""
@@ -38,30 +35,26 @@ def native_modules() -> list[str]:
 
 def clean() -> None:
     MANIFEST.unlink(missing_ok=True)
-    for folder in ("sim", "vmsim_simpy"):
-        for made in (*(ROOT / folder).rglob("*.so"), *(ROOT / folder).rglob("*.c")):
-            made.unlink()
+    for made in (*(ROOT / "sim").rglob("*.so"), *(ROOT / "sim").rglob("*.c")):
+        made.unlink()
     shutil.rmtree(ROOT / "build", ignore_errors=True)
 
 
 def build(modules: list[str]) -> None:
-    from Cython import __version__ as cython_version
-    from Cython.Build import cythonize
     from mypy.version import __version__ as mypy_version
     from mypyc.build import mypycify
     from setuptools import setup
 
     clean()
     os.chdir(ROOT)
+    # hashed before compiling: a source edited during the build then reads as stale, not as built
+    sources = {m[:-3].replace("/", "."): hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in modules}
     ext = mypycify(modules, opt_level="3", debug_level="0", group_name=GROUP)
-    ext += cythonize(CYTHON_MODULES, compiler_directives={"language_level": 3, "annotation_typing": False}, quiet=True)
     setup(name="vmsim-native", ext_modules=ext, script_args=["build_ext", "--inplace", "--quiet"])
-    everything = modules + CYTHON_MODULES
-    sources = {m[:-3].replace("/", "."): hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in everything}
-    manifest = {"mypyc": mypy_version, "cython": cython_version, "python": sys.version.split()[0], "sources": sources}
+    manifest = {"mypyc": mypy_version, "python": sys.version.split()[0], "sources": sources}
     MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
     where = MANIFEST.relative_to(ROOT)
-    print(f"compiled {len(modules)} modules with mypyc, {len(CYTHON_MODULES)} with Cython; manifest {where}")
+    print(f"compiled {len(modules)} modules with mypyc; manifest {where}")
 
 
 def main() -> None:

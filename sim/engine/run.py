@@ -13,10 +13,13 @@ workload random numbers (common random numbers).
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +73,8 @@ def run_once(
     status, error, machine = "ok", "", None
     try:
         machine = start_run(scenario, strategy, seed, metrics)
-        machine.env.run(until=scenario.duration)
+        with collector_paced_for_a_run():
+            machine.env.run(until=scenario.duration)
     except KernelPanic as err:
         status, error = "panic", str(err)
     except Exception as err:  # a failed run is recorded, not fatal to a sweep
@@ -88,6 +92,28 @@ def run_once(
     for s in metrics.samples:
         s["run_id"] = run_id
     return RunResult(row, metrics.events, metrics.samples, Counter(metrics.counters))
+
+
+@contextmanager
+def collector_paced_for_a_run() -> Iterator[None]:
+    """Run Python's cyclic garbage collector less often while a model runs, then as before.
+
+    A run makes and drops millions of short-lived objects (events, generators, tuples),
+    nearly all freed by reference counting; with the default threshold of 700 the
+    collector scanned them about every 700 allocations, some 4% of a compiled run
+    (perf, issue 14).  The objects the machine built before the run are moved out of
+    the collector's sight (``gc.freeze``), and the young generation is collected every
+    50,000 allocations.  Cycles are still collected, so memory stays bounded; no
+    simulated result depends on when.
+    """
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, before[1], before[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def start_run(scenario: Any, strategy: str, seed: np.random.SeedSequence, metrics: Metrics) -> Machine:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.page_alloc import PageAllocator
 from sim.kernel.mm.slab.caches import KmemCache, kmem_cache_create, task_struct_cache, vmap_area_cache
 from sim.kernel.mm.vmalloc.alloc import Vmalloc, VmallocParams
@@ -58,7 +58,7 @@ class Machine:
         self.profile: KernelProfile = get_profile(config.kernel)
         children = seed.spawn(len(STREAMS))
         self.streams = dict(zip(STREAMS, children, strict=True))
-        self.env = simpy.Environment()
+        self.env = eventloop.Environment()
         self.sched = Scheduler(
             self.env,
             config.cpus,
@@ -78,7 +78,7 @@ class Machine:
             metrics=self.metrics,
             scheduler=self.sched,
         )
-        common = {
+        common: dict[str, Any] = {
             "allocator": config.slab,
             "ncpus": config.cpus,
             "page_alloc": self.page_alloc,

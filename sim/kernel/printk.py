@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.sched.cpu import Task
 from sim.kernel.sched.locks import SpinLock
 from sim.record.metrics import Metrics
@@ -79,7 +79,7 @@ class Console:
 
     __slots__ = ("busy_until", "bytes_per_s", "env", "loglevel", "metrics", "owed")
 
-    def __init__(self, env: simpy.Environment, metrics: Metrics, baud: int = 0, loglevel: int = 7) -> None:
+    def __init__(self, env: eventloop.Environment, metrics: Metrics, baud: int = 0, loglevel: int = 7) -> None:
         if baud < 0:
             raise ValueError(f"console_baud must be 0 (no serial console) or positive, not {baud}")
         self.env = env

@@ -73,17 +73,26 @@ which the model has no need for (docs/validation.md).
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
+from sim.kernel.machine import Machine
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGALLOC, GFP_THREAD_STACK
 from sim.kernel.mm.oom_kill import MemoryOwner
+from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.mm.slab.common import KmemCache, Slab
+from sim.kernel.mm.vmalloc.alloc import Vmalloc
 from sim.kernel.mm.vmalloc.space import PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from sim.kernel.mm.vmalloc.vm_struct import VmStruct
+from sim.kernel.profile import KernelProfile
+from sim.kernel.sched.cpu import Scheduler, Task
+from sim.record.metrics import Metrics
 from sim.workloads.fork_storm_spec import TASK_STRUCT_SIZE, ForkStormSpec  # noqa: F401 (TASK_STRUCT_SIZE: users import it here)
 
-THREAD_SIZE = 16 * 1024
-THREAD_ALIGN = THREAD_SIZE
+THREAD_SIZE: Final = 16 * 1024
+THREAD_ALIGN: Final = THREAD_SIZE
 STACK_CACHE = "cached_stacks"
 SLAB = "slab_unreclaimable"
 PAGETABLES = "pagetables"
@@ -92,43 +101,59 @@ class _Child:
 
     __slots__ = ("pgd", "slab", "stack", "tables", "task", "tsk", "vma_slab")
 
-    def __init__(self, tsk: Any, stack: Any) -> None:
+    def __init__(self, tsk: Slab, stack: VmStruct) -> None:
         self.tsk = tsk  # the task_struct object (its slab)
         self.stack = stack
         self.slab = 0  # pages of copy_creds .. allocate_mm
         self.pgd = False
         self.vma_slab = 0  # pages of dup_mmap's objects
         self.tables = 0  # page tables besides the pgd
-        self.task: Any = None
+        self.task: Task | None = None  # the child, once wake_up_new_task has run
 
 
 class ForkStorm:
     """The running fork storm."""
 
+    # What the storm calls into, bound by :meth:`bind`: typed references, so that the
+    # compiled build calls them directly rather than through the (interpreted) Machine.
+    m: Machine
+    env: eventloop.Environment
+    sched: Scheduler
+    pa: PageAllocator
+    vmalloc: Vmalloc
+    metrics: Metrics
+    profile: KernelProfile
+    task_cache: KmemCache
+
     def __init__(self, spec: ForkStormSpec) -> None:
         self.spec = spec
-        self.m: Any = None
-        self.task_cache: Any = None
         self.pgd_order = 1 if spec.pti else 0  # PGD_ALLOCATION_ORDER
         self.table_pages = max(0, spec.pagetable_pages - (1 << self.pgd_order))  # besides the pgd
         self.mm_slab_pages = self.vma_slab_pages = 0  # set by start(), less the task_struct's share
 
-    def start(self, machine: Any, rng: np.random.Generator) -> None:
+    def start(self, machine: Machine, rng: np.random.Generator) -> None:
+        """Bind to ``machine`` and start the workers."""
+        self.bind(machine)
+        for i in range(self.spec.workers):
+            machine.env.process(self._supervise(i))
+
+    def bind(self, machine: Machine) -> None:
+        """Take ``machine``'s parts, the task_struct cache and the per-CPU stack caches."""
         self.m = machine
+        self.env, self.sched, self.pa = machine.env, machine.sched, machine.page_alloc
+        self.vmalloc, self.metrics, self.profile = machine.vmalloc, machine.metrics, machine.profile
         self.task_cache = cache = machine.task_struct_cachep(self.spec.task_struct_size)
         rest = max(0, self.spec.slab_pages - round((1 << cache.order) / cache.objs_per_slab))
         self.mm_slab_pages = min(self.spec.mm_slab_pages, rest)
         self.vma_slab_pages = rest - self.mm_slab_pages
         for cpu in machine.sched.cpus:
             cpu.percpu.setdefault(STACK_CACHE, [None] * self.spec.stack_cache)
-        for i in range(self.spec.workers):
-            machine.env.process(self._supervise(i))
 
     # -- stress-ng's process tree -----------------------------------------------
 
     def _supervise(self, index: int) -> Generator[Any, Any, None]:
         """stress-ng's parent: start worker ``index`` and, if ``restart``, start it again when killed."""
-        env = self.m.env
+        env = self.env
         if self.spec.start:
             yield env.timeout(self.spec.start)
         while True:
@@ -139,12 +164,12 @@ class ForkStorm:
             yield task.process
             if not self.spec.restart:
                 return
-            self.m.metrics.add("fork_worker_restarts")
+            self.metrics.add("fork_worker_restarts")
             yield env.timeout(self.spec.restart_delay)
 
-    def _worker(self, task: Any, owner: MemoryOwner) -> Generator[Any, Any, None]:
-        m, spec = self.m, self.spec
-        pa, sched = m.page_alloc, m.sched
+    def _worker(self, task: Task, owner: MemoryOwner) -> Generator[Any, Any, None]:
+        spec, metrics = self.spec, self.metrics
+        pa, sched = self.pa, self.sched
         rss = spec.worker_rss // PAGE_SIZE
         got = yield from pa.alloc_pages_bulk(
             task, GFP_HIGHUSER_MOVABLE, rss, pool="anon", owner=owner, site="page_fault"
@@ -154,11 +179,12 @@ class ForkStorm:
             for _ in range(spec.fork_max):
                 child = yield from self._fork(task, owner)
                 if child is None:
-                    m.metrics.add("fork_enomem")
+                    metrics.add("fork_enomem")
                     yield from sched.sleep(task, spec.enomem_backoff, "stress-ng backoff")
                     break
                 children.append(child)
             for child in children:
+                assert child.task is not None  # _fork returns a child once it is spawned
                 exited = sched.exit_event(child.task)
                 if not exited.triggered:
                     yield from sched.wait_event(task, exited, "wait4", waker=child.task)
@@ -169,7 +195,7 @@ class ForkStorm:
 
     # -- one fork ---------------------------------------------------------------
 
-    def _fork(self, task: Any, owner: MemoryOwner) -> Generator[Any, Any, _Child | None]:
+    def _fork(self, task: Task, owner: MemoryOwner) -> Generator[Any, Any, _Child | None]:
         """``_do_fork`` up to ``wake_up_new_task``; None is -ENOMEM.
 
         The order is ``copy_process``'s (module docstring): the task_struct, then the
@@ -179,8 +205,7 @@ class ForkStorm:
         restored free memory above min, hiding the very failures this workload
         exists to show; only the task_struct comes first, and it rarely needs a page.
         """
-        m, spec = self.m, self.spec
-        sched, metrics = m.sched, m.metrics
+        spec, sched, metrics = self.spec, self.sched, self.metrics
         metrics.add("fork_attempts")
         tsk = yield from self.task_cache.alloc(task, GFP_KERNEL)  # alloc_task_struct_node
         if tsk is None:
@@ -200,10 +225,10 @@ class ForkStorm:
         child.task = sched.spawn(f"{task.name}-child", lambda t: self._child(t, child, owner), near=task.cpu)
         return child
 
-    def _copy_rest(self, task: Any, owner: MemoryOwner, child: _Child) -> Generator[Any, Any, bool]:
+    def _copy_rest(self, task: Task, owner: MemoryOwner, child: _Child) -> Generator[Any, Any, bool]:
         """``copy_process`` after ``dup_task_struct``: the pages it takes, in its order;
         False at the first that fails (a GFP_KERNEL request fails only for an OOM victim)."""
-        pa = self.m.page_alloc
+        pa = self.pa
         n = self.mm_slab_pages
         child.slab = yield from pa.alloc_pages_bulk(task, GFP_KERNEL, n, pool=SLAB, site="copy_process")
         if child.slab < n:
@@ -227,7 +252,7 @@ class ForkStorm:
         """``copy_process``'s bad_fork_* labels: what was taken goes back, the stack by
         ``put_task_stack`` and the task_struct by ``delayed_free_task`` (``call_rcu``
         with CONFIG_MEMCG, as distribution kernels have; v52.config frees it at once)."""
-        pa = self.m.page_alloc
+        pa = self.pa
         _release(pa, cpu, PAGETABLES, child.tables, owner)
         _release(pa, cpu, SLAB, child.vma_slab, None)
         if child.pgd:
@@ -236,17 +261,17 @@ class ForkStorm:
         self._free_thread_stack(cpu, child.stack)
         self._call_rcu(cpu, child.tsk)
 
-    def _alloc_thread_stack(self, task: Any) -> Generator[Any, Any, Any]:
+    def _alloc_thread_stack(self, task: Task) -> Generator[Any, Any, VmStruct | None]:
         """``alloc_thread_stack_node`` (v5.3): a cached stack of this CPU, else vmalloc."""
-        cache = self.m.sched.cpus[task.cpu].percpu[STACK_CACHE]
+        cache: list[VmStruct | None] = self.sched.cpus[task.cpu].percpu[STACK_CACHE]
         for i, vm in enumerate(cache):
             if vm is not None:
                 cache[i] = None
-                self.m.metrics.add("stack_cache_hits")
+                self.metrics.add("stack_cache_hits")
                 return vm
-        self.m.metrics.add("stack_vmallocs")
+        self.metrics.add("stack_vmallocs")
         return (
-            yield from self.m.vmalloc.vmalloc_node_range(
+            yield from self.vmalloc.vmalloc_node_range(
                 task,
                 THREAD_SIZE,
                 THREAD_ALIGN,
@@ -258,13 +283,12 @@ class ForkStorm:
             )
         )
 
-    def _child(self, task: Any, child: _Child, owner: MemoryOwner) -> Generator[Any, Any, None]:
+    def _child(self, task: Task, child: _Child, owner: MemoryOwner) -> Generator[Any, Any, None]:
         """The child: runs and exits.  ``exit_mmap`` frees its page tables and VMAs; at
         its final switch on this CPU ``finish_task_switch`` drops the mm (``__mmdrop``:
         the pgd) and releases the stack (``put_task_stack`` -> ``free_thread_stack``)."""
-        m = self.m
-        yield from m.sched.run(task, self.spec.child_cpu)
-        pa = m.page_alloc
+        yield from self.sched.run(task, self.spec.child_cpu)
+        pa = self.pa
         _release(pa, task.cpu, PAGETABLES, child.tables, owner)
         _release(pa, task.cpu, SLAB, child.vma_slab, None)
         child.tables = child.vma_slab = 0
@@ -275,19 +299,20 @@ class ForkStorm:
     def _release_task(self, cpu: int, child: _Child) -> None:
         """``release_task`` by the reaping parent on ``cpu``: the rest of the child's slab
         pages, then ``call_rcu(delayed_put_task_struct)`` for its task_struct."""
-        _release(self.m.page_alloc, cpu, SLAB, child.slab, None)
+        _release(self.pa, cpu, SLAB, child.slab, None)
         child.slab = 0
         self._call_rcu(cpu, child.tsk)
 
-    def _call_rcu(self, cpu: int, tsk: Any) -> None:
+    def _call_rcu(self, cpu: int, tsk: Slab) -> None:
         """``call_rcu`` of the task_struct's last reference: after ``rcu_grace`` the callback
         (RCU softirq on the CPU that queued it) runs ``put_task_struct`` ->
         ``__put_task_struct`` -> ``free_task`` -> ``free_task_struct``, a ``kmem_cache_free``."""
-        self.m.metrics.add("task_structs_rcu_deferred")
-        ev = self.m.env.timeout(self.spec.rcu_grace)
+        self.metrics.add("task_structs_rcu_deferred")
+        ev = self.env.timeout(self.spec.rcu_grace)
+        assert ev.callbacks is not None  # a timeout just made: not processed yet
         ev.callbacks.append(lambda _ev: self.task_cache.free(cpu, tsk))
 
-    def _free_thread_stack(self, cpu: int, stack: Any) -> None:
+    def _free_thread_stack(self, cpu: int, stack: VmStruct) -> None:
         """``free_thread_stack``: park the stack in a free slot of ``cpu``'s cache
         (``this_cpu_cmpxchg``), else ``vfree_atomic`` it (v5.3).  From 5.18
         (``profile.stack_free_rcu``, e540bf3162e8) a stack that finds the cache
@@ -295,32 +320,33 @@ class ForkStorm:
         ``thread_stack_free_rcu`` tries the same CPU's cache again, then frees it."""
         if self._try_cache(cpu, stack):
             return
-        if self.m.profile.stack_free_rcu:
-            self.m.metrics.add("stacks_rcu_deferred")
-            ev = self.m.env.timeout(self.spec.rcu_grace)
+        if self.profile.stack_free_rcu:
+            self.metrics.add("stacks_rcu_deferred")
+            ev = self.env.timeout(self.spec.rcu_grace)
+            assert ev.callbacks is not None  # a timeout just made: not processed yet
             ev.callbacks.append(lambda _ev: self._thread_stack_free_rcu(cpu, stack))
             return
-        self.m.metrics.add("stacks_vfreed")
-        self.m.vmalloc.vfree_atomic(cpu, stack)
+        self.metrics.add("stacks_vfreed")
+        self.vmalloc.vfree_atomic(cpu, stack)
 
-    def _thread_stack_free_rcu(self, cpu: int, stack: Any) -> None:
+    def _thread_stack_free_rcu(self, cpu: int, stack: VmStruct) -> None:
         """The RCU callback (softirq on the CPU that queued it): the cache once more, else vfree."""
         if not self._try_cache(cpu, stack):
-            self.m.metrics.add("stacks_vfreed")
-            self.m.vmalloc.vfree_atomic(cpu, stack)
+            self.metrics.add("stacks_vfreed")
+            self.vmalloc.vfree_atomic(cpu, stack)
 
-    def _try_cache(self, cpu: int, stack: Any) -> bool:
+    def _try_cache(self, cpu: int, stack: VmStruct) -> bool:
         """``try_release_thread_stack_to_cache``: a free slot of ``cpu``'s cache takes the stack."""
-        cache = self.m.sched.cpus[cpu].percpu[STACK_CACHE]
+        cache: list[VmStruct | None] = self.sched.cpus[cpu].percpu[STACK_CACHE]
         for i, vm in enumerate(cache):
             if vm is None:
                 cache[i] = stack
-                self.m.metrics.add("stacks_cached")
+                self.metrics.add("stacks_cached")
                 return True
         return False
 
 
-def _release(pa: Any, cpu: int, pool: str, n: int, owner: MemoryOwner | None) -> None:
+def _release(pa: PageAllocator, cpu: int, pool: str, n: int, owner: MemoryOwner | None) -> None:
     """Free ``n`` pages of ``pool``; pages of an owner the OOM reaper has already
     freed are not freed twice."""
     if owner is not None:
@@ -329,7 +355,7 @@ def _release(pa: Any, cpu: int, pool: str, n: int, owner: MemoryOwner | None) ->
         pa.free_pages(cpu, pool=pool, nr=n, owner=owner)
 
 
-def _release_block(pa: Any, cpu: int, pool: str, order: int, owner: MemoryOwner | None) -> None:
+def _release_block(pa: PageAllocator, cpu: int, pool: str, order: int, owner: MemoryOwner | None) -> None:
     """Free one block of ``order`` (``free_pages``), or what is left of it after the OOM reaper."""
     n = 1 << order
     if owner is not None:

@@ -48,16 +48,20 @@ What counting cannot know, and is assumed instead:
 
 from __future__ import annotations
 
+from typing import Final
+
 from sim.kernel.mm.zones import MIGRATE_PCPTYPES, PAGEBLOCK_NR_PAGES
 
-MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 0, 1, 2
+MIGRATE_UNMOVABLE: Final = 0
+MIGRATE_MOVABLE: Final = 1
+MIGRATE_RECLAIMABLE: Final = 2
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable")
 # fallbacks[] of mm/page_alloc.c (5.3): the lists a request may steal from, in order
 FALLBACKS = ((MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE), (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
              (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE))  # fmt: skip
-PAGEBLOCK_ORDER = 9
-_HALF_BLOCK = 1 << (PAGEBLOCK_ORDER - 1)
-_STEAL_ORDER_PAGES = 1 << (PAGEBLOCK_ORDER // 2)  # can_steal_fallback: order >= pageblock_order / 2
+PAGEBLOCK_ORDER: Final = 9
+_HALF_BLOCK: Final = 1 << (PAGEBLOCK_ORDER - 1)
+_STEAL_ORDER_PAGES: Final = 1 << (PAGEBLOCK_ORDER // 2)  # can_steal_fallback: order >= pageblock_order / 2
 
 # the migratetype of each pool's allocations (gfp_migratetype: __GFP_MOVABLE, __GFP_RECLAIMABLE)
 POOL_MIGRATETYPE = {

@@ -8,10 +8,10 @@ and the allocation context (which names the owner) need not import the OOM kille
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 OWNER_POOLS = ("anon", "pagetables", "kernel_stack")  # the pools charged to an mm (MM_ANONPAGES, ...)
-OOM_SCORE_ADJ_MIN = -1000
+OOM_SCORE_ADJ_MIN: Final = -1000
 
 
 class MemoryOwner:

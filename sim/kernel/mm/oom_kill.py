@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from mypy_extensions import mypyc_attr
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.gfp import Gfp
 from sim.kernel.mm.internal import ZoneOps
 from sim.kernel.mm.mm_types import OOM_SCORE_ADJ_MIN, OWNER_POOLS, MemoryOwner
@@ -35,7 +35,7 @@ from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
 
 __all__ = ["OOM_SCORE_ADJ_MIN", "OWNER_POOLS", "KernelPanic", "MemoryOwner", "OomKiller"]
-_FS = int(Gfp.FS)
+_FS: Final = Gfp.FS
 
 
 @mypyc_attr(native_class=False)  # mypyc cannot make a native subclass of RuntimeError
@@ -48,7 +48,7 @@ class OomKiller:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: eventloop.Environment,
         zone_ops: ZoneOps,
         pools: MemoryPools,
         reclaim: Reclaimer,
@@ -126,6 +126,7 @@ class OomKiller:
         lat = self.params.oom_kill_latency
         delay = self.rng.lognormal(math.log(lat.median_ms / 1000.0), lat.sigma)
         ev = self.env.timeout(delay)
+        assert ev.callbacks is not None  # a timeout just made: not processed yet
         ev.callbacks.append(lambda _ev: self.reap(victim, tasks))
 
     def reap(self, victim: MemoryOwner, tasks: list[Any]) -> None:

@@ -43,11 +43,11 @@ allocator event after each ``stat_interval_s`` instead of on a timer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.freelists import MIGRATE_PCPTYPES, POOL_MIGRATETYPE
 from sim.kernel.mm.gfp import Gfp, gfp_name
 from sim.kernel.mm.highatomic import (
@@ -88,10 +88,11 @@ from sim.record.metrics import Metrics
 
 __all__ = ["MemoryParams", "PageAllocator", "Zone", "build_zones"]  # build_zones lives in zones.py
 
-_DIRECT = int(Gfp.DIRECT_RECLAIM)
-_KSWAPD = int(Gfp.KSWAPD_RECLAIM)
-_ZONE_BITS = int(Gfp.DMA | Gfp.DMA32)
-_DMA, _DMA32 = int(Gfp.DMA), int(Gfp.DMA32)
+_DIRECT: Final = Gfp.DIRECT_RECLAIM
+_KSWAPD: Final = Gfp.KSWAPD_RECLAIM
+_ZONE_BITS: Final = Gfp.DMA | Gfp.DMA32
+_DMA: Final = Gfp.DMA
+_DMA32: Final = Gfp.DMA32
 
 
 class PageAllocator:
@@ -99,7 +100,7 @@ class PageAllocator:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: eventloop.Environment,
         table: ZoneTable,
         profile: KernelProfile,
         params: MemoryParams | None = None,
@@ -118,7 +119,7 @@ class PageAllocator:
         self.ncpus = table.ncpus
         self.zones = [Zone(info, table.ncpus, self.params.vmstat_drift) for info in table.zones]
         self.zonelist = tuple(reversed(self.zones))  # node_zonelist order: highest zone first
-        self._by_idx: list[Any] = [None, None, None]
+        self._by_idx: list[Zone | None] = [None, None, None]
         for zone in self.zones:
             self._by_idx[zone.idx] = zone
         self.classzone = self.zonelist[0].idx
@@ -412,6 +413,7 @@ class PageAllocator:
         mt = POOL_MIGRATETYPE[pool]
         for idx, k in self.pools.uncharge(pool, pages, owner):
             zone = self._by_idx[idx]
+            assert zone is not None  # pages are charged only to zones that exist
             area = zone.area
             if order:
                 # blocks of reserved pageblocks go back to the reserve's list, the rest to their lists

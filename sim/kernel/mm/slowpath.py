@@ -23,7 +23,7 @@ request comes in as an :class:`sim.kernel.mm.internal.AllocContext`.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.mm.gfp import Gfp, gfp_name
 from sim.kernel.mm.internal import AllocContext, ZoneOps
@@ -51,19 +51,19 @@ from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
 
 # plain-int copies of the gfp bits: IntFlag arithmetic costs microseconds
-_G_ATOMIC = int(Gfp.ATOMIC)
-_G_NORETRY = int(Gfp.NORETRY)
-_G_RETRY_MAYFAIL = int(Gfp.RETRY_MAYFAIL)
-_G_NOMEMALLOC = int(Gfp.NOMEMALLOC)
-_G_NOFAIL = int(Gfp.NOFAIL)
-_G_HARDWALL = int(Gfp.HARDWALL)
-_G_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
-_G_THISNODE = int(Gfp.THISNODE)
-_G_KSWAPD_RECLAIM = int(Gfp.KSWAPD_RECLAIM)
-_G_NOWARN = int(Gfp.NOWARN)
-_G_SILENT_UNLESS = int(Gfp.DIRECT_RECLAIM | Gfp.HIGH | Gfp.ATOMIC)  # 6.8 GFP_NOWAIT implies NOWARN
+_G_ATOMIC: Final = Gfp.ATOMIC
+_G_NORETRY: Final = Gfp.NORETRY
+_G_RETRY_MAYFAIL: Final = Gfp.RETRY_MAYFAIL
+_G_NOMEMALLOC: Final = Gfp.NOMEMALLOC
+_G_NOFAIL: Final = Gfp.NOFAIL
+_G_HARDWALL: Final = Gfp.HARDWALL
+_G_DIRECT_RECLAIM: Final = Gfp.DIRECT_RECLAIM
+_G_THISNODE: Final = Gfp.THISNODE
+_G_KSWAPD_RECLAIM: Final = Gfp.KSWAPD_RECLAIM
+_G_NOWARN: Final = Gfp.NOWARN
+_G_SILENT_UNLESS: Final = Gfp.DIRECT_RECLAIM | Gfp.HIGH | Gfp.ATOMIC  # 6.8 GFP_NOWAIT implies NOWARN
 
-_KSWAPD_BIT = int(Gfp.KSWAPD_RECLAIM)
+_KSWAPD_BIT: Final = Gfp.KSWAPD_RECLAIM
 SHOW_MEM_RATELIMIT = (1.0, 1)  # warn_alloc_show_mem's show_mem_rs: HZ jiffies (1 s), burst 1
 Attempt = Callable[..., int]  # get_page_from_freelist with the request bound: (alloc_flags, gfp=) -> blocks
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.mm.gfp import GFP_HIGHUSER_MOVABLE, Gfp
 from sim.kernel.mm.internal import ZoneOps
 from sim.kernel.mm.pools import ANON_POOLS, BOOST_ORDER, DIRECT_ORDER, KSWAPD_ORDER, POOL_LIST, MemoryPools
@@ -54,9 +54,9 @@ from sim.record.metrics import Metrics
 
 __all__ = ["MemoryPools", "Reclaimer"]
 REFAULT_GFP = int(GFP_HIGHUSER_MOVABLE & ~Gfp.DIRECT_RECLAIM)
-DEF_PRIORITY = 12  # mm/vmscan.c: a reclaim pass first scans 1/4096 of each list
-DEFAULT_SEEKS = 2  # include/linux/shrinker.h: the slab shrinkers' default cost
-_FS = int(Gfp.FS)
+DEF_PRIORITY: Final = 12  # mm/vmscan.c: a reclaim pass first scans 1/4096 of each list
+DEFAULT_SEEKS: Final = 2  # include/linux/shrinker.h: the slab shrinkers' default cost
+_FS: Final = Gfp.FS
 
 
 class Reclaimer:
@@ -64,7 +64,7 @@ class Reclaimer:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: eventloop.Environment,
         zone_ops: ZoneOps,
         pools: MemoryPools,
         profile: KernelProfile,
@@ -96,8 +96,8 @@ class Reclaimer:
         self.kswapd_classzone_idx: int | None = None  # None stands for MAX_NR_ZONES
         self.kswapd_sleeping = True  # on pgdat->kswapd_wait: asleep since boot
         self.kswapd_cpu = 0
-        self._kswapd_wait: simpy.Event | None = self.env.event()
-        self._pfmemalloc_wait: simpy.Event | None = None
+        self._kswapd_wait: eventloop.Event | None = self.env.event()
+        self._pfmemalloc_wait: eventloop.Event | None = None
         self.process = self.env.process(self.kswapd())
 
     # -- node state ----------------------------------------------------------------------
@@ -399,6 +399,7 @@ class Reclaimer:
         workload's own pace, so it stretches with the CPU (``cpu_slowdown``) too."""
         lo, hi = self.params.refault_delay_ms
         ev = self.env.timeout(self.rng.uniform(lo, hi) / 1000.0 * self._slowdown())
+        assert ev.callbacks is not None  # a timeout just made: not processed yet
         ev.callbacks.append(lambda _ev: self._refault(n))
 
     def _refault(self, n: int) -> None:

@@ -13,7 +13,7 @@ ALLOC_MIN_RESERVE) follow the :class:`KernelProfile`.  Split off page_alloc.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.mm.freelists import MIGRATE_PCPTYPES, FreeArea
 from sim.kernel.mm.gfp import Gfp
@@ -37,12 +37,12 @@ from sim.kernel.mm.zones import (
 from sim.kernel.profile import KernelProfile
 
 # plain-int copies of the gfp bits: IntFlag arithmetic costs microseconds
-_G_ATOMIC = int(Gfp.ATOMIC)
-_G_HIGH = int(Gfp.HIGH)
-_G_KSWAPD_RECLAIM = int(Gfp.KSWAPD_RECLAIM)
-_G_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
-_G_NOMEMALLOC = int(Gfp.NOMEMALLOC)
-_G_MEMALLOC = int(Gfp.MEMALLOC)
+_G_ATOMIC: Final = Gfp.ATOMIC
+_G_HIGH: Final = Gfp.HIGH
+_G_KSWAPD_RECLAIM: Final = Gfp.KSWAPD_RECLAIM
+_G_DIRECT_RECLAIM: Final = Gfp.DIRECT_RECLAIM
+_G_NOMEMALLOC: Final = Gfp.NOMEMALLOC
+_G_MEMALLOC: Final = Gfp.MEMALLOC
 
 
 class Zone:

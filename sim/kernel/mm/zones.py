@@ -23,43 +23,51 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.profile import KernelProfile
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-PAGEBLOCK_NR_PAGES = 512  # pageblock_order 9 on x86_64
-SWAP_CLUSTER_MAX = 32
-MIGRATE_PCPTYPES = 3
+PAGE_SHIFT: Final = 12
+PAGE_SIZE: Final = 1 << PAGE_SHIFT
+PAGEBLOCK_NR_PAGES: Final = 512  # pageblock_order 9 on x86_64
+SWAP_CLUSTER_MAX: Final = 32
+MIGRATE_PCPTYPES: Final = 3
 
-ZONE_DMA, ZONE_DMA32, ZONE_NORMAL = 0, 1, 2
+ZONE_DMA: Final = 0
+ZONE_DMA32: Final = 1
+ZONE_NORMAL: Final = 2
 ZONE_NAMES = ("DMA", "DMA32", "Normal")
-WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
+WMARK_MIN: Final = 0
+WMARK_LOW: Final = 1
+WMARK_HIGH: Final = 2
 
 # alloc_flags (mm/internal.h 5.3); 6.3 renamed HARDER/HIGH as NON_BLOCK/MIN_RESERVE
-ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
-ALLOC_WMARK_MASK = 0x03
-ALLOC_NO_WATERMARKS = 0x04
-ALLOC_OOM = 0x08
-ALLOC_HARDER = ALLOC_NON_BLOCK = 0x10
-ALLOC_HIGH = ALLOC_MIN_RESERVE = 0x20
-ALLOC_CPUSET = 0x40
-ALLOC_NOFRAGMENT = 0x100  # 5.0 (6bb154504f8b): steal only whole pageblocks
-ALLOC_KSWAPD = 0x200
-ALLOC_HIGHATOMIC = 0x400  # 6.3 (its own bit here)
-ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
-PAGE_ALLOC_COSTLY_ORDER = 3
-MAX_RECLAIM_RETRIES = 16
+ALLOC_WMARK_MIN: Final = 0
+ALLOC_WMARK_LOW: Final = 1
+ALLOC_WMARK_HIGH: Final = 2
+ALLOC_WMARK_MASK: Final = 0x03
+ALLOC_NO_WATERMARKS: Final = 0x04
+ALLOC_OOM: Final = 0x08
+ALLOC_HARDER: Final = 0x10
+ALLOC_NON_BLOCK: Final = 0x10
+ALLOC_HIGH: Final = 0x20
+ALLOC_MIN_RESERVE: Final = 0x20
+ALLOC_CPUSET: Final = 0x40
+ALLOC_NOFRAGMENT: Final = 0x100  # 5.0 (6bb154504f8b): steal only whole pageblocks
+ALLOC_KSWAPD: Final = 0x200
+ALLOC_HIGHATOMIC: Final = 0x400  # 6.3 (its own bit here)
+ALLOC_RESERVES: Final = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+PAGE_ALLOC_COSTLY_ORDER: Final = 3
+MAX_RECLAIM_RETRIES: Final = 16
 
-MIB = 1 << 20
-GIB = 1 << 30
+MIB: Final = 1 << 20
+GIB: Final = 1 << 30
 
 # --- the managed-pages model (QEMU/KVM x86_64 guest, i440fx) ----------------------
 # DMA: pfn 1..4095 minus the BIOS/real-mode reservations; the v5.2.1 guest's /proc/zoneinfo
 # shows the same (results/peer/rezki-2019-v52-unpressured/guest/r000/zoneinfo.txt)
-DMA_MANAGED = 3977
-DMA32_LOW_RESERVED = 336  # firmware pages at the top of RAM below the PCI hole
+DMA_MANAGED: Final = 3977
+DMA32_LOW_RESERVED: Final = 336  # firmware pages at the top of RAM below the PCI hole
 # (RAM pages, pages reserved at boot) at 256 MiB, 1, 4, 16 GiB: an estimate (see managed_pages_model)
 RESERVED_ANCHORS: tuple[tuple[int, int], ...] = (
     (65_536, 7_840),
@@ -67,8 +75,8 @@ RESERVED_ANCHORS: tuple[tuple[int, int], ...] = (
     (1_048_576, 7_480),
     (4_194_304, 118_152),
 )
-SMALL_KERNEL_RESERVED = 6_816  # below 256 MiB: kernel image + early allocations ...
-SMALL_MEMMAP_DIVISOR = 64  # ... + one 64-byte struct page per 4 KiB page
+SMALL_KERNEL_RESERVED: Final = 6_816  # below 256 MiB: kernel image + early allocations ...
+SMALL_MEMMAP_DIVISOR: Final = 64  # ... + one 64-byte struct page per 4 KiB page
 
 
 @dataclass(frozen=True)

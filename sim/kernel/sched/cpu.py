@@ -47,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
+from sim.kernel.mm.mm_types import MemoryOwner
 from sim.record.metrics import Metrics
 
 PREEMPT_MODELS = ("none", "voluntary", "full", "rt")
@@ -134,13 +135,13 @@ class Task:
         self.oom_victim = False
         self.pf_memalloc = False
         self.killed = False
-        self.owner: Any = None
+        self.owner: MemoryOwner | None = None  # the process charged for its memory (mm_struct)
         self.state = "new"
-        self.process: simpy.Process | None = None
+        self.process: eventloop.Process | None = None
         self.on_exit: list[Callable[[Task], None]] = []
-        self._dispatch: simpy.Event | None = None
+        self._dispatch: eventloop.Event | None = None
         self.vruntime = 0.0  # pick="vruntime": se.vruntime, absolute on the task's CPU
-        self.exit_notify: simpy.Event | None = None  # pick="vruntime": see Scheduler.exit_event
+        self.exit_notify: eventloop.Event | None = None  # pick="vruntime": see Scheduler.exit_event
 
     def __repr__(self) -> str:
         return f"Task({self.pid}:{self.name} on cpu{self.cpu})"
@@ -173,7 +174,7 @@ class Scheduler:
 
     def __init__(
         self,
-        env: simpy.Environment,
+        env: eventloop.Environment,
         ncpus: int,
         rng: np.random.Generator,
         model: str = "none",
@@ -273,7 +274,7 @@ class Scheduler:
             callback(task)
         return result
 
-    def exit_event(self, task: Task) -> simpy.Event:
+    def exit_event(self, task: Task) -> eventloop.Event:
         """What a waiter for ``task``'s exit (``wait4``) waits on.  With
         ``pick="vruntime"`` it fires as ``do_exit`` calls ``exit_notify``, before the
         task's final switch (``do_task_dead``), so that the woken parent is on the
@@ -391,7 +392,7 @@ class Scheduler:
     def wait_event(
         self,
         task: Task,
-        event: simpy.Event,
+        event: eventloop.Event,
         site: str,
         timeout: float | None = None,
         waker: Task | None = None,

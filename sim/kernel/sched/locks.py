@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
 from sim.kernel.sched.cpu import Scheduler, Task
 
 
@@ -28,7 +28,7 @@ class SpinLock:
         self.sched = sched
         self.name = name
         self.holder: Task | None = None
-        self.waiters: deque[tuple[Task, simpy.Event, float]] = deque()  # task, its hand-over, since when
+        self.waiters: deque[tuple[Task, eventloop.Event, float]] = deque()  # task, its hand-over, since when
         self._since = 0.0
 
     def lock(self, task: Task) -> Generator[Any, Any, None]:
@@ -114,7 +114,7 @@ class Mutex:
         self.sched = sched
         self.name = name
         self.holder: Task | None = None
-        self.waiters: deque[tuple[Task, simpy.Event]] = deque()
+        self.waiters: deque[tuple[Task, eventloop.Event]] = deque()
 
     def trylock(self, task: Task) -> bool:
         """``mutex_trylock``: take the mutex if it is free; never sleeps."""

@@ -17,19 +17,19 @@ falling back to the object's own order), see ``caches.task_struct_cache``.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from sim.kernel.mm.gfp import GFP_RECLAIM_MASK, RECLAIM, Gfp, gfp_name
 from sim.record.metrics import Metrics
 
-PAGE_SIZE = 4096
+PAGE_SIZE: Final = 4096
 # mm/internal.h: the placement bits a slab keeps from its caller
 GFP_CONSTRAINT_MASK = Gfp.HARDWALL | Gfp.THISNODE
 # new_slab / cache_grow_begin: what of the caller's gfp reaches the page allocator
-GFP_RECLAIM_AND_CONSTRAINT = GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK
+GFP_RECLAIM_AND_CONSTRAINT: Final = GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK
 # the bits that name a caller's class in the per-class counters
 _CLASS_MASK = RECLAIM | Gfp.HIGH | Gfp.ATOMIC | Gfp.IO | Gfp.FS
-_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+_DIRECT_RECLAIM: Final = Gfp.DIRECT_RECLAIM
 
 
 class PageAllocator(Protocol):

@@ -27,7 +27,7 @@ caller's gfp.  An array entry is the slab page of the object it stands for.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.mm.gfp import RECLAIM, Gfp
 from sim.kernel.mm.slab.common import (
@@ -41,14 +41,14 @@ from sim.kernel.mm.slab.common import (
 )
 from sim.record.metrics import Metrics
 
-BATCHREFILL_LIMIT = 16
-REAPTIMEOUT_AC = 2.0  # seconds between cache_reap runs on each CPU (2*HZ)
-REAPTIMEOUT_NODE = 4.0  # seconds between node-level reaps (4*HZ)
-SLAB_MAX_ORDER_LO = 0
-SLAB_MAX_ORDER_HI = 1  # slab_max_order once totalram_pages() > 32 MiB (kmem_cache_init)
-KMALLOC_MAX_ORDER = 10  # KMALLOC_SHIFT_MAX - PAGE_SHIFT with MAX_ORDER 11
-SLAB_OBJ_MAX_NUM = 255  # a one-byte freelist index (4 KiB pages)
-_PAGE = 4096
+BATCHREFILL_LIMIT: Final = 16
+REAPTIMEOUT_AC: Final = 2.0  # seconds between cache_reap runs on each CPU (2*HZ)
+REAPTIMEOUT_NODE: Final = 4.0  # seconds between node-level reaps (4*HZ)
+SLAB_MAX_ORDER_LO: Final = 0
+SLAB_MAX_ORDER_HI: Final = 1  # slab_max_order once totalram_pages() > 32 MiB (kmem_cache_init)
+KMALLOC_MAX_ORDER: Final = 10  # KMALLOC_SHIFT_MAX - PAGE_SHIFT with MAX_ORDER 11
+SLAB_OBJ_MAX_NUM: Final = 255  # a one-byte freelist index (4 KiB pages)
+_PAGE: Final = 4096
 
 
 def slab_max_order(totalram_pages: int) -> int:

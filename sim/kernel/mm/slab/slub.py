@@ -26,7 +26,7 @@ matter, only which page.  The per-CPU partial list is a stack of pages whose
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.mm.gfp import RECLAIM, Gfp
 from sim.kernel.mm.slab.common import (
@@ -40,12 +40,12 @@ from sim.kernel.mm.slab.common import (
 )
 from sim.record.metrics import Metrics
 
-MIN_PARTIAL = 5
-MAX_PARTIAL = 10
-SHRINK_PROMOTE_MAX = 32  # __kmem_cache_shrink: free counts sorted to the list head
-SLUB_MAX_ORDER = 3  # slub_max_order = PAGE_ALLOC_COSTLY_ORDER
-MAX_OBJS_PER_PAGE = 32767
-_PAGE = 4096
+MIN_PARTIAL: Final = 5
+MAX_PARTIAL: Final = 10
+SHRINK_PROMOTE_MAX: Final = 32  # __kmem_cache_shrink: free counts sorted to the list head
+SLUB_MAX_ORDER: Final = 3  # slub_max_order = PAGE_ALLOC_COSTLY_ORDER
+MAX_OBJS_PER_PAGE: Final = 32767
+_PAGE: Final = 4096
 
 
 def get_order(size: int) -> int:

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.mm.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name
+from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.mm.slab.common import KmemCache
 from sim.kernel.mm.vmalloc.purge import LazyFree
 from sim.kernel.mm.vmalloc.space import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
 from sim.kernel.mm.vmalloc.strategies.base import SplitStrategy
@@ -60,14 +62,14 @@ __all__ = [
     "lazy_max_pages",
 ]
 
-EBUSY = -16
+EBUSY: Final = -16
 # plain ints: IntFlag arithmetic costs more than the rest of a fast path
-_RECLAIM_MASK = int(GFP_RECLAIM_MASK)
-_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
-_NOWARN = int(Gfp.NOWARN)
-_ZERO = int(Gfp.ZERO)
-_NOWAIT = int(GFP_NOWAIT)
-IOREMAP_MAX_ORDER = 30  # PUD_SHIFT on x86_64 with huge vmap
+_RECLAIM_MASK: Final = GFP_RECLAIM_MASK
+_DIRECT_RECLAIM: Final = Gfp.DIRECT_RECLAIM
+_NOWARN: Final = Gfp.NOWARN
+_ZERO: Final = Gfp.ZERO
+_NOWAIT: Final = GFP_NOWAIT
+IOREMAP_MAX_ORDER: Final = 30  # PUD_SHIFT on x86_64 with huge vmap
 FAILURE_CAUSE = {ENOENT: "no_space", ERANGE: "no_space", ENOMEM: "no_split_object"}
 
 
@@ -163,9 +165,9 @@ class Vmalloc:
     def __init__(
         self,
         sched: Scheduler,
-        page_alloc: Any,
-        vmap_area_cache: Any,
-        kmalloc: dict[int, Any],
+        page_alloc: PageAllocator,
+        vmap_area_cache: KmemCache,
+        kmalloc: dict[int, KmemCache],
         profile: KernelProfile,
         strategy: SplitStrategy,
         metrics: Metrics,

@@ -9,25 +9,25 @@ tests ``is_within_this_va`` and ``classify_va_fit_type``.  The allocator itself
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from sim.kernel.lib.rbtree import RBNode
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-ULONG_MAX = (1 << 64) - 1
+PAGE_SHIFT: Final = 12
+PAGE_SIZE: Final = 1 << PAGE_SHIFT
+ULONG_MAX: Final = (1 << 64) - 1
 
 # x86_64, 4-level paging (arch/x86/include/asm/pgtable_64_types.h, v5.3).
-VMALLOC_START = 0xFFFFC90000000000
-VMALLOC_END = 0xFFFFE8FFFFFFFFFF
-MODULES_VADDR = 0xFFFFFFFFC0000000  # __START_KERNEL_map + 1 GiB (KASLR image size)
-MODULES_END = 0xFFFFFFFFFF000000
+VMALLOC_START: Final = 0xFFFFC90000000000
+VMALLOC_END: Final = 0xFFFFE8FFFFFFFFFF
+MODULES_VADDR: Final = 0xFFFFFFFFC0000000  # __START_KERNEL_map + 1 GiB (KASLR image size)
+MODULES_END: Final = 0xFFFFFFFFFF000000
 
 # Error codes of __alloc_vmap_area since late 2023 (negative errno).
-ENOENT = -2  # no free block satisfies the search
-ENOMEM = -12  # the NE_FIT split could not get its extra vmap_area
-EINVAL = -22  # the found block does not contain the area (NOTHING_FIT)
-ERANGE = -34  # the aligned start plus size passes vend
+ENOENT: Final = -2  # no free block satisfies the search
+ENOMEM: Final = -12  # the NE_FIT split could not get its extra vmap_area
+EINVAL: Final = -22  # the found block does not contain the area (NOTHING_FIT)
+ERANGE: Final = -34  # the aligned start plus size passes vend
 
 SearchMode = Literal["v5.3", "v5.18"]
 SEARCH_MODES: tuple[str, ...] = ("v5.3", "v5.18")
@@ -44,8 +44,12 @@ class FitType(IntEnum):
 
 
 FIT_NAMES = {1: "FL", 2: "LE", 3: "RE", 4: "NE"}
-NOTHING_FIT, FL_FIT_TYPE, LE_FIT_TYPE, RE_FIT_TYPE, NE_FIT_TYPE = 0, 1, 2, 3, 4  # hot-path ints
-FREE_BLOCK = -1  # VmapArea.fit of an object that is a free block (tested as fit < 0)
+NOTHING_FIT: Final = 0  # hot-path ints
+FL_FIT_TYPE: Final = 1
+LE_FIT_TYPE: Final = 2
+RE_FIT_TYPE: Final = 3
+NE_FIT_TYPE: Final = 4
+FREE_BLOCK: Final = -1  # VmapArea.fit of an object that is a free block (tested as fit < 0)
 
 
 class VmapArea(RBNode):

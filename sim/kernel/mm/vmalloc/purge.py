@@ -27,7 +27,9 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import vmsim_simpy as simpy  # SimPy 4.1.2, vendored to be compiled (vmsim_simpy/README.md)
+from sim.kernel import eventloop  # SimPy 4.1.2's loop, compiled (sim/kernel/eventloop.py)
+from sim.kernel.mm.page_alloc import PageAllocator
+from sim.kernel.mm.slab.common import KmemCache
 from sim.kernel.mm.vmalloc.space import PAGE_SHIFT, VmapSpace
 from sim.kernel.mm.vmalloc.vm_struct import VmStruct
 from sim.kernel.sched.cpu import Scheduler, Task
@@ -55,7 +57,7 @@ class Deferred:
     """``struct vfree_deferred``: a CPU's list of areas to free, and its worker."""
 
     items: deque = field(default_factory=deque)
-    wake: simpy.Event | None = None
+    wake: eventloop.Event | None = None
 
 
 class LazyFree:
@@ -71,8 +73,8 @@ class LazyFree:
         self,
         sched: Scheduler,
         space: VmapSpace,
-        page_alloc: Any,
-        kmalloc: dict[int, Any],
+        page_alloc: PageAllocator,
+        kmalloc: dict[int, KmemCache],
         free_lock: SpinLock,
         vmap_area_lock: SpinLock,
         busy_unlinked_on_free: bool,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import pairwise
+from typing import Final
 
 from sim.kernel.lib.rbtree import RBRoot, rb_check, rb_erase_augmented, rb_insert_augmented, rb_iter
 from sim.kernel.mm.vmalloc.area import (
@@ -95,7 +96,7 @@ __all__ = [
 ]
 
 
-LINK_WALK = 16  # ranges walked each way on the address list before a tree descent
+LINK_WALK: Final = 16  # ranges walked each way on the address list before a tree descent
 
 
 class VmapSpace:

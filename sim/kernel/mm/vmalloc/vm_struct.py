@@ -8,13 +8,13 @@ kernel users (fork stacks, modules, BPF, vmap blocks, percpu chunks) hold them i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sim.kernel.mm.vmalloc.area import VmapArea
 
-VM_IOREMAP = 0x1
-VM_ALLOC = 0x2
-VM_NO_GUARD = 0x40
+VM_IOREMAP: Final = 0x1
+VM_ALLOC: Final = 0x2
+VM_NO_GUARD: Final = 0x40
 
 
 @dataclass
