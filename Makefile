@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml Makefile
 # The compiled build (mypyc; docs/compiled.md): rebuilt whenever a compiled source changes;
 # without a C compiler the model runs as pure Python, and one line says so.
 $(NATIVE): $(STAMP) $(NATIVE_SOURCES) tools/native_modules.txt tools/build_native.py
-	@if command -v cc >/dev/null 2>&1; then nice $(BIN)/python tools/build_native.py; \
-	else echo "vmsim: no C compiler found: the model runs as pure Python"; fi
+	@if ! command -v cc >/dev/null 2>&1; then echo "vmsim: no C compiler found: the model runs as pure Python"; \
+	elif ! nice $(BIN)/python tools/build_native.py >build-native.log 2>&1; then \
+	  $(BIN)/python tools/build_native.py --clean; \
+	  echo "vmsim: the compiled build failed (build-native.log): the model runs as pure Python"; \
+	else tail -n 1 build-native.log; fi
 
 native: $(NATIVE)
 
+# back to pure Python: remove the compiled build (any python will do: it only deletes files)
 pure:
-	$(BIN)/python tools/build_native.py --clean
+	$(PYTHON) tools/build_native.py --clean
 
 run: $(STAMP) native
 	$(BIN)/vmsim answer
@@ -43,7 +47,7 @@ bench: $(STAMP) native
 	$(BIN)/python benchmarks/bench_sweep.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sim tests benchmarks
+	$(BIN)/ruff check sim tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info

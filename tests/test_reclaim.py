@@ -140,6 +140,7 @@ def test_boosted_reclaim_pays_the_boost_back_from_clean_file_pages_only():
     assert pa.pools.pool["file_clean"].pages == 5000 - metrics.counters["kswapd_reclaimed"]
 
 
+@pytest.mark.spies_on_methods  # replaces Reclaimer.get_scan_count on the object
 def test_a_boosted_run_on_a_file_lru_below_4096_pages_reclaims_nothing_and_drops_the_boost_at_once():
     # 5.3's get_scan_count gives a list of fewer than 2^DEF_PRIORITY pages no scan at
     # DEF_PRIORITY; a boosted run that reclaims nothing in a pass stops there, and drops
@@ -159,6 +160,7 @@ def test_a_boosted_run_on_a_file_lru_below_4096_pages_reclaims_nothing_and_drops
     assert pa.reclaim.kswapd_failures == 1  # a run that reclaimed nothing, as balance_pgdat counts it
 
 
+@pytest.mark.spies_on_methods  # replaces Reclaimer.get_scan_count on the object
 def test_a_kswapd_pass_at_priority_p_isolates_no_more_than_each_list_shifted_by_p():
     env, pa, metrics = make()
     for pool, n in (("file_clean", 20000), ("file_mapped_hot", 2000), ("slab_reclaimable", 1500)):
@@ -175,6 +177,7 @@ def test_a_kswapd_pass_at_priority_p_isolates_no_more_than_each_list_shifted_by_
     assert limited and [p[0] for p in passes[: len(limited)]] == list(range(12, 12 - len(limited), -1))
 
 
+@pytest.mark.spies_on_methods  # replaces Reclaimer.get_scan_count on the object
 def test_an_unbalanced_node_with_a_small_file_lru_is_balanced_as_kswapd_lowers_its_priority():
     env, pa, metrics = make()
     pa.populate("file_clean", 3000, zone="DMA32")  # nothing to scan at DEF_PRIORITY
