@@ -319,7 +319,7 @@ class PageAllocator:
         """One allocation that may not sleep (``__alloc_pages_nodemask`` 5.3 with a gfp
         lacking ``__GFP_DIRECT_RECLAIM``).  Fast path: LOW on each zone, then the CPU's
         list; slow path: wake kswapd, MIN with the class's reductions, once more, fail."""
-        gfp = int(gfp)  # IntFlag arithmetic is slow
+        gfp = int(gfp)  # a plain int already (sim/kernel/mm/gfp.py): kept from the IntFlag days
         if gfp & _DIRECT:
             raise ValueError(f"alloc_pages_nowait with blocking gfp {gfp_name(gfp)}; use alloc_pages")
         if order == 0 and not gfp & _ZONE_BITS:

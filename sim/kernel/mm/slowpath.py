@@ -50,7 +50,7 @@ from sim.kernel.profile import KernelProfile
 from sim.kernel.sched.cpu import Scheduler
 from sim.record.metrics import Metrics
 
-# plain-int copies of the gfp bits: IntFlag arithmetic costs microseconds
+# the gfp bits this module tests (Final: inlined by the compiled build)
 _G_ATOMIC: Final = Gfp.ATOMIC
 _G_NORETRY: Final = Gfp.NORETRY
 _G_RETRY_MAYFAIL: Final = Gfp.RETRY_MAYFAIL

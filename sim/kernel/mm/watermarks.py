@@ -36,7 +36,7 @@ from sim.kernel.mm.zones import (
 )
 from sim.kernel.profile import KernelProfile
 
-# plain-int copies of the gfp bits: IntFlag arithmetic costs microseconds
+# the gfp bits this module tests (Final: inlined by the compiled build)
 _G_ATOMIC: Final = Gfp.ATOMIC
 _G_HIGH: Final = Gfp.HIGH
 _G_KSWAPD_RECLAIM: Final = Gfp.KSWAPD_RECLAIM

@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 EBUSY: Final = -16
-# plain ints: IntFlag arithmetic costs more than the rest of a fast path
+# the gfp bits this module tests (Final: inlined by the compiled build)
 _RECLAIM_MASK: Final = GFP_RECLAIM_MASK
 _DIRECT_RECLAIM: Final = Gfp.DIRECT_RECLAIM
 _NOWARN: Final = Gfp.NOWARN
