@@ -97,6 +97,10 @@ __all__ = [
 
 
 LINK_WALK: Final = 16  # ranges walked each way on the address list before a tree descent
+# Interpreted, every int is an object and sharing one per block size keeps the tree walks on a
+# few hot cache lines; compiled (mypyc), a size is stored unboxed in the node and the shared-int
+# table is only a dict probe per edge move.  The values are equal either way.
+SHARE_SIZES: Final = __file__.endswith(".py")
 
 
 class VmapSpace:
@@ -170,7 +174,10 @@ class VmapSpace:
         self.nr_free_blocks += 1
 
     def _shared_size(self, size: int) -> int:
-        """``size`` as the one int object that all blocks of this size share."""
+        """``size`` as the one int object that all blocks of this size share
+        (interpreted only: see ``SHARE_SIZES``)."""
+        if not SHARE_SIZES:
+            return size
         sizes = self._sizes
         shared = sizes.get(size)
         if shared is None:
@@ -274,7 +281,9 @@ class VmapSpace:
                 continue
             # is_within_this_va, inline, after the cheap necessary condition
             if node.va_size >= size:
-                nva = ((va_start if va_start > vstart else vstart) + mask) & keep
+                nva = va_start if va_start > vstart else vstart
+                if mask:  # ALIGN() is the identity at align 1, and each step is a big-int op
+                    nva = (nva + mask) & keep
                 end = nva + size
                 if end <= node.va_end and end <= ULONG_MAX and nva >= vstart:
                     return node
@@ -289,7 +298,9 @@ class VmapSpace:
             while up is not None:
                 va_start = up.va_start
                 if up.va_size >= size:
-                    nva = ((va_start if va_start > vstart else vstart) + mask) & keep
+                    nva = va_start if va_start > vstart else vstart
+                    if mask:
+                        nva = (nva + mask) & keep
                     end = nva + size
                     if end <= up.va_end and end <= ULONG_MAX and nva >= vstart:
                         return up
@@ -394,7 +405,9 @@ class VmapSpace:
         if va is None:
             return ENOENT
         va_start = va.va_start
-        nva = ((va_start if va_start > vstart else vstart) + align - 1) & (ULONG_MAX ^ (align - 1))
+        nva = va_start if va_start > vstart else vstart
+        if align != 1:  # ALIGN() is the identity at align 1
+            nva = (nva + align - 1) & (ULONG_MAX ^ (align - 1))
         nva_end = nva + size
         if nva_end > vend:
             return ERANGE
