@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.analysis.data import short_name, usable_runs, wilson_interval
+from sim.analysis.headline import headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
 from sim.record.results import atomic_write_bytes
 from sim.record.strategy_info import strategy_order, strategy_preloads
@@ -33,6 +34,7 @@ DEFAULT_PREEMPTION = "none"  # MachineConfig's, for a manifest that does not say
 # alloc_vmap_area's preload misses by cause, with their calls; percpu's NE carves (runs.parquet columns)
 RACE_COLUMNS = ("preload_race_misses", "preload_fill_misses", "vmap_alloc_calls")
 PERCPU_COLUMNS = ("pcpu_ne_splits", "pcpu_split_nowait")
+TITLE = "Which workloads suffer when the NE_FIT split uses GFP_NOWAIT, when, and how"
 NOT_RECORDED = "not recorded in these runs; re-run `vmsim answer`"
 
 
@@ -46,17 +48,19 @@ class Suite:
     factors: dict[str, list[str]]  # sweep -> its factor columns
     folders: dict[str, Path]
     preemption: dict[str, str] = field(default_factory=dict)  # sweep -> its scenario's preemption model
+    scenarios: dict[str, dict] = field(default_factory=dict)  # sweep -> its base scenario (manifest.json)
 
 
 def load_suite(folder: Path) -> Suite:
     """Every sweep folder (one holding runs.parquet) directly under ``folder``."""
-    runs, events, counters, factors, folders, preemption = [], [], [], {}, {}, {}
+    runs, events, counters, factors, folders, preemption, scenarios = [], [], [], {}, {}, {}, {}
     for sub in sorted(p for p in Path(folder).iterdir() if (p / "runs.parquet").exists()):
         name = sub.name
         manifest = json.loads((sub / "manifest.json").read_text()) if (sub / "manifest.json").exists() else {}
         factors[name] = list((manifest.get("sweep") or {}).get("factors", {}) or {})
         folders[name] = sub
-        machine = (manifest.get("scenario") or {}).get("machine") or {}
+        scenarios[name] = manifest.get("scenario") or {}
+        machine = scenarios[name].get("machine") or {}
         preemption[name] = str(machine.get("preemption") or DEFAULT_PREEMPTION)
         frame = pd.read_parquet(sub / "runs.parquet")
         # run ids are unique within a sweep; prefix the sweep so they are unique in the suite
@@ -76,6 +80,7 @@ def load_suite(folder: Path) -> Suite:
         factors,
         folders,
         preemption,
+        scenarios,
     )
 
 
@@ -297,7 +302,8 @@ def render(suite: Suite) -> str:
     table = suffer_table(suite)
     strategies = strategy_order([str(c)[: -len(".rate")] for c in table.columns if str(c).endswith(".rate")])
     runs = usable_runs(suite.runs)
-    out = ["# Which workloads suffer when the NE_FIT split uses GFP_NOWAIT, when, and how", ""]
+    out = [f"# {TITLE}", ""]
+    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD))
     out += [
         f"Computed by `vmsim answer` from {len(suite.runs)} runs ({len(runs)} usable) in "
         f"{len(suite.folders)} sweeps: {', '.join(suite.folders)}. Rates are split GFP_NOWAIT failures per "
@@ -394,10 +400,16 @@ def lockless_section(suite: Suite) -> list[str]:
     return out
 
 
+def render_text(suite: Suite) -> str:
+    """report.txt's text: the answer wrapped at 72 columns, for a reply on a mailing list."""
+    return report_text(headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD), TITLE)
+
+
 def write_report(folder: Path) -> Path:
-    """report.md in ``folder`` from the sweeps (and their figures) under it, atomically."""
+    """report.md and report.txt in ``folder`` from the sweeps (and their figures) under it,
+    each written atomically; returns report.md's path."""
     suite = load_suite(folder)
-    text = render(suite)
+    atomic_write_bytes(Path(folder) / "report.txt", render_text(suite).encode())
     path = Path(folder) / "report.md"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, render(suite).encode())
     return path
