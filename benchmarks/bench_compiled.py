@@ -118,11 +118,15 @@ def best_of(code: str, rounds: int) -> tuple[dict, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="simulated seconds of each model run")
-    parser.add_argument("--repeats", type=int, default=5, help="timed blocks of the allocator core")
+    parser.add_argument("--repeats", type=int, default=10, help="timed blocks of the allocator core")
+    parser.add_argument(
+        "--core-rounds", type=int, default=4, help="alternating runs of each build for the core (a few seconds each)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each build; best kept")
-    parser.add_argument("--cases", default="all", help="comma-separated case numbers (1-4) or all")
+    parser.add_argument("--cases", default="all", help="comma-separated case numbers (1-4), all, or none (core only)")
     args = parser.parse_args()
-    chosen = CASES if args.cases == "all" else [CASES[int(k) - 1] for k in args.cases.split(",")]
+    named = {"all": list(CASES), "none": []}
+    chosen = named[args.cases] if args.cases in named else [CASES[int(k) - 1] for k in args.cases.split(",")]
     print(f"model runs, replication 0, best of {args.rounds} alternating runs per build (CPU seconds)")
     header = f"{'':<27} {'sim s':>5} {'forks':>8} {'pure s':>7} {'comp. s':>7} {'ratio':>6}"
     print(f"{header} {'sim s/CPU s':>12} {'events/fork':>12}  same results")
@@ -147,14 +151,16 @@ def main() -> None:
             f"{label:<27} {pure['sim']:>5g} {pure['forks']:>8,} {pure['cpu']:>7.2f} {fast['cpu']:>7.2f} "
             f"{pure['cpu'] / fast['cpu']:>5.2f}x {per_s:>12} {per_fork:>12}  {'yes' if same else 'NO'}"
         )
-    print(f"(sim s/CPU s, events/fork: pure/compiled; a bare SimPy timeout loop: {bare:,.0f} events/CPU s, pure)")
+    if bare is not None:
+        print(f"(sim s/CPU s, events/fork: pure/compiled; a bare SimPy timeout loop: {bare:,.0f} events/CPU s, pure)")
     core = CORE.format(root=str(ROOT), repeats=args.repeats)
     cpure, cfast = child(core, True), child(core, False)
-    for _ in range(args.rounds - 1):
+    for _ in range(args.core_rounds - 1):
         again_pure, again_fast = child(core, True), child(core, False)
         for kind in ("fork-stacks", "random-sizes"):
             cpure[kind], cfast[kind] = max(cpure[kind], again_pure[kind]), max(cfast[kind], again_fast[kind])
-    print("allocator core at 10k live areas, free+alloc pairs per CPU second")
+    rounds = args.core_rounds
+    print(f"allocator core at 10k live areas, free+alloc pairs per CPU second, best of {rounds} runs per build")
     for kind in ("fork-stacks", "random-sizes"):
         agree = "same state" if cpure[kind + " state"] == cfast[kind + " state"] else "STATES DIFFER"
         print(
