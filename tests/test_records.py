@@ -139,7 +139,8 @@ def test_the_run_columns_keep_their_names_and_order():
         "split_nowait_attempts", "split_nowait_failures", "preload_fills", "preload_misses", "preload_race_misses",
         "preload_fill_misses", "vmap_alloc_calls", "pcpu_ne_splits", "pcpu_split_nowait", "overflow_purges",
         "overflow_retry_successes", "vmap_ebusy", "forks", "fork_enomem", "nowait_page_failures", "direct_reclaims",
-        "direct_reclaim_seconds", "console_seconds", "console_lock_wait_seconds", "oom_kills", "min_free_pages",
+        "direct_reclaim_seconds", "console_seconds", "console_lock_wait_seconds", "vmap_lock_wait_seconds", "oom_kills",
+        "min_free_pages",
         "seconds_below_min", "sleep_in_atomic_bugs", "status", "error",
     )  # fmt: skip
 

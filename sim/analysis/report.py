@@ -23,6 +23,7 @@ import pandas as pd
 from sim.analysis.data import short_name, usable_runs, wilson_interval
 from sim.analysis.headline import headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
+from sim.analysis.user_view import user_view_table
 from sim.record.results import atomic_write_bytes
 from sim.record.strategy_info import strategy_order, strategy_preloads
 
@@ -49,6 +50,7 @@ class Suite:
     folders: dict[str, Path]
     preemption: dict[str, str] = field(default_factory=dict)  # sweep -> its scenario's preemption model
     scenarios: dict[str, dict] = field(default_factory=dict)  # sweep -> its base scenario (manifest.json)
+    root: Path | None = None  # the answer folder the sweeps are in
 
 
 def load_suite(folder: Path) -> Suite:
@@ -81,6 +83,7 @@ def load_suite(folder: Path) -> Suite:
         folders,
         preemption,
         scenarios,
+        Path(folder),
     )
 
 
@@ -341,6 +344,7 @@ def render(suite: Suite) -> str:
             )
         out.append("")
     out += ["## When", "", *boundaries(suite, table), "", free_at_failures(suite), ""]
+    out += user_view_section(suite, table)
     out += ["## How: one failure, step by step", "", *traced_failure_story(suite.events, suite.runs), ""]
     costs = preload_costs(suite)
     out += ["## What the preload costs", "", "| strategy | GFP_KERNEL fills per vmalloc call | fills that waited |",
@@ -357,6 +361,49 @@ def render(suite: Suite) -> str:
             out += [f"- {sweep}: " + ", ".join(f"[{p.stem}]({sweep}/figures/{p.name})" for p in pngs)]
     out += ["", "## Assumptions and limits", "", *ASSUMPTIONS, ""]
     return "\n".join(out)
+
+
+USER_VIEW_FIGURE = Path("figures") / "user-view.png"
+
+
+def _ms(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def user_view_section(suite: Suite, table: pd.DataFrame) -> list[str]:
+    """ "What a user sees": per condition with split failures, per strategy, the kernel log's
+    reports, the purge-and-retry stalls, the wait on the vmap locks, fork ENOMEM and OOM kills
+    (:func:`sim.analysis.user_view.user_view_table`), and the figure when it was drawn."""
+    out = ["## What a user sees", ""]
+    failing = table[table.get(f"{BASELINE}.failures", pd.Series(0.0, index=table.index)) > 0]
+    if failing.empty:
+        return [*out, "No condition had a split failure, so there is nothing for a user to see of one.", ""]
+    view = user_view_table(suite, failing)
+    out += [
+        f"In the {len(failing)} conditions with split failures, per strategy: `warn_alloc` reports in the kernel "
+        "log per hour of simulated uptime; the stalls of a vmalloc that found no space (or no split object), "
+        "purged the lazily freed areas and retried (count; median, 95th percentile and longest, in ms); the time "
+        "tasks waited on `vmap_area_lock`/`free_vmap_area_lock` (spinning, without PREEMPT_RT), in ms per "
+        "simulated second summed over CPUs; fork ENOMEM per 10^6 fork attempts; OOM kills per minute.",
+        "",
+        "| condition | strategy | warn_alloc /h | purge stalls | stall ms: median / p95 / max "
+        "| lock wait ms/s | fork ENOMEM /10^6 | OOM kills /min |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for _, row in view.iterrows():
+        stalls = (
+            f"{_ms(row['stall_median_ms'])} / {_ms(row['stall_p95_ms'])} / {_ms(row['stall_max_ms'])}"
+            if row["stalls"]
+            else "none"
+        )
+        lock = "not recorded" if math.isnan(row["lock_ms_per_s"]) else f"{row['lock_ms_per_s']:.2f}"
+        out.append(
+            f"| {row['condition']} | {row['strategy']} | {_num(row['warn_per_hour'])} | {int(row['stalls'])} | "
+            f"{stalls} | {lock} | {_num(row['enomem_per_million_forks'])} | {_num(row['oom_per_min'])} |"
+        )
+    if suite.root is not None and (suite.root / USER_VIEW_FIGURE).exists():
+        out += ["", f"![What a user sees]({USER_VIEW_FIGURE.as_posix()})"]
+    return [*out, ""]
 
 
 def lockless_section(suite: Suite) -> list[str]:
@@ -403,6 +450,23 @@ def lockless_section(suite: Suite) -> list[str]:
 def render_text(suite: Suite) -> str:
     """report.txt's text: the answer wrapped at 72 columns, for a reply on a mailing list."""
     return report_text(headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD), TITLE)
+
+
+def draw_user_view(folder: Path) -> list[Path]:
+    """``figures/user-view.png`` (and .svg) in the answer folder: what a user sees in the
+    worst conditions (:func:`sim.analysis.user_view.user_view_figure`); nothing when no
+    condition had a split failure."""
+    from sim.analysis.plots import save_figure
+    from sim.analysis.user_view import user_view_figure
+
+    suite = load_suite(folder)
+    table = suffer_table(suite)
+    failing = table[table.get(f"{BASELINE}.failures", pd.Series(0.0, index=table.index)) > 0]
+    if failing.empty:
+        return []
+    target = Path(folder) / USER_VIEW_FIGURE.parent
+    target.mkdir(parents=True, exist_ok=True)
+    return save_figure(user_view_figure(user_view_table(suite, failing)), target, USER_VIEW_FIGURE.stem)
 
 
 def write_report(folder: Path) -> Path:

@@ -57,6 +57,9 @@ RUN_ROW: tuple[RunColumn, ...] = (
     RunColumn("console_seconds", float, "seconds", ("console",)),
     RunColumn("console_lock_wait_seconds", float, "seconds",
               ("console_lock_wait:vmap_area_lock", "console_lock_wait:free_vmap_area_lock")),
+    # how long tasks spun (spinlock_t) or slept (PREEMPT_RT) waiting for the vmap area locks
+    RunColumn("vmap_lock_wait_seconds", float, "seconds",
+              ("lock_wait:vmap_area_lock", "lock_wait:free_vmap_area_lock")),
     _count("oom_kills", "oom_kill"),
     RunColumn("min_free_pages", int, "derived"),  # lowest free pages seen
     RunColumn("seconds_below_min", float, "derived"),  # time a GFP_NOWAIT request would fail
