@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.analysis.agreement import agreement_section
 from sim.analysis.data import short_name, usable_runs, wilson_interval
 from sim.analysis.headline import headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
@@ -354,6 +355,8 @@ def render(suite: Suite) -> str:
             out.append(f"| {row['strategy']} | {row['fills_per_call']:.3f} | {row['waited_share']:.2%} |")
     out += ["", "A filled slot holds one `struct vmap_area` per CPU (88 bytes on 5.2-5.3) until the next NE split.", ""]
     out += ["## What the v5.5 lockless preload gives up", "", *lockless_section(suite)]
+    if suite.root is not None:
+        out += ["", *agreement_section(suite.root)]
     out += ["", "## Figures", ""]
     for sweep, folder in suite.folders.items():
         pngs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []

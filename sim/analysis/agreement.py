@@ -1,0 +1,98 @@
+"""Agreement with a real kernel: the report's short section on docs/validation.md (issue 15 item 6).
+
+The validation page puts the model beside real kernels booted under QEMU; its results
+are committed as pairs of folders (``results/peer-model/X`` beside ``results/peer/X``).
+:func:`agreement_section` recomputes the measures that matter to the answer for the
+pair that ran the 2019 workload on the 2019 kernel, with :mod:`sim.analysis.comparison`
+(the same code as ``vmsim compare``), says in one computed sentence whether the
+split-failure rates agree, and links the page.  Nothing when the page or the folders
+are absent (an installed copy without the repository's results).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.analysis.comparison import _cell, _fmt, comparison_rows, load_side
+
+REPO = Path(__file__).resolve().parents[2]
+FAILURES = "NOWAIT split failures per 10^6 vmalloc calls"
+MEASURES = (
+    "forks per second",
+    "vmalloc calls per fork (stack cache misses)",
+    "NOWAIT split attempts per 1000 forks",
+    FAILURES,
+    "direct reclaims per 1000 forks",
+    "OOM kills per 1000 forks",
+    "fork ENOMEM per 1000 forks",
+)
+
+
+@dataclass(frozen=True)
+class PeerPair:
+    """A model folder and the guest folder it is compared with, and what they ran."""
+
+    what: str
+    model: Path
+    real: Path
+
+
+PAIRS = (
+    PeerPair(
+        "Rezki's 2019 workload (stress-ng --fork 64 beside a 185 MiB hog, 256 MiB, 4 vCPUs, no swap) "
+        "on v5.2.1, the kernel without the preload",
+        Path("results/peer-model/rezki-2019-v52"),
+        Path("results/peer/rezki-2019-v52"),
+    ),
+)
+
+
+def agreement_section(report_dir: Path, repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> list[str]:
+    """The lines of "Agreement with a real kernel", or none when there is nothing to show."""
+    page = repo / "docs" / "validation.md"
+    present = [p for p in pairs if all((repo / f / "runs.parquet").exists() for f in (p.model, p.real))]
+    if not page.exists() or not present:
+        return []
+    link = Path(os.path.relpath(page, Path(report_dir).resolve())).as_posix()
+    out = ["## Agreement with a real kernel", ""]
+    for pair in present:
+        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
+        rows = {label: (m, r, mb, rb) for label, m, r, mb, rb in comparison_rows(model, real)}
+        out += [
+            f"{pair.what}: {len(real.runs)} guest boots ({real.runs['sim_seconds'].sum():,.0f} s measured) "
+            f"against {len(model.runs)} model runs (`{pair.real.as_posix()}`, `{pair.model.as_posix()}`).",
+            "",
+            "| measure | model | real kernel | model/real |",
+            "|---|---:|---:|---:|",
+        ]
+        for label in MEASURES:
+            if label not in rows:
+                continue
+            m, r, mb, rb = rows[label]
+            ratio = m / r if m is not None and r not in (None, 0) else None
+            out.append(f"| {label} | {_cell(m, mb)} | {_cell(r, rb)} | {_fmt(ratio)} |")
+        out += ["", _failure_verdict(*rows.get(FAILURES, (None, None, None, None))), ""]
+    out += [f"The whole comparison, what was calibrated and from which measurement: [docs/validation.md]({link}).", ""]
+    return out
+
+
+def _failure_verdict(
+    m: float | None, r: float | None, mb: tuple[float, float] | None, rb: tuple[float, float] | None
+) -> str:
+    """One sentence on the split-failure rates: do the intervals overlap, and by what factor
+    do the rates differ."""
+    if m is None or r is None or mb is None or rb is None:
+        return "The split-failure rate was not measured on both sides."
+    if r == 0 and m == 0:
+        return "Neither the model nor the kernel had a split failure."
+    if mb[0] <= rb[1] and rb[0] <= mb[1]:
+        return f"The split-failure rates agree within their 95% intervals (model {_fmt(m)}, kernel {_fmt(r)} per 10^6)."
+    factor = m / r if r else float("inf")
+    side = "above" if m > r else "below"
+    return (
+        f"The split-failure rates do not agree: the model's is {_fmt(factor if factor >= 1 else 1 / factor)} times "
+        f"{side} the kernel's and the 95% intervals are disjoint; the validation page says why, and how the "
+        "model's rate depends on memory at boot."
+    )
