@@ -16,6 +16,7 @@ from sim.analysis.curves import BOUND_MARKER, failure_curves_figure, legend_coun
 from sim.analysis.data import failure_curve_data, wilson_interval
 from sim.analysis.factors import as_written, by_value, written_values
 from sim.analysis.plots import fit_mix_figure, latency_figure
+from sim.analysis.timeline import timeline_figure
 from sim.record.results import RUN_COLUMNS
 
 SHOWN_PX = 650  # how wide a mail client shows a figure
@@ -144,11 +145,18 @@ def _figures():
     )
     from sim.analysis.data import latency_data
 
+    t = np.arange(0, 2, 0.1)
+    series = pd.DataFrame({"time": t, "DMA32_free": 1500 - 200 * t, "DMA32_min": 445, "DMA32_low": 556,
+                           "DMA32_high": 667, "DMA32_boost": 1000 * (t > 1), "kswapd_awake": t > 0.5,
+                           "kswapd_reclaimed": 100 * t})  # fmt: skip
+    events = pd.DataFrame({"run_id": "r", "kind": ["split_nowait_failure", "oom_kill"], "time": [0.7, 1.2],
+                           "DMA32_free": [1300, 1200]})  # fmt: skip
     return {"failure-curves": failure_curves_figure(runs), "fit-mix": fit_mix_figure(runs, counters),
-            "latency": latency_figure(latency_data(runs, counters))}  # fmt: skip
+            "latency": latency_figure(latency_data(runs, counters)),
+            "timeline": timeline_figure(series, events, "s/p0000/nowait/r000")}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["failure-curves", "fit-mix", "latency"])
+@pytest.mark.parametrize("name", ["failure-curves", "fit-mix", "latency", "timeline"])
 def test_figures_are_readable_at_the_width_a_mail_client_shows(name):
     fig = _figures()[name]
     width = fig.get_figwidth()

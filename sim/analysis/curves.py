@@ -96,7 +96,8 @@ def _draw_panel(ax, part: pd.DataFrame, axis: Axis | None) -> None:
     series = _series(part)
     groups = list(dict.fromkeys(g for _, g, _ in series))
     for i, (strategy, group, rows) in enumerate(series):
-        dodge = offset_copy(ax.transData, fig=ax.figure, x=(i - (len(series) - 1) / 2) * DODGE_POINTS, units="points")
+        shift = (i - (len(series) - 1) / 2) * DODGE_POINTS if axis else 0.0  # one point per strategy: no need
+        dodge = offset_copy(ax.transData, fig=ax.figure, x=shift, units="points")
         colour, style = strategy_colour(strategy), GROUP_STYLES[groups.index(group) % len(GROUP_STYLES)]
         xs = rows["x"].to_numpy(dtype=float) if axis else np.full(len(rows), float(_position(strategy, part)))
         _draw_series(ax, rows, xs, colour, style, dodge, annotate=axis is None)
