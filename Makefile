@@ -30,8 +30,12 @@ native: $(NATIVE)
 pure:
 	$(PYTHON) tools/build_native.py --clean
 
+# `make run` writes results/answer-local/ (gitignored); `make run ANSWER_OUT=results/answer`
+# updates the committed copy of the answer.
+ANSWER_OUT ?= results/answer-local
+
 run: $(STAMP) native
-	$(BIN)/vmsim answer
+	$(BIN)/vmsim answer --out $(ANSWER_OUT)
 
 test: $(STAMP) native
 	$(BIN)/ruff check sim tests benchmarks tools

@@ -392,7 +392,11 @@ def answer(
         bool, typer.Option(help="A reduced suite: first and last factor values, 1 replication, 1.5 s.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default results/answer or results/answer-quick).")
+        Path | None,
+        typer.Option(
+            help="Output folder (default results/answer-local, or results/answer-quick; "
+            "results/answer is the committed copy: give it to update that)."
+        ),
     ] = None,
     jobs: Annotated[
         int | None, typer.Option("-j", "--jobs", min=1, help="Worker processes (default: CPU count).")
@@ -403,9 +407,9 @@ def answer(
     """Run the answer suite (scenarios/answer/), draw its figures and write report.md:
     which workloads suffer NE_FIT split failures without the preload, when, how, and
     what the preloads cost."""
-    from sim.app.answer import run_answer
+    from sim.app.answer import default_out, run_answer
 
-    target = out or Path("results") / ("answer-quick" if quick else "answer")
+    target = out or default_out(quick)
     plugins = load_plugin_options(plugin)
 
     def progress(name: str, done: int, failed: int, total: int) -> None:

@@ -182,3 +182,46 @@ def test_a_sweep_without_a_preemption_column_takes_its_scenario_s_model(lockless
     assert set(table["preemption"]) == {"full"} and table["race_misses"].sum() == 1
     table = lockless_misses(_suite(full.to_dict("records")))  # no manifest: MachineConfig's default
     assert set(table["preemption"]) == {"none"}
+
+
+# -- the wording of reductions and boundaries ------------------------------------------------------
+
+
+def _reduction_row(base: tuple[int, int], other: tuple[int, int]) -> pd.Series:
+    """A ranking-table row of nowait and preload with (failures, calls) each."""
+    from sim.analysis.report import _rate, reduction_bound
+
+    row = {}
+    for strategy, (k, n) in (("nowait", base), ("preload", other)):
+        row[f"{strategy}.failures"] = k
+        row[f"{strategy}.rate"], row[f"{strategy}.lo"], row[f"{strategy}.hi"] = _rate(k, n)
+    row["preload.reduction_bound"] = reduction_bound(row["nowait.lo"], row["preload.hi"])
+    return pd.Series(row)
+
+
+def test_a_reduction_whose_intervals_overlap_is_not_resolved_never_100_percent():
+    from sim.analysis.report import reduction_text
+
+    row = _reduction_row((5, 12_000), (0, 12_000))  # nowait [~178, ~975], preload [0, ~320] per 10^6
+    assert row["nowait.lo"] < row["preload.hi"]
+    assert reduction_text(row, "preload") == "not resolved (CIs overlap)"
+
+
+def test_a_reduction_whose_intervals_are_apart_is_its_lower_bound():
+    from sim.analysis.report import reduction_text
+
+    row = _reduction_row((400, 1_000_000), (0, 1_000_000))
+    bound = 1 - row["preload.hi"] / row["nowait.lo"]
+    assert 0.9 < bound < 1.0
+    assert reduction_text(row, "preload") == f"≥ {int(bound * 100)}%" != "≥ 100%"
+    assert reduction_text(_reduction_row((0, 1000), (0, 1000)), "preload") == "–"  # nothing to reduce
+
+
+def test_boundaries_say_every_value_or_which_values_never_none_at_no_value():
+    from sim.analysis.report import boundary_text
+
+    assert boundary_text(["2", "4"], []) == "nowait split failures at every value swept (2, 4)."
+    assert boundary_text([], ["2", "4"]) == "no nowait split failure observed at any value swept (2, 4)."
+    assert boundary_text(["512"], ["64", "128"]) == "nowait split failures at 512; none observed at 64, 128."
+    for text in (boundary_text(["a"], []), boundary_text([], ["a"])):
+        assert "no value" not in text

@@ -16,16 +16,15 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from sim.analysis.factors import by_value, numeric_values
 from sim.record.results import RUN_COLUMNS
 from sim.schema.errors import InputError
-from sim.schema.units import parse_duration, parse_size
 
 # every column of runs.parquet but these (and ``point``) is a swept or overridden parameter
 NOT_FACTORS = frozenset((*RUN_COLUMNS, "point"))
 FITS = ("fl", "le", "re", "ne")
 LATENCY_COUNTER = re.compile(r"^preload_fill_latency_le_(\d+)$")
 FIT_COUNTER = re.compile(r"^(?P<label>.+)\.fit_(?P<fit>fl|le|re|ne)$")
-MIB = 1 << 20
 # (metric, failures column, trials = sum of these columns, what one trial is)
 FAILURE_METRICS = (
     ("split_nowait", "split_nowait_failures", ("vmalloc_calls",), "vmalloc calls"),
@@ -129,15 +128,13 @@ def choose_factor(runs: pd.DataFrame, x: str | None) -> str | None:
 
 
 def factor_axis(column: str, raw: pd.Series) -> Axis:
-    """Parse a factor's values: plain numbers, sizes (shown in MiB), durations
-    (seconds), else categories in order of first appearance."""
+    """Parse a factor's values: numbers, with their units understood (sizes in bytes,
+    durations in seconds, rates per second; sim.analysis.factors), else categories in
+    order of first appearance (the sweep file's order)."""
     texts = list(dict.fromkeys(raw.astype(str)))
-    for parse, unit in ((float, ""), (lambda v: parse_size(v) / MIB, " (MiB)"), (parse_duration, " (s)")):
-        try:
-            values = {t: float(parse(t)) for t in texts}
-        except ValueError:
-            continue
-        return Axis(column, column + unit, values, True)
+    values = numeric_values(texts)
+    if values is not None:
+        return Axis(column, column, values, True)
     return Axis(column, column, {t: float(i) for i, t in enumerate(texts)}, False)
 
 
@@ -168,6 +165,8 @@ def failure_curve_data(runs: pd.DataFrame, x: str | None = None) -> tuple[pd.Dat
     others = [c for c in varying_factors(runs) if c != column]
     keys = ["strategy", *([column] if column else []), *others]
     frame = runs.assign(**{k: runs[k].astype(str) for k in keys[1:]})
+    # groups in the order of their values (workers=64 before workers=128), first factor first
+    ranks = {c: {t: i for i, t in enumerate(by_value(frame[c]))} for c in others}
     rows = []
     for metric, fail_col, trial_cols, _ in FAILURE_METRICS:
         if fail_col not in frame or not all(c in frame for c in trial_cols):
@@ -183,6 +182,7 @@ def failure_curve_data(runs: pd.DataFrame, x: str | None = None) -> tuple[pd.Dat
                     "metric": metric,
                     "strategy": key[0],
                     "group": ", ".join(f"{short_name(c)}={v}" for c, v in zip(others, key[len(keys) - len(others) :])),
+                    "group_rank": tuple(ranks[c][v] for c, v in zip(others, key[len(keys) - len(others) :])),
                     "x_raw": raw,
                     "x": axis.values[raw] if axis else math.nan,
                     "failures": k,
@@ -194,10 +194,12 @@ def failure_curve_data(runs: pd.DataFrame, x: str | None = None) -> tuple[pd.Dat
                 }
             )
     data = pd.DataFrame(rows, columns=_CURVE_COLUMNS)
-    return data.sort_values(["metric", "strategy", "group", "x"], kind="stable").reset_index(drop=True), axis
+    data = data.sort_values(["metric", "strategy", "group_rank", "x"], kind="stable").reset_index(drop=True)
+    return data, axis
 
 
-_CURVE_COLUMNS = ["metric", "strategy", "group", "x_raw", "x", "failures", "trials", "runs", "per_million", "lo", "hi"]
+_CURVE_COLUMNS = ["metric", "strategy", "group", "group_rank", "x_raw", "x", "failures", "trials", "runs",
+                  "per_million", "lo", "hi"]  # fmt: skip
 
 
 # -- fit mix, latency, the timeline run ---------------------------------------------------

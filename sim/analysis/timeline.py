@@ -29,7 +29,7 @@ def timeline_figure(series: pd.DataFrame, events: pd.DataFrame, run_id: str) -> 
     The zone's free pages at each split failure (from the event's snapshot) are
     marked too, since the 0.1 s samples miss the dips that cause them."""
     series = series.sort_values("time")
-    fig = Figure(figsize=(12, 7), layout="constrained")
+    fig = Figure(figsize=(6.8, 7.2), layout="constrained")  # readable when mailed ~650 px wide
     top, mid, low = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1.1]})
     t = series["time"].to_numpy(dtype=float)
     zone = largest_zone(series)
@@ -41,7 +41,6 @@ def timeline_figure(series: pd.DataFrame, events: pd.DataFrame, run_id: str) -> 
         rate = np.diff(series["kswapd_reclaimed"].to_numpy(dtype=float)) / np.maximum(np.diff(t), 1e-12)
         mid.step(t[1:], rate, where="pre", color="#0072B2", label="kswapd reclaim")
         _clip_top(mid, rate, 1.2 * float(np.quantile(rate, 0.95)), "pages/s")
-        mid.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     mid.set_ylim(bottom=0)
     mid.set_ylabel("kswapd reclaim\n(pages/s)")
     mid.grid(True, alpha=0.3)
@@ -50,11 +49,18 @@ def timeline_figure(series: pd.DataFrame, events: pd.DataFrame, run_id: str) -> 
     low.set_xlabel("time in the guest (s)" if real else "simulated time (s)")
     if len(t):
         low.set_xlim(0, max(float(t[-1]), float(events["time"].max()) if not events.empty else 0.0))
+    (top_handles, top_labels), (mid_handles, mid_labels) = (
+        top.get_legend_handles_labels(),
+        mid.get_legend_handles_labels(),
+    )
+    handles, labels = top_handles + mid_handles, top_labels + mid_labels
+    if handles:  # the figure's one legend, below the panels
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     counts = events["kind"].value_counts() if not events.empty else pd.Series(dtype=int)
     fig.suptitle(
         f"Timeline of {run_id}" + (f": zone {zone}" if zone else "")
-        + f" ({int(counts.get('split_nowait_failure', 0))} split NOWAIT failures,"
-        f" {int(counts.get('oom_kill', 0))} OOM kills)"
+        + f"\n{int(counts.get('split_nowait_failure', 0))} split NOWAIT failures,"
+        f" {int(counts.get('oom_kill', 0))} OOM kills", fontsize=10
     )  # fmt: skip
     return fig
 
@@ -83,7 +89,6 @@ def _draw_zone(ax, series: pd.DataFrame, events: pd.DataFrame, zone: str) -> Non
         _clip_top(ax, free, max(4 * max(marks), 1.1 * float(np.quantile(free, 0.9))), "pages")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _clip_top(ax, values: np.ndarray, top: float, unit: str) -> None:
@@ -93,7 +98,7 @@ def _clip_top(ax, values: np.ndarray, top: float, unit: str) -> None:
     if top > 0 and peak > 1.5 * top:
         ax.set_ylim(0, top)
         ax.text(0.995, 0.97, f"clipped: peak {peak:,.0f} {unit}", transform=ax.transAxes, ha="right",
-                va="top", fontsize=7, color="0.35")  # fmt: skip
+                va="top", fontsize=8, color="0.35")  # fmt: skip
 
 
 def _shade_awake(ax, series: pd.DataFrame) -> None:

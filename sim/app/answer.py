@@ -25,6 +25,17 @@ from sim.schema.errors import InputError
 
 ANSWER_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "answer"
 QUICK_DURATION = "1.5s"
+# Where ``vmsim answer`` writes unless told (gitignored): never over the committed copy of the
+# answer in results/answer/, which changes only when asked for with ``--out results/answer``.
+DEFAULT_OUT = Path("results") / "answer-local"
+QUICK_OUT = Path("results") / "answer-quick"
+
+
+def default_out(quick: bool = False) -> Path:
+    """The output folder of ``vmsim answer`` without ``--out``: a gitignored folder beside the
+    committed answer (``results/answer-local``, or ``results/answer-quick`` for ``--quick``), so
+    that ``make run`` leaves ``results/answer/`` as committed."""
+    return QUICK_OUT if quick else DEFAULT_OUT
 
 
 def suite_files(folder: Path = ANSWER_DIR) -> list[Path]:
