@@ -5,6 +5,7 @@ one legend, and text readable when a mail client shows the figure about 650 px w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,10 +15,13 @@ from matplotlib.text import Text
 import sim.kernel.mm.vmalloc.strategies  # noqa: F401  (declares the built-in strategies' colours)
 from sim.analysis.curves import BOUND_MARKER, failure_curves_figure, legend_count, thin_labels
 from sim.analysis.data import failure_curve_data, wilson_interval
-from sim.analysis.factors import as_written, by_value, written_values
+from sim.analysis.factors import as_written, by_value
 from sim.analysis.plots import fit_mix_figure, latency_figure
 from sim.analysis.timeline import timeline_figure
+from sim.config.sweepfile import written_values
 from sim.record.results import RUN_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHOWN_PX = 650  # how wide a mail client shows a figure
 MIN_TEXT_PX = 10
@@ -74,6 +78,21 @@ def test_values_without_their_sweep_file_are_shown_plainly(tmp_path):
     runs = pd.DataFrame({"point": [0, 1], "machine.cpus": [2.0, 4.0], "machine.thp": [True, False]})
     shown = as_written(runs, manifest, ["machine.cpus", "machine.thp"])
     assert list(shown["machine.cpus"]) == ["2", "4"] and list(shown["machine.thp"]) == ["true", "false"]
+
+
+def test_a_sweep_records_how_its_file_writes_the_values_so_labels_survive_the_file(tmp_path):
+    from sim.config.sweepfile import load_sweep
+    from sim.sweep.runner import sweep_manifest
+
+    base = tmp_path / "base.yaml"
+    base.write_text((ROOT / "scenarios" / "answer" / "base" / "fork-storm.yaml").read_text())
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nscenario: base.yaml\nfactors:\n  machine.swap: [off, 200MiB/s]\n")
+    manifest = json.loads(json.dumps(sweep_manifest(load_sweep(sweep), {}, [], False, "test"), default=str))
+    assert manifest["sweep"]["written"] == {"machine.swap": ["off", "200MiB/s"]}
+    sweep.unlink()  # results read on another machine, or after the file moved
+    runs = pd.DataFrame({"point": [0, 1], "machine.swap": ["false", "200MiB/s"]})
+    assert list(as_written(runs, manifest, ["machine.swap"])["machine.swap"]) == ["off", "200MiB/s"]
 
 
 def _x_axis(fig):

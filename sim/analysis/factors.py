@@ -20,46 +20,14 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from sim.config.sweepfile import written_values
 from sim.schema.units import parse_duration, parse_rate, parse_size
 
 log = logging.getLogger(__name__)
 
 # the unit families a factor value may carry, tried in this order; one family must read them all
 PARSERS: tuple[Callable[[str], float], ...] = (float, parse_size, parse_duration, parse_rate)
-
-
-def written_values(text: str) -> dict[str, list[str]]:
-    """Each factor's values as a sweep file's text writes them (``off``, ``1GiB``), by factor key.
-
-    Read from the YAML nodes, not the values YAML builds from them; a value that is not a plain
-    scalar (a list, a mapping) is shown as compact JSON of what it holds."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    factors = _child(root, "factors")
-    if not isinstance(factors, MappingNode):
-        return {}
-    out: dict[str, list[str]] = {}
-    for key_node, value_node in factors.value:
-        if not isinstance(key_node, ScalarNode) or not isinstance(value_node, SequenceNode):
-            continue
-        out[key_node.value] = [_node_text(item) for item in value_node.value]
-    return out
-
-
-def _child(node: Any, key: str) -> Any:
-    if isinstance(node, MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.value == key:
-                return value_node
-    return None
-
-
-def _node_text(node: Any) -> str:
-    if isinstance(node, ScalarNode):
-        return node.value
-    value = yaml.safe_load(yaml.serialize(node))
-    return json.dumps(value, separators=(", ", ": "), default=str)
 
 
 def point_labels(manifest: dict[str, Any]) -> dict[str, dict[int, str]]:
@@ -70,13 +38,16 @@ def point_labels(manifest: dict[str, Any]) -> dict[str, dict[int, str]]:
     are shown as :func:`plain_text` shows table cells."""
     sweep = manifest.get("sweep") or {}
     factors, points = sweep.get("factors") or {}, sweep.get("points") or []
-    try:
-        text = Path(sweep["file"]).read_text()
-        written = written_values(text)
-        loaded = (yaml.safe_load(text) or {}).get("factors") or {}
-    except (KeyError, TypeError, OSError, yaml.YAMLError, AttributeError) as err:
-        log.info("factor values shown as tabled: %s", err)
-        return {}
+    if isinstance(sweep.get("written"), dict):  # recorded by the sweep when it ran
+        written, loaded = sweep["written"], factors
+    else:  # an older manifest: read the file it names, if it is still there and the same
+        try:
+            text = Path(sweep["file"]).read_text()
+            written = written_values(text)
+            loaded = (yaml.safe_load(text) or {}).get("factors") or {}
+        except (KeyError, TypeError, OSError, yaml.YAMLError, AttributeError) as err:
+            log.info("factor values shown as tabled: %s", err)
+            return {}
     labels: dict[str, dict[int, str]] = {}
     for key, values in factors.items():
         texts = written.get(key)

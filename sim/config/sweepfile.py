@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ConfigDict, Field, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -397,3 +398,35 @@ def _mapping_child(node: Node | None, key: str) -> Node | None:
 def _raw(node: Node) -> str | None:
     number_tags = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
     return node.value if isinstance(node, ScalarNode) and node.style is None and node.tag in number_tags else None
+
+
+def written_values(text: str) -> dict[str, list[str]]:
+    """Each factor's values as a sweep file's text writes them (``off``, ``1GiB``), by factor key.
+
+    Read from the YAML nodes, not the values YAML builds from them; a value that is not a plain
+    scalar (a list, a mapping) is shown as compact JSON of what it holds."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    factors = _child(root, "factors")
+    if not isinstance(factors, MappingNode):
+        return {}
+    out: dict[str, list[str]] = {}
+    for key_node, value_node in factors.value:
+        if not isinstance(key_node, ScalarNode) or not isinstance(value_node, SequenceNode):
+            continue
+        out[key_node.value] = [_node_text(item) for item in value_node.value]
+    return out
+
+
+def _child(node: Any, key: str) -> Any:
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == key:
+                return value_node
+    return None
+
+
+def _node_text(node: Any) -> str:
+    if isinstance(node, ScalarNode):
+        return node.value
+    value = yaml.safe_load(yaml.serialize(node))
+    return json.dumps(value, separators=(", ", ": "), default=str)

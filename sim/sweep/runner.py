@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.scenario import Scenario, resolved_dict
-from sim.config.sweepfile import RunSpec, SweepPlan, key_loc, point_data
+from sim.config.sweepfile import RunSpec, SweepPlan, key_loc, point_data, written_values
 from sim.config.yamlpos import Loc
 from sim.engine.plugins import load_plugins, plugin_manifest
 from sim.engine.run import RUN_COLUMNS, run_once, run_seed
@@ -226,6 +226,7 @@ def sweep_manifest(
         "set": plan.set,
         "cli_set": list(plan.cli_set),
         "factors": plan.factors,
+        "written": _written(plan),
         "filter": plan.filter,
         "strategies": list(plan.strategies),
         "replications": plan.replications,
@@ -234,6 +235,15 @@ def sweep_manifest(
         "complete": complete,
     }
     return manifest
+
+
+def _written(plan: SweepPlan) -> dict[str, list[str]]:
+    """Each factor's values as the sweep file writes them (``off``, not false), recorded so
+    that figures and reports label them so wherever the results are read later."""
+    try:
+        return written_values(Path(plan.source).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _check_folder(store: SweepStore, plan: SweepPlan, resume: bool, plugins: tuple[str, ...] = ()) -> None:
