@@ -25,6 +25,7 @@ from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_inter
 from sim.analysis.factors import as_written, by_value
 from sim.analysis.headline import headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
+from sim.analysis.uptime import UPTIME_PREFIX, uptime_runs, uptime_summary
 from sim.analysis.user_view import user_view_table
 from sim.record.results import atomic_write_bytes
 from sim.record.strategy_info import strategy_order, strategy_preloads
@@ -382,6 +383,7 @@ def render(suite: Suite) -> str:
         out.append("")
     out += ["## When", "", *boundaries(suite, table), "", free_at_failures(suite), ""]
     out += user_view_section(suite, table)
+    out += uptime_section(suite)
     out += ["## How: one failure, step by step", "", *traced_failure_story(suite.events, suite.runs), ""]
     costs = preload_costs(suite)
     out += ["## What the preload costs", "", "| strategy | GFP_KERNEL fills per vmalloc call | fills that waited |",
@@ -445,6 +447,67 @@ def user_view_section(suite: Suite, table: pd.DataFrame) -> list[str]:
     return [*out, ""]
 
 
+UPTIME_FIGURE = Path("figures") / "uptime.png"
+
+
+def uptime_section(suite: Suite) -> list[str]:
+    """ "Over uptime": the long runs of the 2019 reproductions (sweeps named ``uptime-*``): each
+    run's first split failure beside Rezki's, and failures per hour of uptime with an exact
+    Poisson 95% interval (:mod:`sim.analysis.uptime`).  Nothing without such sweeps."""
+    summary = uptime_summary(uptime_runs(suite))
+    if summary.empty:
+        return []
+    out = [
+        "## Over uptime",
+        "",
+        f"The 2019 reproductions run long (the `{UPTIME_PREFIX}*` sweeps): when did each run's first split "
+        "GFP_NOWAIT failure come, against the uptime at which Rezki's guest printed its first, and how many "
+        "failures come per hour of uptime.",
+        "",
+        "| sweep | strategy | runs | seconds each | first failure, each run (s) | median | Rezki's first "
+        "| failures | per hour [95% CI] |",
+        "|---|---|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for _, row in summary.iterrows():
+        firsts = ", ".join(f"{t:.1f}" for t in row["first_failures"]) or "none"
+        if row["never"]:
+            firsts += f"; {row['never']} run{'s' if row['never'] > 1 else ''} with none"
+        rezki = "–" if math.isnan(row["rezki_first"]) else f"{row['rezki_first']:.0f} s"
+        median = "–" if math.isnan(row["first_median"]) else f"{row['first_median']:.1f}"
+        out.append(
+            f"| {row['sweep']} | {row['strategy']} | {row['runs']} | {row['run_seconds']:.0f} | {firsts} | {median} "
+            f"| {rezki} | {row['failures']} | {row['per_hour']:,.0f} [{row['per_hour_lo']:,.0f}, "
+            f"{row['per_hour_hi']:,.0f}] |"
+        )
+    out += ["", *_uptime_sentences(summary)]
+    if suite.root is not None and (suite.root / UPTIME_FIGURE).exists():
+        out += ["", f"![Split failures over uptime]({UPTIME_FIGURE.as_posix()})"]
+    return [*out, ""]
+
+
+def _uptime_sentences(summary: pd.DataFrame) -> list[str]:
+    """Per reproduction, the model's first failures against Rezki's, in words."""
+    lines = []
+    for _, row in summary.iterrows():
+        if math.isnan(row["rezki_first"]):
+            continue
+        firsts = row["first_failures"]
+        if not firsts:
+            lines.append(
+                f"- {row['sweep']}: no run failed a split in {row['run_seconds']:.0f} s, where Rezki's guest "
+                f"printed its first failure at {row['rezki_first']:.0f} s."
+            )
+            continue
+        earlier = sum(t < row["rezki_first"] for t in firsts)
+        lines.append(
+            f"- {row['sweep']}: the first failure came at {min(firsts):.1f} to {max(firsts):.1f} s of simulated "
+            f"uptime ({earlier} of {len(firsts)} runs before Rezki's {row['rezki_first']:.0f} s). Rezki's time "
+            "is the guest's uptime (the kernel log's timestamp), boot and whatever ran before the test included; "
+            "the model's clock starts with its workloads."
+        )
+    return lines
+
+
 def lockless_section(suite: Suite) -> list[str]:
     """The lines of "What the v5.5 lockless preload gives up": alloc_vmap_area's race and fill
     misses per preemption model and preloading strategy, then percpu's carves per strategy."""
@@ -506,6 +569,21 @@ def draw_user_view(folder: Path) -> list[Path]:
     target = Path(folder) / USER_VIEW_FIGURE.parent
     target.mkdir(parents=True, exist_ok=True)
     return save_figure(user_view_figure(user_view_table(suite, failing)), target, USER_VIEW_FIGURE.stem)
+
+
+def draw_uptime(folder: Path) -> list[Path]:
+    """``figures/uptime.png`` (and .svg): each long run's cumulative split failures against
+    uptime beside Rezki's first failure; nothing without ``uptime-*`` sweeps."""
+    from sim.analysis.plots import save_figure
+    from sim.analysis.uptime import uptime_figure
+
+    suite = load_suite(folder)
+    per_run = uptime_runs(suite)
+    if per_run.empty:
+        return []
+    target = Path(folder) / UPTIME_FIGURE.parent
+    target.mkdir(parents=True, exist_ok=True)
+    return save_figure(uptime_figure(per_run, suite.events), target, UPTIME_FIGURE.stem)
 
 
 def write_report(folder: Path) -> Path:

@@ -123,6 +123,6 @@ def uptime_figure(per_run: pd.DataFrame, events: pd.DataFrame) -> Figure:
         ax.set_ylabel("split failures so far", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", frameon=False)
+        ax.legend(fontsize=8, loc="lower right", frameon=False)
     axes[-1].set_xlabel("simulated uptime, s", fontsize=9)
     return fig

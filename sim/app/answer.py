@@ -77,7 +77,7 @@ def run_answer(
     there), draw the figures, write ``out/report.md``; returns a summary.  ``plugins``
     (plug-in files, loaded by the caller) go to the sweeps' workers."""
     from sim.analysis.plots import plot_folder
-    from sim.analysis.report import draw_user_view, write_report
+    from sim.analysis.report import draw_uptime, draw_user_view, write_report
     from sim.config.sweepfile import load_sweep
     from sim.sweep.executors import EXECUTORS
     from sim.sweep.runner import run_sweep
@@ -105,5 +105,6 @@ def run_answer(
         factors = list(plan.factors)
         plot_folder(target, x=factors[0] if factors else None)
     draw_user_view(out)
+    draw_uptime(out)
     summary["report"] = str(write_report(out))
     return summary
