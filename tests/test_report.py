@@ -50,6 +50,8 @@ def test_answer_quick_writes_a_report_whose_rates_match_runs_parquet(answer):
         "fork-workers",
         "rezki-2019-1gb",
         "test-vmalloc",
+        "uptime-1gb",
+        "uptime-256mb",
     ]
     assert "| rezki-2019-1gb | " in report
     failing = total = 0
