@@ -296,8 +296,13 @@ def headline_sentences(facts: HeadlineFacts) -> list[str]:
             else f"{failed:.0f} split failures (where the preload missed and fell back to GFP_NOWAIT)"
         )
         paragraphs.append(
-            f"With the preload (v5.3: one object per CPU taken with GFP_KERNEL before the lock), the same "
-            f"{len(with_preload)} conditions had {seen}; in the worst of them the rate is at most "
+            "With the preload (v5.3: one object per CPU taken with GFP_KERNEL before the lock), "
+            + (
+                f"the same {n} conditions had {seen}"
+                if len(with_preload) == n
+                else f"the {len(with_preload)} of these conditions that also ran with it had {seen}"
+            )
+            + f"; in the worst of them the rate is at most "
             f"{_rate(top_hi)} per 10^6 at 95%. The runs resolve the difference (disjoint intervals) in "
             f"{_share(resolved, len(with_preload))} conditions"
             + ("; in the others they are too few to tell the two apart." if resolved < len(with_preload) else ".")
