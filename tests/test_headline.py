@@ -119,3 +119,18 @@ def test_report_txt_is_plain_text_within_72_columns_with_the_same_numbers(suite)
     for paragraph in headline_sentences(facts):
         assert " ".join(paragraph.replace("`", "").split()) in flat
     assert "no preload 600 [" in text and "preload 0.0 [0.0, " in text
+
+
+def test_the_real_kernel_sentence_follows_from_both_intervals(suite):
+    from sim.analysis.agreement import RealRate
+
+    apart = RealRate("the 2019 workload on v5.2.1", 8, (95.4, 51.8, 176.0), (676.0, 566.0, 806.0))
+    last = headline_sentences(headline_facts(suite, suffer_table(suite), real=apart))[-1]
+    assert last.startswith("On a real kernel: the 2019 workload on v5.2.1, 8 boots under QEMU, failed the split at")
+    assert "95.4 per 10^6 vmalloc calls [51.8, 176]" in last and "at 676 [566, 806]: 7x apart, within an order" in last
+    far = RealRate("w", 2, (10.0, 5.0, 20.0), (676.0, 566.0, 806.0))
+    assert "68x apart, more than an order of magnitude" in headline_sentences(
+        headline_facts(suite, suffer_table(suite), real=far))[-1]  # fmt: skip
+    close = RealRate("w", 2, (600.0, 500.0, 700.0), (676.0, 566.0, 806.0))
+    assert headline_sentences(headline_facts(suite, suffer_table(suite), real=close))[-1].endswith(
+        "(the intervals overlap).")  # fmt: skip

@@ -78,6 +78,30 @@ def agreement_section(report_dir: Path, repo: Path = REPO, pairs: tuple[PeerPair
     return out
 
 
+@dataclass(frozen=True)
+class RealRate:
+    """A split-failure rate measured on a real kernel, beside the model's on the same workload."""
+
+    what: str
+    boots: int
+    real: tuple[float, float, float]  # rate per 10^6 vmalloc calls, Wilson 95% low and high
+    model: tuple[float, float, float]
+
+
+def real_kernel_rate(repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> RealRate | None:
+    """The first committed pair's split-failure rates, real and model, or None without one."""
+    for pair in pairs:
+        if not all((repo / f / "runs.parquet").exists() for f in (pair.model, pair.real)):
+            continue
+        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
+        rows = {label: (m, r, mb, rb) for label, m, r, mb, rb in comparison_rows(model, real)}
+        m, r, mb, rb = rows.get(FAILURES, (None, None, None, None))
+        if None in (m, r, mb, rb):
+            continue
+        return RealRate(pair.what, len(real.runs), (r, *rb), (m, *mb))  # type: ignore[arg-type]
+    return None
+
+
 def _failure_verdict(
     m: float | None, r: float | None, mb: tuple[float, float] | None, rb: tuple[float, float] | None
 ) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim.analysis.agreement import RealRate
 from sim.analysis.data import usable_runs
 
 HOUR = 3600.0
@@ -84,6 +85,7 @@ class HeadlineFacts:
     clean_hi: float  # the largest Wilson upper bound among them (per 10^6)
     user: UserView | None
     zone: ZoneAtFailures | None
+    real: RealRate | None = None  # the same question asked of a real kernel (docs/validation.md)
 
 
 def _setup(scenario: dict[str, Any], part: pd.DataFrame, factors: list[str]) -> dict[str, str]:
@@ -112,7 +114,7 @@ def _setup(scenario: dict[str, Any], part: pd.DataFrame, factors: list[str]) -> 
 
 
 def headline_facts(
-    suite: Any, table: pd.DataFrame, baseline: str = "nowait", preload: str = "preload"
+    suite: Any, table: pd.DataFrame, baseline: str = "nowait", preload: str = "preload", real: RealRate | None = None
 ) -> HeadlineFacts:
     """The facts of the headline from a suite (:class:`sim.analysis.report.Suite`) and its
     ranking table (:func:`sim.analysis.report.suffer_table`)."""
@@ -153,6 +155,7 @@ def headline_facts(
         clean_hi=clean_hi,
         user=_user_view(suite, table, baseline) if suffering else None,
         zone=_zone(suite.events),
+        real=real,
     )
 
 
@@ -307,7 +310,36 @@ def headline_sentences(facts: HeadlineFacts) -> list[str]:
             f"{_share(resolved, len(with_preload))} conditions"
             + ("; in the others they are too few to tell the two apart." if resolved < len(with_preload) else ".")
         )
+    if facts.real is not None:
+        rr = facts.real
+        paragraphs.append(
+            f"On a real kernel: {rr.what}, {rr.boots} boots under QEMU, failed the split at {_rate(rr.real[0])} "
+            f"per 10^6 vmalloc calls [{_rate(rr.real[1])}, {_rate(rr.real[2])}]; the model, on the same workload, "
+            f"at {_rate(rr.model[0])} [{_rate(rr.model[1])}, {_rate(rr.model[2])}]"
+            + (
+                " (the intervals overlap)."
+                if rr.model[1] <= rr.real[2] and rr.real[1] <= rr.model[2]
+                else f": {_fold(rr.model[0], rr.real[0])} apart, " + _quote_as(rr.model[0], rr.real[0])
+            )
+        )
     return paragraphs
+
+
+def _quote_as(a: float, b: float) -> str:
+    """What the gap between the model's rate and the kernel's allows a reader to quote."""
+    if a > 0 and b > 0 and max(a, b) / min(a, b) < 10:
+        return "within an order of magnitude: quote the model's rates as orders of magnitude, not as figures."
+    return (
+        "more than an order of magnitude: quote the model's comparisons (which condition, which strategy), "
+        "not its rates."
+    )
+
+
+def _fold(a: float, b: float) -> str:
+    """How many times apart two rates are, as "7x" (or "no common scale" with a zero)."""
+    if a <= 0 or b <= 0:
+        return "on no common scale"
+    return f"{max(a, b) / min(a, b):.0f}x"
 
 
 def headline_markdown(facts: HeadlineFacts) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.analysis.agreement import agreement_section
+from sim.analysis.agreement import RealRate, agreement_section, real_kernel_rate
 from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_interval
 from sim.analysis.factors import as_written, by_value
 from sim.analysis.headline import headline_facts, headline_markdown, report_text
@@ -344,7 +344,7 @@ def render(suite: Suite) -> str:
     strategies = strategy_order([str(c)[: -len(".rate")] for c in table.columns if str(c).endswith(".rate")])
     runs = usable_runs(suite.runs)
     out = [f"# {TITLE}", ""]
-    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD))
+    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD, _real(suite)))
     out += [
         f"Computed by `vmsim answer` from {len(suite.runs)} runs ({len(runs)} usable) in "
         f"{len(suite.folders)} sweeps: {', '.join(suite.folders)}. Rates are split GFP_NOWAIT failures per "
@@ -551,7 +551,12 @@ def lockless_section(suite: Suite) -> list[str]:
 
 def render_text(suite: Suite) -> str:
     """report.txt's text: the answer wrapped at 72 columns, for a reply on a mailing list."""
-    return report_text(headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD), TITLE)
+    return report_text(headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD, _real(suite)), TITLE)
+
+
+def _real(suite: Suite) -> RealRate | None:
+    """The real kernel's figure for the headline: only for an answer folder (not a bare suite)."""
+    return real_kernel_rate() if suite.root is not None else None
 
 
 def draw_user_view(folder: Path) -> list[Path]:
