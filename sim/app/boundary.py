@@ -22,7 +22,7 @@ from typing import Any
 from sim.analysis.boundary import BRACKET, FALLING, Bisection, Boundary, Observation, Probe
 from sim.record.results import atomic_write_bytes, write_json
 from sim.schema.errors import InputError
-from sim.schema.limits import MAX_RUNS
+from sim.schema.limits import MAX_RUNS, runs_limit_message
 from sim.sweep.boundary import STRATEGY, FactorAxis
 
 NOTE = ("a probe with no failure observed has a rate below its Wilson 95% upper bound, not a rate of zero; "
@@ -92,6 +92,11 @@ def find_boundaries(
     sweep = load_sweep(sweep_path, list(sets), max_runs=max_runs)
     plan = plan_boundary(sweep, factor, low, high, replications, plugins)
     axis = plan.axis
+    most = len(plan.combinations) * (steps + 2) * plan.replications
+    if most > max_runs:
+        what = (f"{len(plan.combinations)} combinations x up to {steps + 2} probes x {plan.replications} "
+                "replications")  # fmt: skip
+        raise InputError("--steps", None, runs_limit_message(what, most, max_runs))
     bisections = [Bisection(axis.low, axis.high, steps, axis.granule) for _ in plan.combinations]
     probes = runs = 0
     with make_backend(executor, jobs, scheduler) as backend:
