@@ -93,7 +93,8 @@ def test_bad_factor_is_one_line_naming_the_file_and_the_key(tmp_path, capsys, ar
 
 def test_more_runs_than_max_runs_is_refused_before_running(tmp_path, capsys):
     path = sweep_file(tmp_path, "  machine.ram: [160MiB, 1GiB]\n  machine.swap: [off, 200MiB/s]\n")
-    code, out, err = vmsim(capsys, "boundary", str(path), "--factor", "machine.ram", "--steps", "100", "--max-runs", "50")
+    args = ["--factor", "machine.ram", "--steps", "100", "--max-runs", "50"]
+    code, out, err = vmsim(capsys, "boundary", str(path), *args)
     assert code == 2 and err.count("\n") == 1, err
     assert "2 combinations x up to 102 probes x 1 replications = 204 runs" in err and out == ""
 
