@@ -146,16 +146,36 @@ def plan_boundary(
         there = key_loc(other)
         if other != key and (loc[: len(there)] == there or there[: len(loc)] == loc):
             raise InputError(source, None, f"--factor {key}: overlaps factor {other} of the sweep")
+    combinations = _combinations(sweep, key)
+    first = combinations[0]
+    lo, hi = _range(sweep, first, key, low, high)
+    kind = NUMBER if isinstance(lo, float) or isinstance(hi, float) else _kind(sweep, first, key, lo)
+    if kind == NUMBER:
+        lo, hi = float(lo), float(hi)
+    for combo in combinations[1:]:  # every combination must accept both ends
+        for where, value in (("the low end", lo), ("the high end", hi)):
+            _resolve(sweep, combo, key, value, where)
+    reps = replications if replications is not None else sweep.replications
+    return BoundaryPlan(sweep, FactorAxis(key, kind, lo, hi), combinations, reps, tuple(plugins))
+
+
+def _combinations(sweep: SweepPlan, key: str) -> tuple[dict[str, Any], ...]:
+    """The distinct values of the sweep's other factors among its points, in grid order."""
     combos: dict[str, dict[str, Any]] = {}
     for point in sweep.points:
         others = {k: v for k, v in point.values.items() if k != key}
         combos.setdefault(json.dumps(others, sort_keys=True, default=str), others)
-    combinations = tuple(combos.values())
-    first = combinations[0]
+    return tuple(combos.values())
+
+
+def _range(sweep: SweepPlan, combo: dict[str, Any], key: str, low: str | None, high: str | None) -> tuple[Any, Any]:
+    """(low, high) as the scenario holds them: the given ends, else the sweep's extreme values;
+    each checked to be numeric."""
+    source = sweep.source
     written = [(f"--low {low}", low), (f"--high {high}", high)]
     given = [(where, _parse(source, key, text)) for where, text in written if text is not None]
     swept = [(f"factors.{key}[{i}]", v) for i, v in enumerate(sweep.factors.get(key, []))]
-    resolved = {where: _resolve(sweep, first, key, value, where) for where, value in swept + given}
+    resolved = {where: _resolve(sweep, combo, key, value, where) for where, value in swept + given}
     for where, value in resolved.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(source, None, f"--factor {key}: expected a numeric factor (a size, a count or a "
@@ -169,14 +189,7 @@ def plan_boundary(
     hi = ends.get("--high", max(values) if values else None)
     if not lo < hi:
         raise InputError(source, None, f"--factor {key}: expected a range with low < high, got {lo} to {hi}")
-    kind = NUMBER if isinstance(lo, float) or isinstance(hi, float) else _kind(sweep, first, key, lo)
-    if kind == NUMBER:
-        lo, hi = float(lo), float(hi)
-    for combo in combinations[1:]:  # every combination must accept both ends
-        for where, value in (("the low end", lo), ("the high end", hi)):
-            _resolve(sweep, combo, key, value, where)
-    reps = replications if replications is not None else sweep.replications
-    return BoundaryPlan(sweep, FactorAxis(key, kind, lo, hi), combinations, reps, tuple(plugins))
+    return lo, hi
 
 
 def _parse(source: str, key: str, text: str) -> Any:
