@@ -387,6 +387,64 @@ def sweep(
 
 
 @app.command()
+def boundary(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: its base scenario, set, other factors and seed.")],
+    factor: Annotated[str, typer.Option(help="The numeric key to bisect, e.g. machine.ram or workloads.0.workers.")],
+    replications: Annotated[
+        int | None, typer.Option(min=1, help="Runs per probe (default: the sweep's replications).")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=0, help="Midpoints probed after the two ends, at most.")] = 4,
+    low: Annotated[str | None, typer.Option(help="Low end, e.g. 160MiB (default: the sweep's smallest value).")] = None,
+    high: Annotated[str | None, typer.Option(help="High end (default: the sweep's largest value).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Workers (default: the CPU count).")] = None,
+    executor: Annotated[str, typer.Option(help="serial, process (the default) or dask.")] = "process",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler (with --executor dask).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write boundary.csv and boundary.json into this folder.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Override a value of the base scenario after the sweep file's own (repeatable): --set duration=2s.",
+        ),
+    ] = None,
+    max_runs: MaxRunsOption = MAX_RUNS,
+    plugin: PluginOption = None,
+) -> None:
+    """Find where split GFP_NOWAIT failures appear along one numeric factor of a sweep: bisect
+    it (the two ends, then midpoints) in each combination of the sweep's other factors, every
+    probe run for the replications under the nowait strategy; print the bracket (last value
+    with no failure observed, first with failures) and each probe's rate per 10^6 vmalloc
+    calls with its Wilson 95% interval."""
+    import time
+
+    from sim.app.boundary import boundary_lines, find_boundaries, write_boundary
+    from sim.app.options import check_out_folder
+
+    plugins = load_plugin_options(plugin)
+    sets = parse_set_options(overrides)
+    if out is not None:
+        check_out_folder(out)
+    wall0 = time.perf_counter()
+
+    def progress(probes: int, runs: int) -> None:
+        print(f"  {probes} probes, {runs} runs done ({time.perf_counter() - wall0:.0f} s)", flush=True)
+
+    result = find_boundaries(
+        sweep_file, factor, sets=sets, replications=replications, steps=steps, low=low, high=high,
+        executor=executor, jobs=jobs, scheduler=scheduler, plugins=plugins, max_runs=max_runs, on_step=progress,
+    )  # fmt: skip
+    for line in boundary_lines(result):
+        print(line)
+    print(f"wall time {time.perf_counter() - wall0:.1f} s")
+    if out is not None:
+        for path in write_boundary(result, out):
+            print(f"written: {path}")
+
+
+@app.command()
 def answer(
     quick: Annotated[
         bool, typer.Option(help="A reduced suite: first and last factor values, 1 replication, 1.5 s.")
