@@ -66,6 +66,14 @@ def test_answer_quick_writes_a_report_whose_rates_match_runs_parquet(answer):
     assert f"{failing} of {total} conditions show split GFP_NOWAIT failures" in report
 
 
+def test_answer_bisects_where_failures_begin_and_reports_it(answer):
+    names = sorted(p.parent.name for p in answer.glob("boundary/*/boundary.json"))
+    assert names == ["ram", "workers", "workers-swap"]
+    report = (answer / "report.md").read_text()
+    assert "Bisected (`vmsim boundary`" in report and "| ram | swap=off |" in report
+    assert (answer / "figures" / "uptime.png").exists() and "figures/uptime.png" in report
+
+
 def test_answer_draws_its_figures_and_links_them(answer):
     figures = sorted(p.name for p in (answer / "fork-ram" / "figures").glob("*.png"))
     assert "failure-curves.png" in figures and "fit-mix.png" in figures

@@ -26,6 +26,7 @@ from sim.analysis.data import usable_runs
 HOUR = 3600.0
 WRAP = 72
 NAMED = 3  # suffering conditions named in the sentences; the rest are counted
+FACTOR_WORDS = {"ram": "of RAM", "workers": "fork workers", "cpus": "CPUs"}  # a bisected factor in a sentence
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,18 @@ class ZoneAtFailures:
 
 
 @dataclass(frozen=True)
+class Onset:
+    """A bisected boundary: along ``factor``, at ``where`` (the other factors), failures at
+    ``failing`` and none observed at ``clean``; ``falling``: failures below (RAM), else above."""
+
+    factor: str
+    where: str
+    failing: str
+    clean: str
+    falling: bool
+
+
+@dataclass(frozen=True)
 class HeadlineFacts:
     """Everything the sentences say, computed from the tables."""
 
@@ -86,6 +99,7 @@ class HeadlineFacts:
     user: UserView | None
     zone: ZoneAtFailures | None
     real: RealRate | None = None  # the same question asked of a real kernel (docs/validation.md)
+    onsets: tuple[Onset, ...] = ()  # where failures begin, bisected
 
 
 def _setup(scenario: dict[str, Any], part: pd.DataFrame, factors: list[str]) -> dict[str, str]:
@@ -114,7 +128,12 @@ def _setup(scenario: dict[str, Any], part: pd.DataFrame, factors: list[str]) -> 
 
 
 def headline_facts(
-    suite: Any, table: pd.DataFrame, baseline: str = "nowait", preload: str = "preload", real: RealRate | None = None
+    suite: Any,
+    table: pd.DataFrame,
+    baseline: str = "nowait",
+    preload: str = "preload",
+    real: RealRate | None = None,
+    onsets: list[Onset] | tuple[Onset, ...] = (),
 ) -> HeadlineFacts:
     """The facts of the headline from a suite (:class:`sim.analysis.report.Suite`) and its
     ranking table (:func:`sim.analysis.report.suffer_table`)."""
@@ -156,6 +175,7 @@ def headline_facts(
         user=_user_view(suite, table, baseline) if suffering else None,
         zone=_zone(suite.events),
         real=real,
+        onsets=tuple(onsets),
     )
 
 
@@ -254,6 +274,16 @@ def headline_sentences(facts: HeadlineFacts) -> list[str]:
                 if 2 * z.at_or_below > z.failures
                 else "."
             )
+        )
+    if facts.onsets:
+        when.append(
+            "Bisection puts the onset "
+            + "; ".join(
+                f"{'below' if o.falling else 'above'} {o.clean} {FACTOR_WORDS.get(o.factor, o.factor)} "
+                f"({'at ' + o.where + ': ' if o.where else ''}failures at {o.failing}, none observed at {o.clean})"
+                for o in facts.onsets
+            )
+            + "."
         )
     if facts.clean:
         when.append(

@@ -23,7 +23,7 @@ import pandas as pd
 from sim.analysis.agreement import RealRate, agreement_section, real_kernel_rate
 from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_interval
 from sim.analysis.factors import as_written, by_value
-from sim.analysis.headline import headline_facts, headline_markdown, report_text
+from sim.analysis.headline import Onset, headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
 from sim.analysis.uptime import UPTIME_PREFIX, uptime_runs, uptime_summary
 from sim.analysis.user_view import user_view_table
@@ -344,7 +344,7 @@ def render(suite: Suite) -> str:
     strategies = strategy_order([str(c)[: -len(".rate")] for c in table.columns if str(c).endswith(".rate")])
     runs = usable_runs(suite.runs)
     out = [f"# {TITLE}", ""]
-    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD, _real(suite)))
+    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD, _real(suite), onsets(suite)))
     out += [
         f"Computed by `vmsim answer` from {len(suite.runs)} runs ({len(runs)} usable) in "
         f"{len(suite.folders)} sweeps: {', '.join(suite.folders)}. Rates are split GFP_NOWAIT failures per "
@@ -381,7 +381,7 @@ def render(suite: Suite) -> str:
                 f"{int(row.get('fail_split_object', 0))} | {int(row.get('fail_no_space', 0))} |"
             )
         out.append("")
-    out += ["## When", "", *boundaries(suite, table), "", free_at_failures(suite), ""]
+    out += ["## When", "", *boundaries(suite, table), "", *bisection_section(suite), free_at_failures(suite), ""]
     out += user_view_section(suite, table)
     out += uptime_section(suite)
     out += ["## How: one failure, step by step", "", *traced_failure_story(suite.events, suite.runs), ""]
@@ -444,6 +444,63 @@ def user_view_section(suite: Suite, table: pd.DataFrame) -> list[str]:
         )
     if suite.root is not None and (suite.root / USER_VIEW_FIGURE).exists():
         out += ["", f"![What a user sees]({USER_VIEW_FIGURE.as_posix()})"]
+    return [*out, ""]
+
+
+def onsets(suite: Suite) -> list[Onset]:
+    """Each bisected bracket of the answer folder (``boundary/*/boundary.json``), for the headline."""
+    if suite.root is None:
+        return []
+    found = []
+    for path in sorted((suite.root / "boundary").glob("*/boundary.json")):
+        data = json.loads(path.read_text())
+        pairs = (text.split("=", 1) for text in data["sweep"].get("cli_set") or [] if "=" in text)
+        sets = [f"{short_name(key)}={value}" for key, value in pairs]
+        for combo in data["combinations"]:
+            if combo["outcome"] != "bracket":
+                continue
+            probes = {p["value"]: p for p in combo["probes"]}
+            where = [f"{short_name(k)}={show(v)}" for k, v in (combo.get("values") or {}).items()] + sets
+            found.append(Onset(short_name(data["factor"]["key"]), ", ".join(where), probes[combo["failing"]]["text"],
+                               probes[combo["clean"]]["text"], combo["direction"] == "falling"))  # fmt: skip
+    return found
+
+
+def bisection_section(suite: Suite) -> list[str]:
+    """Where failures begin, found by bisection (``vmsim boundary``; the answer writes each
+    search into ``boundary/<name>/boundary.json``): per search and combination of the other
+    factors, the bracket with the rate at its failing end and the bound at its clean end."""
+    if suite.root is None:
+        return []
+    found = sorted((suite.root / "boundary").glob("*/boundary.json"))
+    if not found:
+        return []
+    out = [
+        "Bisected (`vmsim boundary`: both ends of the sweep's range, then midpoints; nowait only): the bracket "
+        'between the last value with no split failure observed and the first with failures. "None observed" '
+        "bounds the rate by its Wilson 95% upper bound; it does not make it zero.",
+        "",
+        "| search | combination | failures at | rate there /10^6 [95% CI] | none observed at | rate below /10^6 "
+        "| probes x runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for path in found:
+        data = json.loads(path.read_text())
+        sets = ", ".join(data["sweep"].get("cli_set") or [])
+        name = short_name(data["factor"]["key"]) + (f" ({sets})" if sets else "")
+        for combo in data["combinations"]:
+            label = ", ".join(f"{short_name(k)}={show(v)}" for k, v in (combo.get("values") or {}).items()) or "–"
+            probes = {p["value"]: p for p in combo["probes"]}
+            size = f"{len(probes)} x {data['replications']}"
+            if combo["outcome"] != "bracket":
+                out.append(f"| {name} | {label} | {combo['outcome']} | – | – | – | {size} |")
+                continue
+            fail, clean = probes[combo["failing"]], probes[combo["clean"]]
+            side = "≤" if combo["direction"] == "falling" else "≥"
+            out.append(
+                f"| {name} | {label} | {side} {fail['text']} | {fail['rate_per_million']:.1f} [{fail['lo']:.1f}, "
+                f"{fail['hi']:.1f}] | {clean['text']} | < {clean['hi']:.1f} | {size} |"
+            )
     return [*out, ""]
 
 
@@ -551,7 +608,9 @@ def lockless_section(suite: Suite) -> list[str]:
 
 def render_text(suite: Suite) -> str:
     """report.txt's text: the answer wrapped at 72 columns, for a reply on a mailing list."""
-    return report_text(headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD, _real(suite)), TITLE)
+    return report_text(
+        headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD, _real(suite), onsets(suite)), TITLE
+    )
 
 
 def _real(suite: Suite) -> RealRate | None:

@@ -16,6 +16,7 @@ first and last value of each factor, one replication, and at most
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,28 @@ from sim.schema.errors import InputError
 
 ANSWER_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "answer"
 QUICK_DURATION = "1.5s"
+
+
+@dataclass(frozen=True)
+class BoundarySearch:
+    """One ``vmsim boundary`` search the answer runs: a sweep file of the suite, the factor
+    bisected (each combination of the sweep's other factors apart), extra ``--set`` strings."""
+
+    name: str
+    sweep: str
+    factor: str
+    sets: tuple[str, ...] = ()
+
+
+# Where failures begin: RAM with the tenants in proportion to it (fork-ram's swap off and
+# on are its two combinations), and fork workers at 256 MiB without and with swap.
+BOUNDARY_SEARCHES = (
+    BoundarySearch("ram", "fork-ram.yaml", "machine.ram"),
+    BoundarySearch("workers", "fork-workers.yaml", "workloads.0.workers"),
+    BoundarySearch("workers-swap", "fork-workers.yaml", "workloads.0.workers", ("machine.swap=200MiB/s",)),
+)
+BOUNDARY_STEPS = 4  # midpoints after the two ends
+BOUNDARY_REPLICATIONS = 2
 # Where ``vmsim answer`` writes unless told (gitignored): never over the committed copy of the
 # answer in results/answer/, which changes only when asked for with ``--out results/answer``.
 DEFAULT_OUT = Path("results") / "answer-local"
@@ -104,7 +127,48 @@ def run_answer(
         summary["sweeps"][plan.name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
         factors = list(plan.factors)
         plot_folder(target, x=factors[0] if factors else None)
+    summary["boundaries"] = run_boundaries(out, suite, quick=quick, executor=executor, jobs=jobs, plugins=plugins)
     draw_user_view(out)
     draw_uptime(out)
     summary["report"] = str(write_report(out))
     return summary
+
+
+def run_boundaries(
+    out: Path,
+    suite: Path = ANSWER_DIR,
+    *,
+    quick: bool = False,
+    executor: str = "process",
+    jobs: int | None = None,
+    plugins: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """Each of ``BOUNDARY_SEARCHES`` whose sweep file is in the suite, into
+    ``out/boundary/<name>/`` (boundary.csv and boundary.json); a search whose folder already
+    holds its result with the same settings is kept (an interrupted answer resumes).
+    ``--quick``: one replication, one midpoint, ``QUICK_DURATION``.  Returns name -> folder."""
+    import json
+
+    from sim.app.boundary import find_boundaries, write_boundary
+    from sim.record.results import atomic_write_bytes
+
+    done: dict[str, str] = {}
+    for search in BOUNDARY_SEARCHES:
+        path = Path(suite) / search.sweep
+        if not path.exists():
+            continue
+        sets = (*search.sets, f"duration={QUICK_DURATION}") if quick else search.sets
+        steps, replications = (1, 1) if quick else (BOUNDARY_STEPS, BOUNDARY_REPLICATIONS)
+        target = Path(out) / "boundary" / search.name
+        settings = {"sweep": str(path.resolve()), "factor": search.factor, "sets": list(sets), "steps": steps,
+                    "replications": replications}  # fmt: skip
+        marker = target / "search.json"
+        if marker.exists() and (target / "boundary.json").exists() and json.loads(marker.read_text()) == settings:
+            done[search.name] = str(target)
+            continue
+        result = find_boundaries(path, search.factor, sets=sets, replications=replications, steps=steps,
+                                 executor=executor, jobs=jobs, plugins=plugins)  # fmt: skip
+        write_boundary(result, target)
+        atomic_write_bytes(marker, (json.dumps(settings, indent=1) + "\n").encode())
+        done[search.name] = str(target)
+    return done
