@@ -454,7 +454,8 @@ def onsets(suite: Suite) -> list[Onset]:
     found = []
     for path in sorted((suite.root / "boundary").glob("*/boundary.json")):
         data = json.loads(path.read_text())
-        pairs = (text.split("=", 1) for text in data["sweep"].get("cli_set") or [] if "=" in text)
+        given = [t for t in data["sweep"].get("cli_set") or [] if "=" in t and not t.startswith("duration=")]
+        pairs = (text.split("=", 1) for text in given)
         sets = [f"{short_name(key)}={value}" for key, value in pairs]
         for combo in data["combinations"]:
             if combo["outcome"] != "bracket":
@@ -486,7 +487,7 @@ def bisection_section(suite: Suite) -> list[str]:
     ]
     for path in found:
         data = json.loads(path.read_text())
-        sets = ", ".join(data["sweep"].get("cli_set") or [])
+        sets = ", ".join(t for t in data["sweep"].get("cli_set") or [] if not t.startswith("duration="))
         name = short_name(data["factor"]["key"]) + (f" ({sets})" if sets else "")
         for combo in data["combinations"]:
             label = ", ".join(f"{short_name(k)}={show(v)}" for k, v in (combo.get("values") or {}).items()) or "–"
