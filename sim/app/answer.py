@@ -5,7 +5,13 @@ scenario in ``scenarios/answer/base/``, or over a reproduction's own scenario
 in ``scenarios/``, as rezki-2019-1gb is).  Each sweep runs into its own folder
 under the output folder with the sweep machinery (so an interrupted answer
 resumes), then :mod:`sim.analysis.plots` draws each sweep's figures and
-:mod:`sim.analysis.report` writes ``report.md``.
+:mod:`sim.analysis.report` writes ``report.md`` and ``report.txt``.
+
+The ``uptime-*`` sweeps (the 2019 reproductions over 400 simulated seconds: a few
+runs of minutes each) run in a background lane, a child process beside the rest
+(:mod:`sim.app.lane`), so that no core waits for the last long run.  After the
+sweeps, ``BOUNDARY_SEARCHES`` bisect where failures begin (``vmsim boundary``) into
+``boundary/<name>/``.
 
 ``--quick`` runs a reduced suite derived from the same files, and says so in
 the sweep files it writes next to the results: every sweep keeps only the
@@ -15,6 +21,7 @@ first and last value of each factor, one replication, and at most
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +108,8 @@ def run_answer(
     (plug-in files, loaded by the caller) go to the sweeps' workers."""
     from sim.analysis.plots import plot_folder
     from sim.analysis.report import draw_uptime, draw_user_view, write_report
+    from sim.analysis.uptime import UPTIME_PREFIX
+    from sim.app.lane import start_lane, stop_lane
     from sim.config.sweepfile import load_sweep
     from sim.sweep.executors import EXECUTORS
     from sim.sweep.runner import run_sweep
@@ -110,24 +119,44 @@ def run_answer(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"sweeps": {}}
-    for path in suite_files(suite):
-        source = quick_sweep(path, out) if quick else path
-        plan = load_sweep(source)
+    # every sweep file is read (and checked) before anything runs
+    plans = [load_sweep(quick_sweep(path, out) if quick else path) for path in suite_files(suite)]
+    # the long uptime sweeps go to a background lane beside the rest (sim/app/lane.py), when
+    # the runs may use more than one CPU at all
+    lanes = executor == "process" and (jobs or os.cpu_count() or 1) > 1
+    background = [p for p in plans if lanes and p.name.startswith(UPTIME_PREFIX)]
+    behind = {p.name for p in background}
+    lane = start_lane([Path(p.source) for p in background], out, plugins) if background else None
+
+    def run_one(plan: Any) -> None:
         target = out / plan.name
-        resume = (target / "manifest.json").exists()
 
         def report_progress(done: int, failed: int, total: int, name: str = plan.name) -> None:
             if progress is not None:
                 progress(name, done, failed, total)
 
         outcome = run_sweep(
-            plan, target, executor=executor, jobs=jobs, resume=resume, argv=argv, progress=report_progress,
-            plugins=plugins,
+            plan, target, executor=executor, jobs=jobs, resume=(target / "manifest.json").exists(), argv=argv,
+            progress=report_progress, plugins=plugins,
         )  # fmt: skip
         summary["sweeps"][plan.name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
         factors = list(plan.factors)
         plot_folder(target, x=factors[0] if factors else None)
-    summary["boundaries"] = run_boundaries(out, suite, quick=quick, executor=executor, jobs=jobs, plugins=plugins)
+
+    try:
+        for plan in plans:
+            if plan.name not in behind:
+                run_one(plan)
+        summary["boundaries"] = run_boundaries(out, suite, quick=quick, executor=executor, jobs=jobs, plugins=plugins)
+        if lane is not None:
+            lane.wait()
+        # what the lane ran is merged here (a run it did not finish runs now); then drawn
+        for plan in background:
+            run_one(plan)
+    except BaseException:
+        if lane is not None:
+            stop_lane(lane)
+        raise
     draw_user_view(out)
     draw_uptime(out)
     summary["report"] = str(write_report(out))
