@@ -11,17 +11,25 @@ resumes), then :mod:`sim.analysis.plots` draws each sweep's figures and
 the sweep files it writes next to the results: every sweep keeps only the
 first and last value of each factor, one replication, and at most
 ``QUICK_DURATION`` simulated seconds.
+
+After the suite, the sensitivity sweeps in ``scenarios/answer/sensitivity/`` (which
+:func:`suite_files` does not pick up) run the same way into ``<out>/sensitivity/<name>/``,
+reduced the same way by ``--quick``, and :mod:`sim.analysis.sensitivity` draws their
+tornado chart for the report's "How sure" section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sim.schema.errors import InputError
+
+if TYPE_CHECKING:
+    from sim.config.sweepfile import SweepPlan
 
 ANSWER_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "answer"
 QUICK_DURATION = "1.5s"
@@ -29,6 +37,7 @@ QUICK_DURATION = "1.5s"
 # answer in results/answer/, which changes only when asked for with ``--out results/answer``.
 DEFAULT_OUT = Path("results") / "answer-local"
 QUICK_OUT = Path("results") / "answer-quick"
+SENSITIVITY = "sensitivity"  # the folder of the sensitivity sweeps, in the suite and in the output
 
 
 def default_out(quick: bool = False) -> Path:
@@ -46,8 +55,14 @@ def suite_files(folder: Path = ANSWER_DIR) -> list[Path]:
     return files
 
 
-def quick_sweep(path: Path, out_dir: Path) -> Path:
-    """A reduced copy of sweep file ``path`` written into ``out_dir`` (see the module doc)."""
+def sensitivity_files(folder: Path = ANSWER_DIR) -> list[Path]:
+    """The sensitivity sweep files of the suite (``folder/sensitivity/*.yaml``), in name order;
+    none if the suite has no such folder."""
+    return sorted((Path(folder) / SENSITIVITY).glob("*.yaml"))
+
+
+def quick_sweep(path: Path, out_dir: Path, folder: str = "quick-sweeps") -> Path:
+    """A reduced copy of sweep file ``path`` written into ``out_dir/folder`` (see the module doc)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     data["scenario"] = str((Path(path).parent / data["scenario"]).resolve())
     data["factors"] = {k: (v if len(v) <= 2 else [v[0], v[-1]]) for k, v in (data.get("factors") or {}).items()}
@@ -55,11 +70,30 @@ def quick_sweep(path: Path, out_dir: Path) -> Path:
     data["replications"] = 1
     data.setdefault("set", {})
     data["set"]["duration"] = QUICK_DURATION
-    target = Path(out_dir) / "quick-sweeps" / Path(path).name
+    target = Path(out_dir) / folder / Path(path).name
     target.parent.mkdir(parents=True, exist_ok=True)
     header = f"# --quick form of {Path(path).name}: first and last factor values, 1 replication, {QUICK_DURATION}\n"
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))
     return target
+
+
+def planned_sweeps(suite: Path, out: Path, quick: bool) -> list[tuple[SweepPlan, Path, str]]:
+    """Every sweep ``vmsim answer`` runs, in order, as (plan, output folder, name): the suite's
+    sweeps into ``out/<name>``, then its sensitivity sweeps into ``out/sensitivity/<name>``
+    (named ``sensitivity/<name>``); with ``quick`` each is planned from its reduced copy."""
+    from sim.config.sweepfile import load_sweep
+
+    out = Path(out)
+    parts = [
+        (suite_files(suite), "quick-sweeps", out, ""),
+        (sensitivity_files(suite), f"quick-sweeps/{SENSITIVITY}", out / SENSITIVITY, f"{SENSITIVITY}/"),
+    ]
+    planned = []
+    for files, quick_folder, parent, prefix in parts:
+        for path in files:
+            plan = load_sweep(quick_sweep(path, out, quick_folder) if quick else path)
+            planned.append((plan, parent / plan.name, prefix + plan.name))
+    return planned
 
 
 def run_answer(
@@ -78,7 +112,7 @@ def run_answer(
     (plug-in files, loaded by the caller) go to the sweeps' workers."""
     from sim.analysis.plots import plot_folder
     from sim.analysis.report import draw_uptime, draw_user_view, write_report
-    from sim.config.sweepfile import load_sweep
+    from sim.analysis.sensitivity import draw_sensitivity
     from sim.sweep.executors import EXECUTORS
     from sim.sweep.runner import run_sweep
 
@@ -87,13 +121,10 @@ def run_answer(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"sweeps": {}}
-    for path in suite_files(suite):
-        source = quick_sweep(path, out) if quick else path
-        plan = load_sweep(source)
-        target = out / plan.name
+    for plan, target, name in planned_sweeps(suite, out, quick):
         resume = (target / "manifest.json").exists()
 
-        def report_progress(done: int, failed: int, total: int, name: str = plan.name) -> None:
+        def report_progress(done: int, failed: int, total: int, name: str = name) -> None:
             if progress is not None:
                 progress(name, done, failed, total)
 
@@ -101,10 +132,12 @@ def run_answer(
             plan, target, executor=executor, jobs=jobs, resume=resume, argv=argv, progress=report_progress,
             plugins=plugins,
         )  # fmt: skip
-        summary["sweeps"][plan.name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
-        factors = list(plan.factors)
-        plot_folder(target, x=factors[0] if factors else None)
+        summary["sweeps"][name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
+        if target.parent == out:  # the sensitivity sweeps' figure is the tornado chart, drawn below
+            factors = list(plan.factors)
+            plot_folder(target, x=factors[0] if factors else None)
     draw_user_view(out)
     draw_uptime(out)
+    draw_sensitivity(out)
     summary["report"] = str(write_report(out))
     return summary
