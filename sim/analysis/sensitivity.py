@@ -339,7 +339,9 @@ def sensitivity_section(out_dir: Path) -> list[str]:
     out += ["", f"The headline rate moves most with {top.name} (`{top.key}`): {swing(top, sens):.0f} per 10^6 "
             "calls between its values, the base's included."]  # fmt: skip
     out += ["", "Not varied: swap bandwidth (every condition here is without swap, as Rezki's machine was; it "
-            "enters only fork-ram's swap rows). Of what docs/validation.md calibrates against a real guest, the "
+            "enters only fork-ram's swap rows), and the median of a direct reclaim that does not stall (bcc drsnoop's "
+            "0.03-0.6 ms, against the stalls' 100 ms multiples varied above), to keep these runs within two "
+            "minutes. Of what docs/validation.md calibrates against a real guest, the "
             "worker RSS is varied up to its calibrated 408 KiB; the zones, boot memory and `cpu_slowdown` "
             "calibrated there describe the peer's own guests, not the 2019 machine these runs model."]  # fmt: skip
     if (Path(out_dir) / TORNADO).exists():
