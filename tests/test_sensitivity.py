@@ -26,6 +26,7 @@ from sim.analysis.sensitivity import (
     draw_sensitivity,
     load_sensitivity,
     pooled_rate,
+    ranking_evidence,
     ranking_text,
     ranking_verdict,
     sensitivity_section,
@@ -73,6 +74,13 @@ def test_the_ranking_is_not_resolved_when_a_pair_the_base_orders_overlaps():
 
 def test_the_ranking_is_not_resolved_when_the_base_orders_nothing():
     assert ranking_verdict(rates(a=60, b=55), rates(a=90, b=1)) == NOT_RESOLVED
+
+
+def test_a_verdict_shows_what_it_rests_on():
+    base = rates(a=60, b=55, c=0)
+    assert ranking_evidence(base, rates(a=0, b=60, c=80)) == "c > a"  # b and c overlap: not a reversal
+    assert ranking_evidence(base, rates(a=4, b=60, c=2)) == "a ≈ c"
+    assert ranking_evidence(base, rates(a=30, b=90, c=1)) == "b > a > c"
 
 
 def test_the_ranking_text_orders_by_rate_and_marks_overlapping_neighbours():

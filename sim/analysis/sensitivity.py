@@ -101,6 +101,22 @@ def ranking_verdict(base: dict[str, Rate], varied: dict[str, Rate]) -> str:
     return NOT_RESOLVED if 0 in seen else HOLDS
 
 
+def ranking_evidence(base: dict[str, Rate], varied: dict[str, Rate]) -> str:
+    """What the verdict rests on: the reversed pairs (``384MiB > 192MiB``) where it changes, the
+    pairs the base orders that now overlap (``256MiB ≈ 384MiB``) where it is not resolved, and
+    the ranking itself (:func:`ranking_text`) where it holds."""
+    verdict = ranking_verdict(base, varied)
+    if verdict == HOLDS or not base:
+        return ranking_text(varied)
+    names = [c for c in base if c in varied]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if pair_order(base[a], base[b]) != 0]
+    if verdict == CHANGES:
+        shown = [(a, b) if pair_order(varied[a], varied[b]) > 0 else (b, a) for a, b in pairs
+                 if pair_order(varied[a], varied[b]) == -pair_order(base[a], base[b])]  # fmt: skip
+        return ", ".join(f"{a} > {b}" for a, b in shown)
+    return ", ".join(f"{a} ≈ {b}" for a, b in pairs if pair_order(varied[a], varied[b]) == 0) or ranking_text(varied)
+
+
 def ranking_text(rates: dict[str, Rate]) -> str:
     """The conditions from the highest rate down, ``>`` between neighbours whose intervals
     are apart, ``≈`` where they overlap: ``256MiB ≈ 192MiB > 384MiB``."""
@@ -286,7 +302,7 @@ def _verdict_text(parameter: Parameter, side: str, sens: Sensitivity) -> str:
     rates = parameter.rates.get(side)
     if rates is None:
         return "(base)"
-    return f"{ranking_verdict(sens.base, rates)}: {ranking_text(rates)}"
+    return f"{ranking_verdict(sens.base, rates)}: {ranking_evidence(sens.base, rates)}"
 
 
 def sensitivity_section(out_dir: Path) -> list[str]:
@@ -310,8 +326,9 @@ def sensitivity_section(out_dir: Path) -> list[str]:
         "",
         f"At the base values the conditions rank {ranking_text(sens.base)} (`>`: the 95% intervals are apart; "
         "`≈`: they overlap, and the runs do not order them). A variation *holds* that ranking when every pair "
-        "the base orders stays ordered the same way, *changes* it when one is reversed with intervals apart, "
-        "and is *not resolved* when a pair the base orders overlaps.",
+        "the base orders stays ordered the same way (its ranking shown), *changes* it when one is reversed with "
+        "intervals apart (the reversed pairs shown), and is *not resolved* when a pair the base orders overlaps "
+        "(those pairs shown).",
         "",
         "| parameter | key | base | low / high | why these values | rate at low | at base | at high "
         "| ranking at low | ranking at high |",
