@@ -317,9 +317,10 @@ def sensitivity_section(out_dir: Path) -> list[str]:
         "",
         f"Each parameter below is estimated rather than taken from kernel code. The sensitivity runs "
         f"(`scenarios/answer/sensitivity/`) set one at a time to a low and a high plausible value and run the "
-        f"fork-storm base at {', '.join(sens.base)} ({short_name(sens.conditions[0]) if sens.conditions else ''}; "
-        f"the headline condition is {sens.headline}, the base scenario's own), without the preload, "
-        f"{sens.runs_per_value} runs of {sens.seconds:g} simulated seconds per value and condition. The base "
+        f"fork-storm base at {', '.join(short_name(c) for c in sens.conditions)} {', '.join(sens.base)} (the "
+        f"headline condition is {sens.headline}, the base scenario's own), without the preload, "
+        f"{sens.runs_per_value} run{'s' if sens.runs_per_value != 1 else ''} of {sens.seconds:g} simulated seconds "
+        "per value and condition. The base "
         "values run the same way (the base sweep), so every rate here is measured alike; they are shorter than "
         "the main sweeps and their rates are not the ranking table's. Rates are split GFP_NOWAIT failures per "
         "10^6 vmalloc calls at the headline condition, Wilson 95%.",
