@@ -25,6 +25,7 @@ from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_inter
 from sim.analysis.factors import as_written, by_value
 from sim.analysis.headline import Onset, headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
+from sim.analysis.sensitivity import sensitivity_section
 from sim.analysis.uptime import UPTIME_PREFIX, uptime_runs, uptime_summary
 from sim.analysis.user_view import user_view_table
 from sim.record.results import atomic_write_bytes
@@ -384,6 +385,7 @@ def render(suite: Suite) -> str:
     out += ["## When", "", *boundaries(suite, table), "", *bisection_section(suite), free_at_failures(suite), ""]
     out += user_view_section(suite, table)
     out += uptime_section(suite)
+    out += sensitivity_section(suite.root) if suite.root is not None else []
     out += ["## How: one failure, step by step", "", *traced_failure_story(suite.events, suite.runs), ""]
     costs = preload_costs(suite)
     out += ["## What the preload costs", "", "| strategy | GFP_KERNEL fills per vmalloc call | fills that waited |",

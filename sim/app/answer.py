@@ -17,6 +17,11 @@ sweeps, ``BOUNDARY_SEARCHES`` bisect where failures begin (``vmsim boundary``) i
 the sweep files it writes next to the results: every sweep keeps only the
 first and last value of each factor, one replication, and at most
 ``QUICK_DURATION`` simulated seconds.
+
+After the suite, the sensitivity sweeps in ``scenarios/answer/sensitivity/`` (which
+:func:`suite_files` does not pick up) run the same way into ``<out>/sensitivity/<name>/``,
+reduced the same way by ``--quick``, and :mod:`sim.analysis.sensitivity` draws their
+tornado chart for the report's "How sure" section.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sim.schema.errors import InputError
+
+if TYPE_CHECKING:
+    from sim.config.sweepfile import SweepPlan
 
 ANSWER_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "answer"
 QUICK_DURATION = "1.5s"
@@ -59,6 +67,7 @@ BOUNDARY_REPLICATIONS = 2
 # answer in results/answer/, which changes only when asked for with ``--out results/answer``.
 DEFAULT_OUT = Path("results") / "answer-local"
 QUICK_OUT = Path("results") / "answer-quick"
+SENSITIVITY = "sensitivity"  # the folder of the sensitivity sweeps, in the suite and in the output
 
 
 def default_out(quick: bool = False) -> Path:
@@ -76,8 +85,14 @@ def suite_files(folder: Path = ANSWER_DIR) -> list[Path]:
     return files
 
 
-def quick_sweep(path: Path, out_dir: Path) -> Path:
-    """A reduced copy of sweep file ``path`` written into ``out_dir`` (see the module doc)."""
+def sensitivity_files(folder: Path = ANSWER_DIR) -> list[Path]:
+    """The sensitivity sweep files of the suite (``folder/sensitivity/*.yaml``), in name order;
+    none if the suite has no such folder."""
+    return sorted((Path(folder) / SENSITIVITY).glob("*.yaml"))
+
+
+def quick_sweep(path: Path, out_dir: Path, folder: str = "quick-sweeps") -> Path:
+    """A reduced copy of sweep file ``path`` written into ``out_dir/folder`` (see the module doc)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     data["scenario"] = str((Path(path).parent / data["scenario"]).resolve())
     data["factors"] = {k: (v if len(v) <= 2 else [v[0], v[-1]]) for k, v in (data.get("factors") or {}).items()}
@@ -85,11 +100,30 @@ def quick_sweep(path: Path, out_dir: Path) -> Path:
     data["replications"] = 1
     data.setdefault("set", {})
     data["set"]["duration"] = QUICK_DURATION
-    target = Path(out_dir) / "quick-sweeps" / Path(path).name
+    target = Path(out_dir) / folder / Path(path).name
     target.parent.mkdir(parents=True, exist_ok=True)
     header = f"# --quick form of {Path(path).name}: first and last factor values, 1 replication, {QUICK_DURATION}\n"
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))
     return target
+
+
+def planned_sweeps(suite: Path, out: Path, quick: bool) -> list[tuple[SweepPlan, Path, str]]:
+    """Every sweep ``vmsim answer`` runs, in order, as (plan, output folder, name): the suite's
+    sweeps into ``out/<name>``, then its sensitivity sweeps into ``out/sensitivity/<name>``
+    (named ``sensitivity/<name>``); with ``quick`` each is planned from its reduced copy."""
+    from sim.config.sweepfile import load_sweep
+
+    out = Path(out)
+    parts = [
+        (suite_files(suite), "quick-sweeps", out, ""),
+        (sensitivity_files(suite), f"quick-sweeps/{SENSITIVITY}", out / SENSITIVITY, f"{SENSITIVITY}/"),
+    ]
+    planned = []
+    for files, quick_folder, parent, prefix in parts:
+        for path in files:
+            plan = load_sweep(quick_sweep(path, out, quick_folder) if quick else path)
+            planned.append((plan, parent / plan.name, prefix + plan.name))
+    return planned
 
 
 def run_answer(
@@ -108,9 +142,9 @@ def run_answer(
     (plug-in files, loaded by the caller) go to the sweeps' workers."""
     from sim.analysis.plots import plot_folder
     from sim.analysis.report import draw_uptime, draw_user_view, write_report
+    from sim.analysis.sensitivity import draw_sensitivity
     from sim.analysis.uptime import UPTIME_PREFIX
     from sim.app.lane import start_lane, stop_lane
-    from sim.config.sweepfile import load_sweep
     from sim.sweep.executors import EXECUTORS
     from sim.sweep.runner import run_sweep
 
@@ -120,18 +154,21 @@ def run_answer(
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"sweeps": {}}
     # every sweep file is read (and checked) before anything runs
-    plans = [load_sweep(quick_sweep(path, out) if quick else path) for path in suite_files(suite)]
+    planned = planned_sweeps(suite, out, quick)
     # the long uptime sweeps go to a background lane beside the rest (sim/app/lane.py), when
     # the runs may use more than one CPU at all
     lanes = executor == "process" and (jobs or os.cpu_count() or 1) > 1
-    background = [p for p in plans if lanes and p.name.startswith(UPTIME_PREFIX)]
-    behind = {p.name for p in background}
-    lane = start_lane([Path(p.source) for p in background], out, plugins) if background else None
+    background = [
+        (plan, target, name)
+        for plan, target, name in planned
+        if lanes and target.parent == out and plan.name.startswith(UPTIME_PREFIX)
+    ]
+    behind = {name for _, _, name in background}
+    lane = start_lane([Path(p.source) for p, _, _ in background], out, plugins, jobs) if background else None
 
-    def run_one(plan: Any) -> None:
-        target = out / plan.name
+    def run_one(plan: Any, target: Path, name: str) -> None:
 
-        def report_progress(done: int, failed: int, total: int, name: str = plan.name) -> None:
+        def report_progress(done: int, failed: int, total: int, name: str = name) -> None:
             if progress is not None:
                 progress(name, done, failed, total)
 
@@ -139,26 +176,28 @@ def run_answer(
             plan, target, executor=executor, jobs=jobs, resume=(target / "manifest.json").exists(), argv=argv,
             progress=report_progress, plugins=plugins,
         )  # fmt: skip
-        summary["sweeps"][plan.name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
-        factors = list(plan.factors)
-        plot_folder(target, x=factors[0] if factors else None)
+        summary["sweeps"][name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
+        if target.parent == out:  # the sensitivity sweeps' figure is the tornado chart, drawn below
+            factors = list(plan.factors)
+            plot_folder(target, x=factors[0] if factors else None)
 
     try:
-        for plan in plans:
-            if plan.name not in behind:
-                run_one(plan)
+        for plan, target, name in planned:
+            if name not in behind:
+                run_one(plan, target, name)
         summary["boundaries"] = run_boundaries(out, suite, quick=quick, executor=executor, jobs=jobs, plugins=plugins)
         if lane is not None:
             lane.wait()
         # what the lane ran is merged here (a run it did not finish runs now); then drawn
-        for plan in background:
-            run_one(plan)
+        for item in background:
+            run_one(*item)
     except BaseException:
         if lane is not None:
             stop_lane(lane)
         raise
     draw_user_view(out)
     draw_uptime(out)
+    draw_sensitivity(out)
     summary["report"] = str(write_report(out))
     return summary
 
