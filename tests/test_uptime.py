@@ -55,7 +55,7 @@ def test_each_long_run_s_first_failure_and_the_runs_without_one():
 def test_the_section_sets_the_model_s_first_failures_beside_rezki_s():
     text = "\n".join(uptime_section(_suite()))
     assert "| uptime-256mb | nowait | 2 | 400 | 120.5; 1 run with none | 120.5 | 180 s | 3 | 14 [3, 39] |" in text
-    assert "the first failure came at 120.5 to 120.5 s of simulated uptime (1 of 1 runs before Rezki's 180 s)" in text
+    assert "the first failure came at 120.5 s of simulated uptime (1 of 1 runs before Rezki's 180 s)" in text
 
 
 def test_no_uptime_sweep_no_section():

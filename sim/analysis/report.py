@@ -560,7 +560,9 @@ def _uptime_sentences(summary: pd.DataFrame) -> list[str]:
             continue
         earlier = sum(t < row["rezki_first"] for t in firsts)
         lines.append(
-            f"- {row['sweep']}: the first failure came at {min(firsts):.1f} to {max(firsts):.1f} s of simulated "
+            f"- {row['sweep']}: the first failure came at "
+            + (f"{firsts[0]:.1f} s" if len(firsts) == 1 else f"{min(firsts):.1f} to {max(firsts):.1f} s")
+            + " of simulated "
             f"uptime ({earlier} of {len(firsts)} runs before Rezki's {row['rezki_first']:.0f} s). Rezki's time "
             "is the guest's uptime (the kernel log's timestamp), boot and whatever ran before the test included; "
             "the model's clock starts with its workloads."
