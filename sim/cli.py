@@ -200,6 +200,14 @@ MaxRunsOption = Annotated[
     int,
     typer.Option("--max-runs", min=1, help="Refuse to plan more runs than this (strategies x replications x points)."),
 ]
+SweepSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a value of the base scenario after the sweep file's own (repeatable): --set duration=1s.",
+    ),
+]
 PluginOption = Annotated[
     list[Path] | None,
     typer.Option(
@@ -332,14 +340,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the sweep file, list its points.")] = False,
     max_runs: MaxRunsOption = MAX_RUNS,
     yes: YesOption = False,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Override a value of the base scenario after the sweep file's own (repeatable): --set duration=1s.",
-        ),
-    ] = None,
+    overrides: SweepSetOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Run a sweep: every grid point x strategy x replication, in chunks on an executor; the
@@ -402,14 +403,7 @@ def boundary(
         str | None, typer.Option(help="Address of a running Dask scheduler (with --executor dask).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write boundary.csv and boundary.json into this folder.")] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Override a value of the base scenario after the sweep file's own (repeatable): --set duration=2s.",
-        ),
-    ] = None,
+    overrides: SweepSetOption = None,
     max_runs: MaxRunsOption = MAX_RUNS,
     plugin: PluginOption = None,
 ) -> None:
