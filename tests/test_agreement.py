@@ -38,3 +38,16 @@ def test_the_section_shows_vmsim_compare_s_figures_and_links_the_page():
     assert f"| {label} | {m:,.0f} [" in text and f"| {r:.3g} [" in text
     assert "[docs/validation.md](../../docs/validation.md)" in text
     assert Path(REPO / "docs" / "validation.md").exists()
+
+
+@pytest.mark.skipif(not all((REPO / f / "runs.parquet").exists() for f in (PAIRS[0].model, PAIRS[0].real)),
+                    reason="no committed peer results")  # fmt: skip
+def test_agreement_csv_holds_every_figure_the_section_shows():
+    from sim.analysis.agreement import agreement_table
+
+    table = agreement_table()
+    text = "\n".join(agreement_section(REPO / "results" / "answer"))
+    row = table[table["measure"] == "NOWAIT split failures per 10^6 vmalloc calls"].iloc[0]
+    assert f"{row['model']:,.0f} [{row['model_lo']:,.0f}, {row['model_hi']:,.0f}]" in text
+    assert f"{row['real']:.3g} [{row['real_lo']:.3g}, {row['real_hi']:,.0f}]" in text
+    assert "`agreement.csv` here" in text

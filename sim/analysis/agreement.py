@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from sim.analysis.comparison import _cell, _fmt, comparison_rows, load_side
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,8 +76,30 @@ def agreement_section(report_dir: Path, repo: Path = REPO, pairs: tuple[PeerPair
             ratio = m / r if m is not None and r not in (None, 0) else None
             out.append(f"| {label} | {_cell(m, mb)} | {_cell(r, rb)} | {_fmt(ratio)} |")
         out += ["", _failure_verdict(*rows.get(FAILURES, (None, None, None, None))), ""]
-    out += [f"The whole comparison, what was calibrated and from which measurement: [docs/validation.md]({link}).", ""]
+    out += [
+        "Every measure of the comparison, with its interval, is in `agreement.csv` here; the whole comparison, "
+        f"what was calibrated and from which measurement: [docs/validation.md]({link}).",
+        "",
+    ]
     return out
+
+
+def agreement_table(repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> pd.DataFrame:
+    """agreement.csv: every measure of ``vmsim compare`` for each committed pair, model and real
+    with their 95% intervals where a measure is a proportion, so that the section's and the
+    headline's figures are in a table of the answer folder."""
+    rows = []
+    for pair in pairs:
+        if not all((repo / f / "runs.parquet").exists() for f in (pair.model, pair.real)):
+            continue
+        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
+        for label, m, r, mb, rb in comparison_rows(model, real):
+            rows.append({
+                "model_folder": pair.model.as_posix(), "real_folder": pair.real.as_posix(), "measure": label,
+                "model": m, "model_lo": mb[0] if mb else None, "model_hi": mb[1] if mb else None,
+                "real": r, "real_lo": rb[0] if rb else None, "real_hi": rb[1] if rb else None,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)

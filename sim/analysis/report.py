@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.analysis.agreement import RealRate, agreement_section, real_kernel_rate
+from sim.analysis.agreement import RealRate, agreement_section, agreement_table, real_kernel_rate
 from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_interval
 from sim.analysis.factors import as_written, by_value
 from sim.analysis.headline import Onset, headline_facts, headline_markdown, report_text
@@ -659,6 +659,9 @@ def write_report(folder: Path) -> Path:
     """report.md and report.txt in ``folder`` from the sweeps (and their figures) under it,
     each written atomically; returns report.md's path."""
     suite = load_suite(folder)
+    agreement = agreement_table()
+    if not agreement.empty:
+        atomic_write_bytes(Path(folder) / "agreement.csv", agreement.to_csv(index=False).encode())
     atomic_write_bytes(Path(folder) / "report.txt", render_text(suite).encode())
     path = Path(folder) / "report.md"
     atomic_write_bytes(path, render(suite).encode())
