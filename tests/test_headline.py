@@ -134,3 +134,17 @@ def test_the_real_kernel_sentence_follows_from_both_intervals(suite):
     close = RealRate("w", 2, (600.0, 500.0, 700.0), (676.0, 566.0, 806.0))
     assert headline_sentences(headline_facts(suite, suffer_table(suite), real=close))[-1].endswith(
         "(the intervals overlap).")  # fmt: skip
+
+
+def test_the_how_sure_sentence_names_the_estimate_that_moves_the_rate_most_and_the_verdict_counts(suite):
+    from sim.analysis.sensitivity import Sureness
+
+    sure = Sureness("shmem-tenant", "workloads.2.size", "256MiB", ("256MiB", "384MiB"),
+                    (("18%", "0.0 [0.0, 42]"), ("25%", "546 [319, 934]")), 6, 0, 7)  # fmt: skip
+    text = " ".join(headline_sentences(headline_facts(suite, suffer_table(suite), sure=sure)))
+    assert "(the fork storm without the preload at 256MiB, 384MiB), shmem-tenant (`workloads.2.size`)" in text
+    assert "moves the rate at 256MiB most: 0.0 [0.0, 42] at 18% and 546 [319, 934] at 25% per 10^6" in text
+    assert "holds under 6 of 13 variations, is reversed under 0, and the runs cannot tell under 7." in text
+    settled = Sureness("w", "k", "c", ("c",), (("1", "1 [0, 2]"),), 3, 1, 0)
+    assert "holds under 3 of 4 variations, is reversed under 1." in " ".join(
+        headline_sentences(headline_facts(suite, suffer_table(suite), sure=settled)))  # fmt: skip

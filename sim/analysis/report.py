@@ -25,7 +25,7 @@ from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_inter
 from sim.analysis.factors import as_written, by_value
 from sim.analysis.headline import Onset, headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
-from sim.analysis.sensitivity import sensitivity_section
+from sim.analysis.sensitivity import Sureness, load_sensitivity, sensitivity_section, sureness
 from sim.analysis.uptime import UPTIME_PREFIX, uptime_runs, uptime_summary
 from sim.analysis.user_view import user_view_table
 from sim.record.results import atomic_write_bytes
@@ -345,7 +345,7 @@ def render(suite: Suite) -> str:
     strategies = strategy_order([str(c)[: -len(".rate")] for c in table.columns if str(c).endswith(".rate")])
     runs = usable_runs(suite.runs)
     out = [f"# {TITLE}", ""]
-    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD, _real(suite), onsets(suite)))
+    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD, _real(suite), onsets(suite), _sure(suite)))
     out += [
         f"Computed by `vmsim answer` from {len(suite.runs)} runs ({len(runs)} usable) in "
         f"{len(suite.folders)} sweeps: {', '.join(suite.folders)}. Rates are split GFP_NOWAIT failures per "
@@ -614,8 +614,14 @@ def lockless_section(suite: Suite) -> list[str]:
 def render_text(suite: Suite) -> str:
     """report.txt's text: the answer wrapped at 72 columns, for a reply on a mailing list."""
     return report_text(
-        headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD, _real(suite), onsets(suite)), TITLE
+        headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD, _real(suite), onsets(suite), _sure(suite)), TITLE
     )
+
+
+def _sure(suite: Suite) -> Sureness | None:
+    """The sensitivity part's figures for the headline, if the answer folder has one."""
+    sens = load_sensitivity(suite.root) if suite.root is not None else None
+    return sureness(sens) if sens is not None else None
 
 
 def _real(suite: Suite) -> RealRate | None:

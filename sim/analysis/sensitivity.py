@@ -365,3 +365,37 @@ def sensitivity_section(out_dir: Path) -> list[str]:
     if (Path(out_dir) / TORNADO).exists():
         out += ["", f"![The headline rate at each estimate's low and high value]({TORNADO.as_posix()})"]
     return [*out, ""]
+
+
+@dataclass(frozen=True)
+class Sureness:
+    """How sure the headline is, in a few figures for its sentence: the parameter that moves the
+    headline rate most, with the rate at each of its values, and how many variations keep, reverse
+    or leave unresolved the ranking of the conditions."""
+
+    name: str
+    key: str
+    condition: str  # the sensitivity runs' headline condition (e.g. 256MiB)
+    conditions: tuple[str, ...]  # every condition whose ranking is checked
+    rates: tuple[tuple[str, str], ...]  # (value as written, rate text), low and high
+    holds: int
+    changes: int
+    not_resolved: int
+
+
+def sureness(sens: Sensitivity) -> Sureness | None:
+    """The :class:`Sureness` of a loaded sensitivity part, or None without parameters."""
+    if not sens.parameters:
+        return None
+    counts = {HOLDS: 0, CHANGES: 0, NOT_RESOLVED: 0}
+    for parameter in sens.parameters:
+        for rates in parameter.rates.values():
+            counts[ranking_verdict(sens.base, rates)] += 1
+    top = max(sens.parameters, key=lambda p: swing(p, sens))
+    shown = tuple(
+        (top.values[side], top.rates[side][sens.headline].text())
+        for side in ("low", "high")
+        if side in top.rates and sens.headline in top.rates[side]
+    )
+    return Sureness(top.name, top.key, sens.headline, tuple(sens.base), shown, counts[HOLDS], counts[CHANGES],
+                    counts[NOT_RESOLVED])  # fmt: skip
