@@ -70,3 +70,13 @@ def test_the_user_view_figure_has_one_panel_per_measure_and_one_legend():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["nowait", "preload"]
     # the preload's stall panel says "none" instead of drawing a zero-length bar as a value
     assert any(t.get_text().strip() == "none" for t in axes[1].texts)
+
+
+def test_the_user_view_figure_is_readable_at_the_width_a_mail_client_shows():
+    from matplotlib.text import Text
+
+    runs = [_run("nowait", 0, 3), _run("preload", 0, 0)]
+    suite = _suite(runs, [0.002], warns=2)
+    fig = user_view_figure(user_view_table(suite, suffer_table(suite)))
+    smallest = min(t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible())
+    assert smallest / 72 * 650 / fig.get_figwidth() >= 10  # px of text at 650 px wide

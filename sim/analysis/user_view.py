@@ -29,8 +29,8 @@ LOCK_COLUMN = "vmap_lock_wait_seconds"
 # (column, panel title, unit on the axis)
 PANELS = (
     ("warn_per_hour", "page allocation failure reports", "per hour of uptime"),
-    ("stall_p95_ms", "vmalloc stalled purging and retrying", "95th percentile, ms"),
-    ("lock_ms_per_s", "CPU time spent waiting on the vmap locks", "ms per second"),
+    ("stall_p95_ms", "vmalloc stalls: purge and retry", "95th percentile, ms"),
+    ("lock_ms_per_s", "waiting on the vmap locks", "ms of CPU per second"),
     ("oom_per_min", "OOM kills", "per minute"),
 )
 
@@ -93,14 +93,15 @@ def user_view_figure(view: pd.DataFrame, shown: int = SHOWN) -> Figure:
     never a bar at zero length that reads as "fast"."""
     conditions = worst_conditions(view, shown)
     strategies = strategy_order(list(view["strategy"].unique())) if not view.empty else []
-    fig = Figure(figsize=(10, 1.1 + 0.55 * max(len(conditions), 1) * 2), layout="constrained")
+    # 6.8 in wide with text of 8 pt or more: readable at the ~650 px a mail client shows
+    fig = Figure(figsize=(6.8, 1.4 + 0.5 * max(len(conditions), 1) * 2), layout="constrained")
     axes = fig.subplots(2, 2, sharey=True)
     height = 0.8 / max(len(strategies), 1)
     ys = np.arange(len(conditions))[::-1]
     for ax, (column, title, unit) in zip(axes.flat, PANELS, strict=True):
         if view.empty or (view[column].isna().all() and not column.startswith("stall")):
             ax.text(0.5, 0.5, "not recorded in these runs", transform=ax.transAxes, ha="center", va="center",
-                    fontsize=10, color="#555555")  # fmt: skip
+                    fontsize=8, color="#555555")  # fmt: skip
             ax.set_xticks([])
         for k, strategy in enumerate(strategies):
             mine = view[view["strategy"] == strategy].set_index("condition")
@@ -115,15 +116,15 @@ def user_view_figure(view: pd.DataFrame, shown: int = SHOWN) -> Figure:
                     continue
                 if math.isnan(v) or v == 0:
                     ax.text(0, y, " none", va="center", ha="left", fontsize=8, color="#555555")
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel(unit, fontsize=9)
-        ax.tick_params(labelsize=9)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(unit, fontsize=8)
+        ax.tick_params(labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(ys, [_wrap(c) for c in conditions], fontsize=9)
-    axes[1][0].set_yticks(ys, [_wrap(c) for c in conditions], fontsize=9)
+    axes[0][0].set_yticks(ys, [_wrap(c) for c in conditions], fontsize=8)
+    axes[1][0].set_yticks(ys, [_wrap(c) for c in conditions], fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=max(len(strategies), 1), fontsize=9, frameon=False)
-    fig.suptitle(f"What a user sees in the {len(conditions)} worst conditions", fontsize=12)
+    fig.legend(handles, labels, loc="outside lower center", ncol=max(len(strategies), 1), fontsize=8, frameon=False)
+    fig.suptitle(f"What a user sees in the {len(conditions)} worst conditions", fontsize=10)
     return fig
 
 
