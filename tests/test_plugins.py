@@ -69,11 +69,11 @@ def test_a_plugin_strategy_is_in_the_legend_and_the_report(run_folder, preload_t
 
     runs = pd.read_parquet(run_folder / "runs.parquet")
     fig = failure_curves_figure(runs)
-    for ax in fig.axes:
-        handles, labels = ax.get_legend_handles_labels()
-        assert labels == ["nowait", "preload", "preload-two"]  # the legend in the classes' order
-        (two,) = [h for h, label in zip(handles, labels) if label == "preload-two"]
-        assert two.lines[0].get_color() == preload_two.PreloadTwoSplit.colour
+    (legend,) = fig.legends  # one legend for the figure
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:3] == ["nowait", "preload", "preload-two"]  # the strategies in the classes' order
+    handle = legend.legend_handles[labels.index("preload-two")]
+    assert handle.get_color() == preload_two.PreloadTwoSplit.colour
     text = render(load_suite(run_folder.parent))
     header = next(line for line in text.splitlines() if line.startswith("| rank |"))
     assert header.index("nowait /10^6") < header.index("| preload /10^6") < header.index("preload-two /10^6")
