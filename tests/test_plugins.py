@@ -194,3 +194,25 @@ def test_entry_points_of_vmsim_strategies_are_loaded(monkeypatch):
         ]
     finally:
         forget_plugin_file(EXAMPLE)
+
+
+def test_the_mempool_example_takes_every_split_from_its_reserve_refilled_before_the_lock():
+    from sim.config.scenario import load_scenario
+    from sim.engine.run import run_once
+
+    path = ROOT / "examples" / "mempool.py"
+    module = load_plugin_file(path)
+    try:
+        cls = module.MempoolSplit
+        assert STRATEGIES["mempool"] is cls and cls.commit == "counterfactual" and "What a patch would change" in (
+            module.__doc__ or "")  # fmt: skip
+        sc = load_scenario(SCENARIO, ["duration=1.5s", "replications=1", "strategies=[nowait, mempool]"])
+        row = run_once(sc, "mempool", 0, sc.seed).row
+        # under the 2019 pressure no split went without an object: each took one from the reserve
+        assert row["fit_ne"] > 0 and row["split_from_preload"] == row["fit_ne"]
+        assert row["split_nowait_attempts"] == 0 and row["split_nowait_failures"] == 0
+        # one GFP_KERNEL refill per object taken, plus the reserve's first fill (at most POOL)
+        assert row["fit_ne"] <= row["preload_fills"] <= row["fit_ne"] + module.POOL
+    finally:
+        forget_plugin_file(path)
+    assert "mempool" not in STRATEGIES
