@@ -216,3 +216,22 @@ def test_the_mempool_example_takes_every_split_from_its_reserve_refilled_before_
     finally:
         forget_plugin_file(path)
     assert "mempool" not in STRATEGIES
+
+
+def test_the_retry_kernel_example_retries_a_failed_split_unlocked_instead_of_purging():
+    from sim.config.scenario import load_scenario
+    from sim.engine.run import run_once
+
+    path = ROOT / "examples" / "retry_kernel.py"
+    module = load_plugin_file(path)
+    try:
+        assert module.RetryKernelSplit.retry_split_unlocked and "What a patch would change" in (module.__doc__ or "")
+        sc = load_scenario(SCENARIO, ["duration=3s", "replications=1", "strategies=[nowait, retry-kernel]"])
+        nowait, retry = (run_once(sc, s, 0, sc.seed) for s in ("nowait", "retry-kernel"))
+        assert nowait.row["split_nowait_failures"] > 0 and nowait.row["overflow_purges"] > 0  # v5.2 purges
+        failed = retry.row["split_nowait_failures"]
+        assert failed > 0 and retry.counters["split_retries_unlocked"] == failed  # each failure retried once
+        assert retry.row["overflow_purges"] == 0 and retry.row["vmap_ebusy"] == 0  # ...with no purge, no -EBUSY
+        assert not any(e["kind"] == "warn_alloc" for e in retry.events)  # the first try is __GFP_NOWARN
+    finally:
+        forget_plugin_file(path)

@@ -115,6 +115,7 @@ pcpu_split_nowait         NE_FIT carve of pcpu_get_vm_areas that found no preloa
 overflow_purges           overflow: lazy areas purged before a retry
 overflow_retries          alloc_vmap_area retried after a purge
 overflow_retry_successes  retry after a purge that found a block
+split_retries_unlocked    NE_FIT split without an object retried at once, the lock dropped (counterfactuals)
 vmap_ebusy                alloc_vmap_area that gave up with -EBUSY
 vmap_warnings_printed     "vmap allocation for size ... failed" printed (ratelimited)
 vmalloc_failures          __vmalloc_node_range that returned NULL

@@ -323,6 +323,7 @@ class Vmalloc:
             self.metrics.add("vmap_alloc_failures")
             return ENOMEM
         purged = False
+        split_retried = False
         metrics = self.metrics
         strategy = self.strategy
         while True:  # retry:
@@ -353,6 +354,10 @@ class Vmalloc:
             # overflow:
             metrics.add(f"vmap_fail_{FAILURE_CAUSE.get(addr, 'other')}")
             yield from self.free_lock.unlock(task)
+            if addr == ENOMEM and not split_retried and strategy.retry_split_unlocked:
+                split_retried = True  # a counterfactual strategy's retry (strategies/base.py)
+                metrics.add("split_retries_unlocked")
+                continue
             if not purged:
                 metrics.add("overflow_purges")
                 start, before = self.env.now, metrics.counters["purged_areas"]

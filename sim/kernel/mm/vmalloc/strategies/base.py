@@ -110,6 +110,10 @@ class SplitStrategy(ABC):
     colour: ClassVar[str] = "#999999"
     order: ClassVar[float] = 100.0
     preloads: ClassVar[bool] = False
+    # counterfactual: after a split found no object, ``alloc_vmap_area`` drops the lock and goes
+    # back to ``retry:`` at once, once per call, with no purge; ``lock_for_alloc`` then gets the
+    # object outside the lock (no kernel does this; every kernel purges and retries)
+    retry_split_unlocked: ClassVar[bool] = False
 
     def __init__(self, ncpus: int) -> None:
         self.ncpus = ncpus
