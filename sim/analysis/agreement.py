@@ -51,31 +51,56 @@ PAIRS = (
 )
 
 
-def agreement_section(report_dir: Path, repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> list[str]:
-    """The lines of "Agreement with a real kernel", or none when there is nothing to show."""
+@dataclass(frozen=True)
+class Comparison:
+    """One committed pair set side by side: its runs' sizes and ``vmsim compare``'s rows,
+    measure -> (model, real, model interval, real interval)."""
+
+    pair: PeerPair
+    boots: int
+    seconds: float  # measured on the guest
+    model_runs: int
+    rows: dict[str, tuple[float | None, float | None, tuple[float, float] | None, tuple[float, float] | None]]
+
+
+def comparisons(repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> list[Comparison]:
+    """Every pair whose two folders are committed, loaded once (the model side: ``nowait``)."""
+    found = []
+    for pair in pairs:
+        if not all((repo / f / "runs.parquet").exists() for f in (pair.model, pair.real)):
+            continue
+        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
+        rows = {label: (m, r, mb, rb) for label, m, r, mb, rb in comparison_rows(model, real)}
+        found.append(Comparison(pair, len(real.runs), float(real.runs["sim_seconds"].sum()), len(model.runs), rows))
+    return found
+
+
+def agreement_section(
+    report_dir: Path, repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS, found: list[Comparison] | None = None
+) -> list[str]:
+    """The lines of "Agreement with a real kernel", or none when there is nothing to show.
+    ``found``: the pairs already loaded (:func:`comparisons`), else loaded here."""
     page = repo / "docs" / "validation.md"
-    present = [p for p in pairs if all((repo / f / "runs.parquet").exists() for f in (p.model, p.real))]
-    if not page.exists() or not present:
+    found = comparisons(repo, pairs) if found is None else found
+    if not page.exists() or not found:
         return []
     link = Path(os.path.relpath(page, Path(report_dir).resolve())).as_posix()
     out = ["## Agreement with a real kernel", ""]
-    for pair in present:
-        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
-        rows = {label: (m, r, mb, rb) for label, m, r, mb, rb in comparison_rows(model, real)}
+    for c in found:
         out += [
-            f"{pair.what}: {len(real.runs)} guest boots ({real.runs['sim_seconds'].sum():,.0f} s measured) "
-            f"against {len(model.runs)} model runs (`{pair.real.as_posix()}`, `{pair.model.as_posix()}`).",
+            f"{c.pair.what}: {c.boots} guest boots ({c.seconds:,.0f} s measured) "
+            f"against {c.model_runs} model runs (`{c.pair.real.as_posix()}`, `{c.pair.model.as_posix()}`).",
             "",
             "| measure | model | real kernel | model/real |",
             "|---|---:|---:|---:|",
         ]
         for label in MEASURES:
-            if label not in rows:
+            if label not in c.rows:
                 continue
-            m, r, mb, rb = rows[label]
+            m, r, mb, rb = c.rows[label]
             ratio = m / r if m is not None and r not in (None, 0) else None
             out.append(f"| {label} | {_cell(m, mb)} | {_cell(r, rb)} | {_fmt(ratio)} |")
-        out += ["", _failure_verdict(*rows.get(FAILURES, (None, None, None, None))), ""]
+        out += ["", _failure_verdict(*c.rows.get(FAILURES, (None, None, None, None))), ""]
     out += [
         "Every measure of the comparison, with its interval, is in `agreement.csv` here; the whole comparison, "
         f"what was calibrated and from which measurement: [docs/validation.md]({link}).",
@@ -84,18 +109,15 @@ def agreement_section(report_dir: Path, repo: Path = REPO, pairs: tuple[PeerPair
     return out
 
 
-def agreement_table(repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> pd.DataFrame:
+def agreement_table(found: list[Comparison] | None = None) -> pd.DataFrame:
     """agreement.csv: every measure of ``vmsim compare`` for each committed pair, model and real
     with their 95% intervals where a measure is a proportion, so that the section's and the
     headline's figures are in a table of the answer folder."""
     rows = []
-    for pair in pairs:
-        if not all((repo / f / "runs.parquet").exists() for f in (pair.model, pair.real)):
-            continue
-        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
-        for label, m, r, mb, rb in comparison_rows(model, real):
+    for c in comparisons() if found is None else found:
+        for label, (m, r, mb, rb) in c.rows.items():
             rows.append({
-                "model_folder": pair.model.as_posix(), "real_folder": pair.real.as_posix(), "measure": label,
+                "model_folder": c.pair.model.as_posix(), "real_folder": c.pair.real.as_posix(), "measure": label,
                 "model": m, "model_lo": mb[0] if mb else None, "model_hi": mb[1] if mb else None,
                 "real": r, "real_lo": rb[0] if rb else None, "real_hi": rb[1] if rb else None,
             })  # fmt: skip
@@ -112,17 +134,13 @@ class RealRate:
     model: tuple[float, float, float]
 
 
-def real_kernel_rate(repo: Path = REPO, pairs: tuple[PeerPair, ...] = PAIRS) -> RealRate | None:
+def real_kernel_rate(found: list[Comparison] | None = None) -> RealRate | None:
     """The first committed pair's split-failure rates, real and model, or None without one."""
-    for pair in pairs:
-        if not all((repo / f / "runs.parquet").exists() for f in (pair.model, pair.real)):
+    for c in comparisons() if found is None else found:
+        m, r, mb, rb = c.rows.get(FAILURES, (None, None, None, None))
+        if m is None or r is None or mb is None or rb is None:
             continue
-        model, real = load_side(repo / pair.model, "nowait", real=False), load_side(repo / pair.real, None, real=True)
-        rows = {label: (m, r, mb, rb) for label, m, r, mb, rb in comparison_rows(model, real)}
-        m, r, mb, rb = rows.get(FAILURES, (None, None, None, None))
-        if None in (m, r, mb, rb):
-            continue
-        return RealRate(pair.what, len(real.runs), (r, *rb), (m, *mb))  # type: ignore[arg-type]
+        return RealRate(c.pair.what, c.boots, (r, *rb), (m, *mb))
     return None
 
 

@@ -17,15 +17,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from sim.analysis.agreement import RealRate, agreement_section, agreement_table, real_kernel_rate
+from sim.analysis.agreement import Comparison, agreement_section, agreement_table, comparisons, real_kernel_rate
 from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_interval
 from sim.analysis.factors import as_written, by_value
-from sim.analysis.headline import Onset, headline_facts, headline_markdown, report_text
+from sim.analysis.headline import HeadlineFacts, Onset, headline_facts, headline_markdown, report_text
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
-from sim.analysis.sensitivity import Sureness, load_sensitivity, sensitivity_section, sureness
+from sim.analysis.sensitivity import load_sensitivity, sensitivity_section, sureness
 from sim.analysis.uptime import UPTIME_PREFIX, uptime_runs, uptime_summary
 from sim.analysis.user_view import user_view_table
 from sim.record.results import atomic_write_bytes
@@ -339,13 +340,16 @@ def _fmt_rate(row: pd.Series, strategy: str) -> str:
     return f"{rate:.1f} [{row[f'{strategy}.lo']:.1f}, {row[f'{strategy}.hi']:.1f}]"
 
 
-def render(suite: Suite) -> str:
-    """report.md's text."""
+def render(suite: Suite, found: list[Comparison] | None = None, facts: HeadlineFacts | None = None) -> str:
+    """report.md's text.  ``found`` (the real-kernel comparisons) and ``facts`` (the headline's)
+    when the caller has them already, else computed here."""
     table = suffer_table(suite)
     strategies = strategy_order([str(c)[: -len(".rate")] for c in table.columns if str(c).endswith(".rate")])
     runs = usable_runs(suite.runs)
     out = [f"# {TITLE}", ""]
-    out += headline_markdown(headline_facts(suite, table, BASELINE, PRELOAD, _real(suite), onsets(suite), _sure(suite)))
+    if suite.root is not None and found is None:
+        found = comparisons()
+    out += headline_markdown(facts or answer_facts(suite, table, found))
     out += [
         f"Computed by `vmsim answer` from {len(suite.runs)} runs ({len(runs)} usable) in "
         f"{len(suite.folders)} sweeps: {', '.join(suite.folders)}. Rates are split GFP_NOWAIT failures per "
@@ -396,7 +400,7 @@ def render(suite: Suite) -> str:
     out += ["", "A filled slot holds one `struct vmap_area` per CPU (88 bytes on 5.2-5.3) until the next NE split.", ""]
     out += ["## What the v5.5 lockless preload gives up", "", *lockless_section(suite)]
     if suite.root is not None:
-        out += ["", *agreement_section(suite.root)]
+        out += ["", *agreement_section(suite.root, found=found)]
     out += ["", "## Figures", ""]
     for sweep, folder in suite.folders.items():
         pngs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []
@@ -409,6 +413,11 @@ def render(suite: Suite) -> str:
 USER_VIEW_FIGURE = Path("figures") / "user-view.png"
 
 
+def failing_conditions(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the ranking table with split failures without the preload."""
+    return table[table.get(f"{BASELINE}.failures", pd.Series(0.0, index=table.index)) > 0]
+
+
 def _ms(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
@@ -418,7 +427,7 @@ def user_view_section(suite: Suite, table: pd.DataFrame) -> list[str]:
     reports, the purge-and-retry stalls, the wait on the vmap locks, fork ENOMEM and OOM kills
     (:func:`sim.analysis.user_view.user_view_table`), and the figure when it was drawn."""
     out = ["## What a user sees", ""]
-    failing = table[table.get(f"{BASELINE}.failures", pd.Series(0.0, index=table.index)) > 0]
+    failing = failing_conditions(table)
     if failing.empty:
         return [*out, "No condition had a split failure, so there is nothing for a user to see of one.", ""]
     view = user_view_table(suite, failing)
@@ -449,15 +458,23 @@ def user_view_section(suite: Suite, table: pd.DataFrame) -> list[str]:
     return [*out, ""]
 
 
-def onsets(suite: Suite) -> list[Onset]:
-    """Each bisected bracket of the answer folder (``boundary/*/boundary.json``), for the headline."""
+def _bisections(suite: Suite) -> list[tuple[dict[str, Any], list[str]]]:
+    """Each bisection of the answer folder (``boundary/*/boundary.json``, by name) with the
+    ``--set`` strings it ran with (the duration an ``answer --quick`` sets left out)."""
     if suite.root is None:
         return []
     found = []
     for path in sorted((suite.root / "boundary").glob("*/boundary.json")):
         data = json.loads(path.read_text())
-        given = [t for t in data["sweep"].get("cli_set") or [] if "=" in t and not t.startswith("duration=")]
-        pairs = (text.split("=", 1) for text in given)
+        found.append((data, [t for t in data["sweep"].get("cli_set") or [] if not t.startswith("duration=")]))
+    return found
+
+
+def onsets(suite: Suite) -> list[Onset]:
+    """Each bisected bracket of the answer folder, for the headline."""
+    found = []
+    for data, given in _bisections(suite):
+        pairs = (text.split("=", 1) for text in given if "=" in text)
         sets = [f"{short_name(key)}={value}" for key, value in pairs]
         for combo in data["combinations"]:
             if combo["outcome"] != "bracket":
@@ -473,9 +490,7 @@ def bisection_section(suite: Suite) -> list[str]:
     """Where failures begin, found by bisection (``vmsim boundary``; the answer writes each
     search into ``boundary/<name>/boundary.json``): per search and combination of the other
     factors, the bracket with the rate at its failing end and the bound at its clean end."""
-    if suite.root is None:
-        return []
-    found = sorted((suite.root / "boundary").glob("*/boundary.json"))
+    found = _bisections(suite)
     if not found:
         return []
     out = [
@@ -487,9 +502,8 @@ def bisection_section(suite: Suite) -> list[str]:
         "| probes x runs |",
         "|---|---|---|---|---|---|---|",
     ]
-    for path in found:
-        data = json.loads(path.read_text())
-        sets = ", ".join(t for t in data["sweep"].get("cli_set") or [] if not t.startswith("duration="))
+    for data, given in found:
+        sets = ", ".join(given)
         name = short_name(data["factor"]["key"]) + (f" ({sets})" if sets else "")
         for combo in data["combinations"]:
             label = ", ".join(f"{short_name(k)}={show(v)}" for k, v in (combo.get("values") or {}).items()) or "–"
@@ -611,64 +625,64 @@ def lockless_section(suite: Suite) -> list[str]:
     return out
 
 
-def render_text(suite: Suite) -> str:
+def render_text(suite: Suite, facts: HeadlineFacts | None = None) -> str:
     """report.txt's text: the answer wrapped at 72 columns, for a reply on a mailing list."""
-    return report_text(
-        headline_facts(suite, suffer_table(suite), BASELINE, PRELOAD, _real(suite), onsets(suite), _sure(suite)), TITLE
-    )
+    found = comparisons() if suite.root is not None and facts is None else None
+    return report_text(facts or answer_facts(suite, suffer_table(suite), found), TITLE)
 
 
-def _sure(suite: Suite) -> Sureness | None:
-    """The sensitivity part's figures for the headline, if the answer folder has one."""
-    sens = load_sensitivity(suite.root) if suite.root is not None else None
-    return sureness(sens) if sens is not None else None
+def answer_facts(suite: Suite, table: pd.DataFrame, found: list[Comparison] | None) -> HeadlineFacts:
+    """The headline's facts: the ranking ``table``, and, for an answer folder (``suite.root``),
+    the real kernel's rate from ``found``, the bisected onsets and the sensitivity part."""
+    if suite.root is None:
+        return headline_facts(suite, table, BASELINE, PRELOAD)
+    sens = load_sensitivity(suite.root)
+    sure = sureness(sens) if sens is not None else None
+    return headline_facts(suite, table, BASELINE, PRELOAD, real_kernel_rate(found or []), onsets(suite), sure)
 
 
-def _real(suite: Suite) -> RealRate | None:
-    """The real kernel's figure for the headline: only for an answer folder (not a bare suite)."""
-    return real_kernel_rate() if suite.root is not None else None
-
-
-def draw_user_view(folder: Path) -> list[Path]:
-    """``figures/user-view.png`` (and .svg) in the answer folder: what a user sees in the
-    worst conditions (:func:`sim.analysis.user_view.user_view_figure`); nothing when no
+def draw_user_view(suite: Suite) -> list[Path]:
+    """``figures/user-view.png`` (and .svg) in the answer folder ``suite.root``: what a user sees
+    in the worst conditions (:func:`sim.analysis.user_view.user_view_figure`); nothing when no
     condition had a split failure."""
-    from sim.analysis.plots import save_figure
     from sim.analysis.user_view import user_view_figure
 
-    suite = load_suite(folder)
-    table = suffer_table(suite)
-    failing = table[table.get(f"{BASELINE}.failures", pd.Series(0.0, index=table.index)) > 0]
-    if failing.empty:
+    failing = failing_conditions(suffer_table(suite))
+    if failing.empty or suite.root is None:
         return []
-    target = Path(folder) / USER_VIEW_FIGURE.parent
-    target.mkdir(parents=True, exist_ok=True)
-    return save_figure(user_view_figure(user_view_table(suite, failing)), target, USER_VIEW_FIGURE.stem)
+    return _save(user_view_figure(user_view_table(suite, failing)), suite.root / USER_VIEW_FIGURE)
 
 
-def draw_uptime(folder: Path) -> list[Path]:
-    """``figures/uptime.png`` (and .svg): each long run's cumulative split failures against
-    uptime beside Rezki's first failure; nothing without ``uptime-*`` sweeps."""
-    from sim.analysis.plots import save_figure
+def draw_uptime(suite: Suite) -> list[Path]:
+    """``figures/uptime.png`` (and .svg) in ``suite.root``: each long run's cumulative split
+    failures against uptime beside Rezki's first failure; nothing without ``uptime-*`` sweeps."""
     from sim.analysis.uptime import uptime_figure
 
-    suite = load_suite(folder)
     per_run = uptime_runs(suite)
-    if per_run.empty:
+    if per_run.empty or suite.root is None:
         return []
-    target = Path(folder) / UPTIME_FIGURE.parent
-    target.mkdir(parents=True, exist_ok=True)
-    return save_figure(uptime_figure(per_run, suite.events), target, UPTIME_FIGURE.stem)
+    return _save(uptime_figure(per_run, suite.events), suite.root / UPTIME_FIGURE)
 
 
-def write_report(folder: Path) -> Path:
-    """report.md and report.txt in ``folder`` from the sweeps (and their figures) under it,
-    each written atomically; returns report.md's path."""
-    suite = load_suite(folder)
-    agreement = agreement_table()
+def _save(fig: Any, png: Path) -> list[Path]:
+    """The figure as ``png`` and the .svg beside it (:func:`sim.analysis.plots.save_figure`)."""
+    from sim.analysis.plots import save_figure
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, png.parent, png.stem)
+
+
+def write_report(folder: Path, suite: Suite | None = None) -> Path:
+    """report.md, report.txt and agreement.csv in ``folder`` from the sweeps (and their figures)
+    under it (``suite``: already loaded from it), each written atomically; returns report.md's
+    path.  The real-kernel comparisons and the headline's facts are computed once for all three."""
+    suite = load_suite(folder) if suite is None else suite
+    found = comparisons()
+    agreement = agreement_table(found)
     if not agreement.empty:
         atomic_write_bytes(Path(folder) / "agreement.csv", agreement.to_csv(index=False).encode())
-    atomic_write_bytes(Path(folder) / "report.txt", render_text(suite).encode())
+    facts = answer_facts(suite, suffer_table(suite), found)
+    atomic_write_bytes(Path(folder) / "report.txt", render_text(suite, facts).encode())
     path = Path(folder) / "report.md"
-    atomic_write_bytes(path, render(suite).encode())
+    atomic_write_bytes(path, render(suite, found, facts).encode())
     return path

@@ -141,7 +141,7 @@ def run_answer(
     there), draw the figures, write ``out/report.md``; returns a summary.  ``plugins``
     (plug-in files, loaded by the caller) go to the sweeps' workers."""
     from sim.analysis.plots import plot_folder
-    from sim.analysis.report import draw_uptime, draw_user_view, write_report
+    from sim.analysis.report import draw_uptime, draw_user_view, load_suite, write_report
     from sim.analysis.sensitivity import draw_sensitivity
     from sim.analysis.uptime import UPTIME_PREFIX
     from sim.app.lane import start_lane, stop_lane
@@ -195,10 +195,11 @@ def run_answer(
         if lane is not None:
             stop_lane(lane)
         raise
-    draw_user_view(out)
-    draw_uptime(out)
+    suite_tables = load_suite(out)  # once, for the answer's own figures and the report
+    draw_user_view(suite_tables)
+    draw_uptime(suite_tables)
     draw_sensitivity(out)
-    summary["report"] = str(write_report(out))
+    summary["report"] = str(write_report(out, suite_tables))
     return summary
 
 
