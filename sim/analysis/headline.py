@@ -74,6 +74,8 @@ class ZoneAtFailures:
     median_margin: float
     at_or_below: int  # failures with free at or below the boosted min
     boosted: int  # failures while the zone's watermarks were boosted
+    min_margin: float
+    max_margin: float
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def headline_facts(
         clean=clean,
         clean_hi=clean_hi,
         user=_user_view(suite, table, baseline) if suffering else None,
-        zone=_zone(suite.events),
+        zone=zone_at_failures(suite.events),
         real=real,
         onsets=tuple(onsets),
         sure=sure,
@@ -206,14 +208,17 @@ def _user_view(suite: Any, table: pd.DataFrame, baseline: str) -> UserView:
     )
 
 
-def _zone(events: pd.DataFrame) -> ZoneAtFailures | None:
+def zone_at_failures(events: pd.DataFrame) -> ZoneAtFailures | None:
+    """DMA32 at the recorded split failures (``split_nowait_failure`` events), or None
+    without any (or without the zone's columns)."""
     if events.empty or "kind" not in events:
         return None
     ev = events[events["kind"] == "split_nowait_failure"]
     if ev.empty or "DMA32_free" not in ev:
         return None
     margin = ev["DMA32_free"] - (ev["DMA32_min"] + ev["DMA32_boost"])
-    return ZoneAtFailures(len(ev), float(margin.median()), int((margin <= 0).sum()), int((ev["DMA32_boost"] > 0).sum()))
+    return ZoneAtFailures(len(ev), float(margin.median()), int((margin <= 0).sum()), int((ev["DMA32_boost"] > 0).sum()),
+                          float(margin.min()), float(margin.max()))  # fmt: skip
 
 
 def _rate(value: float) -> str:

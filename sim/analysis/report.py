@@ -24,7 +24,14 @@ import pandas as pd
 from sim.analysis.agreement import Comparison, agreement_section, agreement_table, comparisons, real_kernel_rate
 from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_interval
 from sim.analysis.factors import as_written, by_value
-from sim.analysis.headline import HeadlineFacts, Onset, headline_facts, headline_markdown, report_text
+from sim.analysis.headline import (
+    HeadlineFacts,
+    Onset,
+    headline_facts,
+    headline_markdown,
+    report_text,
+    zone_at_failures,
+)
 from sim.analysis.report_text import ASSUMPTIONS, traced_failure_story
 from sim.analysis.sensitivity import load_sensitivity, sensitivity_section, sureness
 from sim.analysis.uptime import UPTIME_PREFIX, uptime_runs, uptime_summary
@@ -234,17 +241,16 @@ def caller_table(suite: Suite) -> pd.DataFrame:
 
 
 def free_at_failures(suite: Suite) -> str:
-    """Where free memory stood at each split failure, relative to its zone's (boosted) min."""
-    ev = suite.events[suite.events["kind"] == "split_nowait_failure"] if not suite.events.empty else suite.events
-    if ev.empty:
+    """Where free memory stood at each split failure, relative to its zone's (boosted) min
+    (:func:`sim.analysis.headline.zone_at_failures`, which the headline words too)."""
+    z = zone_at_failures(suite.events)
+    if z is None:
         return "No split failure was recorded, so there is no free-memory level to report."
-    margin = ev["DMA32_free"] - (ev["DMA32_min"] + ev["DMA32_boost"])
-    boosted = int((ev["DMA32_boost"] > 0).sum())
     return (
-        f"At all {len(ev)} split failures, DMA32's free pages minus its boosted min were "
-        f"{int(margin.min())} to {int(margin.max())} pages (median {int(margin.median())}); "
-        f"{int((margin <= 0).sum())} of them at or below the boosted min, "
-        f"{boosted} while the zone's watermarks were boosted."
+        f"At all {z.failures} split failures, DMA32's free pages minus its boosted min were "
+        f"{int(z.min_margin)} to {int(z.max_margin)} pages (median {int(z.median_margin)}); "
+        f"{z.at_or_below} of them at or below the boosted min, "
+        f"{z.boosted} while the zone's watermarks were boosted."
     )
 
 
