@@ -199,12 +199,13 @@ def test_a_sweep_without_a_preemption_column_takes_its_scenario_s_model(lockless
 
 def _reduction_row(base: tuple[int, int], other: tuple[int, int]) -> pd.Series:
     """A ranking-table row of nowait and preload with (failures, calls) each."""
-    from sim.analysis.report import _rate, reduction_bound
+    from sim.analysis.data import rate_per_million
+    from sim.analysis.report import reduction_bound
 
     row = {}
     for strategy, (k, n) in (("nowait", base), ("preload", other)):
         row[f"{strategy}.failures"] = k
-        row[f"{strategy}.rate"], row[f"{strategy}.lo"], row[f"{strategy}.hi"] = _rate(k, n)
+        row[f"{strategy}.rate"], row[f"{strategy}.lo"], row[f"{strategy}.hi"] = rate_per_million(k, n)
     row["preload.reduction_bound"] = reduction_bound(row["nowait.lo"], row["preload.hi"])
     return pd.Series(row)
 

@@ -17,11 +17,10 @@ neither does, there is no boundary inside the range and none is invented.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sim.analysis.data import wilson_interval
+from sim.analysis.data import rate_per_million
 
 Number = int | float
 
@@ -60,10 +59,7 @@ class Probe:
     def rate(self) -> tuple[float, float, float]:
         """Failures per 10^6 vmalloc calls and its Wilson 95% interval (NaN without calls).
         At zero failures the upper end is all a probe can say: the rate is below it."""
-        if self.calls <= 0:
-            return math.nan, math.nan, math.nan
-        lo, hi = wilson_interval(min(self.failures, self.calls), self.calls)
-        return self.failures / self.calls * 1e6, lo * 1e6, hi * 1e6
+        return rate_per_million(self.failures, self.calls)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,16 @@ def wilson_interval(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def rate_per_million(k: float, n: float) -> tuple[float, float, float]:
+    """``k`` failures in ``n`` trials per 10^6 trials, with the Wilson 95% interval; NaN without
+    trials.  ``k`` is capped at ``n`` for the interval (a call retried after a purge can fail
+    twice)."""
+    if n <= 0:
+        return math.nan, math.nan, math.nan
+    lo, hi = wilson_interval(min(k, n), n)
+    return k / n * 1e6, lo * 1e6, hi * 1e6
+
+
 # -- reading a results folder -------------------------------------------------
 
 

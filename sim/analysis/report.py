@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from sim.analysis.agreement import Comparison, agreement_section, agreement_table, comparisons, real_kernel_rate
-from sim.analysis.data import NOT_FACTORS, short_name, usable_runs, wilson_interval
+from sim.analysis.data import NOT_FACTORS, rate_per_million, short_name, usable_runs
 from sim.analysis.factors import as_written, by_value
 from sim.analysis.headline import (
     HeadlineFacts,
@@ -106,14 +106,6 @@ def load_suite(folder: Path) -> Suite:
     )
 
 
-def _rate(k: float, n: float) -> tuple[float, float, float]:
-    """Per million, with its Wilson 95% interval."""
-    if n <= 0:
-        return math.nan, math.nan, math.nan
-    lo, hi = wilson_interval(min(k, n), n)
-    return k / n * 1e6, lo * 1e6, hi * 1e6
-
-
 def show(value: object) -> str:
     """A factor value as a reader wrote it: 4 not 4.0, off not False."""
     if isinstance(value, bool) or value is None:
@@ -143,12 +135,12 @@ def suffer_table(suite: Suite) -> pd.DataFrame:
         row: dict[str, object] = {"sweep": sweep, "point": int(point), "condition": condition_label(suite, sweep, part)}
         for strategy, mine in part.groupby("strategy"):
             k, n = float(mine["split_nowait_failures"].sum()), float(mine["vmalloc_calls"].sum())
-            rate, lo, hi = _rate(k, n)
+            rate, lo, hi = rate_per_million(k, n)
             row[f"{strategy}.failures"] = k
             row[f"{strategy}.calls"] = n
             row[f"{strategy}.rate"], row[f"{strategy}.lo"], row[f"{strategy}.hi"] = rate, lo, hi
             forks = float(mine["forks"].sum() + mine["fork_enomem"].sum())
-            row[f"{strategy}.enomem"] = _rate(float(mine["fork_enomem"].sum()), forks)[0]
+            row[f"{strategy}.enomem"] = rate_per_million(float(mine["fork_enomem"].sum()), forks)[0]
             row[f"{strategy}.oom_per_run"] = float(mine["oom_kills"].mean())
             row[f"{strategy}.runs"] = len(mine)
         base = row.get(f"{BASELINE}.rate")
@@ -312,7 +304,7 @@ def lockless_misses(suite: Suite) -> pd.DataFrame:
         for strategy in strategy_order(list(part["strategy"].unique())):
             mine = part[part["strategy"] == strategy]
             k, n = float(mine["preload_race_misses"].sum()), float(mine["vmap_alloc_calls"].sum())
-            rate, lo, hi = _rate(k, n)
+            rate, lo, hi = rate_per_million(k, n)
             rows.append({"preemption": preemption, "strategy": strategy, "race_misses": k,
                          "fill_misses": float(mine["preload_fill_misses"].sum()), "calls": n,
                          "per_million": rate, "lo": lo, "hi": hi})  # fmt: skip
