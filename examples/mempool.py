@@ -54,6 +54,10 @@ class MempoolSplit(PreloadSplit):
         """Objects any CPU may take now: the shared reserve."""
         return len(self.reserve)
 
+    def objects_held(self, ncpus: int) -> int:
+        """The shared reserve, counted once (``preloaded`` shows it to every CPU)."""
+        return len(self.reserve)
+
     def lock_for_alloc(self, vm: SplitHost, task: Task, gfp: int) -> Generator[Any, Any, None]:
         while len(self.reserve) < POOL:  # refill, preemptible and sleeping, before the lock
             pva = yield from self.fill(vm, task, GFP_KERNEL)

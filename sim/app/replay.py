@@ -21,6 +21,15 @@ overrides it, and v5.3 is the default.  Other header fields (``workload``,
 * ``{"op":"check"}``: result ``{"free":[[start,end],...],"busy":N}``, the
   free blocks in address order with exclusive ends and the busy count.
 
+A header with ``"kernel":"v6.9"`` and ``"nodes":N`` replays through the vmap-node layer of
+Linux 6.9 (:mod:`sim.kernel.mm.vmalloc.nodes`, N nodes; the v5.18 search): ``alloc`` takes
+a ``"cpu"`` (whose node's pool it tries first; ``fit`` is ``"POOL"`` for a pool hit),
+``free`` is the lazy free (result ``{"ok":true,"node":K}``, the node whose lazy list took
+it; the area is found by any address inside it, as ``find_unlink_vmap_area`` does),
+``{"op":"purge","full":B}`` is ``__purge_vmap_area_lazy`` (result
+``{"purged","pooled","decayed","objs_free"}``), and ``check`` also lists the lazy lists and
+the pools (``"lazy":[[node,[start,...]],...]``, ``"pools":[[node,pages,[start,...]],...]``).
+
 All ops of a file run in order on one fresh :class:`VmapSpace` (one free
 block ``[1, 2^64-1)``); the result is written in the same format, and with
 ``check`` compared with the expected ``out``.  A vmalloc trace taken on a real
@@ -37,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.kernel.mm.vmalloc.nodes import MAX_VMAP_NODES, VmapNodes
 from sim.kernel.mm.vmalloc.space import FIT_NAMES, SEARCH_MODES, ULONG_MAX, CountingProvider, VmapSpace
 from sim.schema.errors import InputError
 
@@ -45,6 +55,14 @@ OP_FIELDS = {
     "free": ({"addr"}, set()),
     "check": (set(), set()),
 }
+# the ops of a v6.9 vmap-node file (header "kernel": "v6.9")
+NODE_OP_FIELDS = {
+    "alloc": ({"size", "align", "vstart", "vend", "cpu"}, {"fail_split"}),
+    "free": ({"addr"}, set()),
+    "purge": ({"full"}, set()),
+    "check": (set(), set()),
+}
+NODE_KERNELS = ("v6.9",)
 CONTEXT_OPS = 3
 
 
@@ -76,7 +94,8 @@ class ReplayReport:
     def fit_mix(self) -> dict[str, float]:
         """Share of each fit type among successful allocations."""
         done = sum(self.fits.values())
-        return {name: (self.fits[name] / done if done else 0.0) for name in ("FL", "LE", "RE", "NE")}
+        names = ("FL", "LE", "RE", "NE") + (("POOL",) if self.fits["POOL"] else ())
+        return {name: (self.fits[name] / done if done else 0.0) for name in names}
 
 
 def _u64(value: Any, source: str, lineno: int, name: str, *, positive: bool = False) -> int:
@@ -87,14 +106,16 @@ def _u64(value: Any, source: str, lineno: int, name: str, *, positive: bool = Fa
     return value
 
 
-def validate_op(op: Any, source: str, lineno: int) -> dict[str, Any]:
-    """Check one op object against the format; raise :class:`InputError` if it is wrong."""
+def validate_op(op: Any, source: str, lineno: int, nodes: bool = False) -> dict[str, Any]:
+    """Check one op object against the format (``nodes``: a v6.9 vmap-node file's);
+    raise :class:`InputError` if it is wrong."""
     if not isinstance(op, dict):
         raise InputError(source, lineno, f"in: expected an object, got {type(op).__name__}")
+    fields = NODE_OP_FIELDS if nodes else OP_FIELDS
     kind = op.get("op")
-    if kind not in OP_FIELDS:
-        raise InputError(source, lineno, f"in.op: expected one of alloc, free, check, got {kind!r}")
-    required, optional = OP_FIELDS[kind]
+    if kind not in fields:
+        raise InputError(source, lineno, f"in.op: expected one of {', '.join(fields)}, got {kind!r}")
+    required, optional = fields[kind]
     for name in sorted(required - op.keys()):
         raise InputError(source, lineno, f"in.{name}: missing (required by op {kind!r})")
     for name in sorted(op.keys() - required - optional - {"op"}):
@@ -110,6 +131,11 @@ def validate_op(op: Any, source: str, lineno: int) -> dict[str, Any]:
         _u64(op["vend"], source, lineno, "in.vend")
         if "fail_split" in op and not isinstance(op["fail_split"], bool):
             raise InputError(source, lineno, f"in.fail_split: expected true or false, got {op['fail_split']!r}")
+        if nodes:
+            _u64(op["cpu"], source, lineno, "in.cpu")
+    elif kind == "purge":
+        if not isinstance(op["full"], bool):
+            raise InputError(source, lineno, f"in.full: expected true or false, got {op['full']!r}")
     elif kind == "free":
         _u64(op["addr"], source, lineno, "in.addr")
     return op
@@ -146,6 +172,12 @@ def parse_trace(lines: Iterable[str], source: str = "<trace>") -> tuple[dict[str
             if "search" in obj and obj["search"] not in SEARCH_MODES:
                 allowed = ", ".join(SEARCH_MODES)
                 raise InputError(source, lineno, f"search: expected one of {allowed}, got {obj['search']!r}")
+            if "kernel" in obj:
+                if obj["kernel"] not in NODE_KERNELS:
+                    raise InputError(source, lineno, f"kernel: expected one of {', '.join(NODE_KERNELS)}, got {obj['kernel']!r}")
+                n = obj.get("nodes")
+                if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_VMAP_NODES:
+                    raise InputError(source, lineno, f"nodes: expected an integer from 1 to {MAX_VMAP_NODES}, got {n!r}")
             header = obj
             continue
         if "in" not in obj:
@@ -156,7 +188,8 @@ def parse_trace(lines: Iterable[str], source: str = "<trace>") -> tuple[dict[str
         expected = obj.get("out")
         if expected is not None and not isinstance(expected, dict):
             raise InputError(source, lineno, f"out: expected an object, got {type(expected).__name__}")
-        ops.append(Op(lineno, validate_op(obj["in"], source, lineno), expected))
+        nodes = header is not None and "kernel" in header
+        ops.append(Op(lineno, validate_op(obj["in"], source, lineno, nodes), expected))
     return header, ops
 
 
@@ -200,6 +233,76 @@ def run_ops(ops: Iterable[Op], search: str, report: ReplayReport) -> Iterator[tu
         yield item, result
 
 
+def run_node_ops(ops: Iterable[Op], nr_nodes: int, report: ReplayReport) -> Iterator[tuple[Op, dict[str, Any]]]:
+    """Run the ops of a v6.9 vmap-node file on a fresh allocator with ``nr_nodes`` nodes
+    (the v5.18 search; see the module doc); yield each op with its result object."""
+    provider = CountingProvider()
+    space = VmapSpace(provider, "v5.18")
+    nodes = VmapNodes(space, nr_nodes)
+    for item in ops:
+        op = item.op
+        kind = op["op"]
+        report.ops += 1
+        if kind == "alloc":
+            report.allocs += 1
+            result = _node_alloc(space, nodes, provider, op)
+            if result["fit"] is None:
+                report.failed_allocs += 1
+            else:
+                report.fits[result["fit"]] += 1
+        elif kind == "free":
+            report.frees += 1
+            va = _find_unlink(space, op["addr"])
+            if va is None:
+                report.failed_frees += 1
+                result = {"ok": False}
+            else:
+                result = {"ok": True, "node": nodes.free_vmap_area_noflush(va)}
+        elif kind == "purge":
+            counts = nodes.purge(op["full"])
+            result = {"purged": counts.purged, "pooled": counts.pooled, "decayed": counts.decayed,
+                      "objs_free": counts.objs_free}  # fmt: skip
+        else:
+            report.checks += 1
+            result = {
+                "free": [list(b) for b in space.free_blocks()],
+                "busy": len(space.busy),
+                "lazy": nodes.lazy_listing(),
+                "pools": nodes.pool_listing(),
+            }
+        yield item, result
+
+
+def _node_alloc(space: VmapSpace, nodes: VmapNodes, provider: CountingProvider, op: dict[str, Any]) -> dict[str, Any]:
+    """``alloc_vmap_area`` of v6.9 without its purge and retry: a node's pool, then the tree."""
+    size, align, vstart, vend = op["size"], op["align"], op["vstart"], op["vend"]
+    va, node = nodes.node_alloc(size, align, vstart, vend, op["cpu"])
+    if va is not None:
+        space.busy[va.va_start] = va
+        nodes.take_busy(va, node)
+        return {"addr": va.va_start, "fit": "POOL", "objs_alloc": 0, "objs_free": 0}
+    allocated, freed = provider.allocated, provider.freed
+    provider.fail_next_split = bool(op.get("fail_split", False))
+    busy = space.alloc_area(size, align, vstart, vend)
+    provider.fail_next_split = False
+    if isinstance(busy, int):
+        return {"addr": None, "fit": None, "objs_alloc": 0, "objs_free": 0}
+    nodes.take_busy(busy, node)
+    return {"addr": busy.va_start, "fit": FIT_NAMES[space.last_fit], "objs_alloc": provider.allocated - allocated,
+            "objs_free": provider.freed - freed}  # fmt: skip
+
+
+def _find_unlink(space: VmapSpace, addr: int) -> Any:
+    """``find_unlink_vmap_area``: the busy area holding ``addr``, taken out of the busy areas."""
+    va = space.busy.pop(addr, None)
+    if va is not None:
+        return va
+    starts = sorted(s for s in space.busy if s <= addr)
+    if starts and addr < space.busy[starts[-1]].va_end:
+        return space.busy.pop(starts[-1])
+    return None
+
+
 def replay(
     header: dict[str, Any] | None,
     ops: list[Op],
@@ -216,7 +319,9 @@ def replay(
         out_header["search"] = mode
         yield json.dumps(out_header, separators=(",", ":"))
         recent: deque[tuple[Op, dict[str, Any]]] = deque(maxlen=CONTEXT_OPS)
-        for item, result in run_ops(ops, mode, report):
+        nodes = (header or {}).get("nodes") if (header or {}).get("kernel") else None
+        results = run_ops(ops, mode, report) if nodes is None else run_node_ops(ops, nodes, report)
+        for item, result in results:
             if check and item.expected is not None:
                 report.compared += 1
                 if result != item.expected:

@@ -204,6 +204,7 @@ def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:
         elif column.source == "seconds":
             row[column.name] = float(sum(seconds[name] for name in column.sum))
     row["min_free_pages"], row["seconds_below_min"] = _free_levels(metrics, machine)
+    row["vmap_objects_held_max"] = max((int(s.get("vmap_objects_held", 0)) for s in metrics.samples), default=0)
     return row
 
 

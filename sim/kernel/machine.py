@@ -162,6 +162,7 @@ class Machine:
                 self.env.now,
                 vmap_lazy_pages=vm.lazy.vmap_lazy_nr,
                 vmap_area_objects=self.vmap_area_cache.objects_in_use,
+                vmap_objects_held=vm.objects_held(),
                 kswapd_awake=int(not pa.reclaim.kswapd_sleeping),
                 kswapd_reclaimed=int(self.metrics.counters["kswapd_reclaimed"]),
                 **levels,

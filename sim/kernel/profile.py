@@ -22,6 +22,10 @@ class KernelProfile:
     vmap_area_size: int = 88  # struct vmap_area: 88 B to 5.3, 64 B 5.4-6.2 (688fcbfc06e4), 72 B from 6.3
     vmap_area_objs_per_slab: int = 46  # SLUB order-0 slab: 46 / 64 / 56
     free_vmap_area_lock: bool = False  # e36176be1c39 (5.5): free tree under its own lock
+    # 6.9, "mm: vmalloc: Mitigate a vmap lock contention": vmap nodes (per-node busy and lazy
+    # trees and locks, per-node pools of purged areas by size, the pools' decay, the purge
+    # queued to drain_vmap_work): sim/kernel/mm/vmalloc/nodes.py and node_purge.py
+    vmap_nodes: bool = False
     # page allocator (mm/page_alloc.c, include/linux/gfp.h)
     gfp_atomic_bit: bool = True  # __GFP_ATOMIC exists (gone in 6.3, 2973d8229b78)
     alloc_non_block: bool = False  # 6.3: ALLOC_NON_BLOCK / ALLOC_MIN_RESERVE flag mapping (ab3508854353)
@@ -88,7 +92,7 @@ _v63 = _register(
     )
 )
 _v68 = _register(replace(_v63, name="6.8", nowait_implies_nowarn=True, slab_allocators=("SLUB",)))
-_v69 = _register(replace(_v68, name="6.9"))
+_v69 = _register(replace(_v68, name="6.9", vmap_nodes=True))
 
 DEFAULT_PROFILE = "5.2"
 

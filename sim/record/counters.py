@@ -120,7 +120,9 @@ vmap_ebusy                alloc_vmap_area that gave up with -EBUSY
 vmap_warnings_printed     "vmap allocation for size ... failed" printed (ratelimited)
 vmalloc_failures          __vmalloc_node_range that returned NULL
 vmalloc_page_failures     __vmalloc_area_node that could not get its pages
-lazy_purges               vfree that crossed lazy_max_pages and purged
+lazy_purges               vfree that crossed lazy_max_pages and purged (6.9: drain_vmap_work's purge)
+vmap_pool_hits            6.9 node_alloc: area reused from the CPU's node pool (no free-tree search, no split)
+vmap_pool_misses          6.9 node_alloc: whole-window request the node pool could not serve (empty or misaligned)
 tlb_flushes               TLB flush of a lazy purge (flush_tlb_kernel_range)
 watermark_boost           boost_watermark raised a zone's watermarks (fallback steal)
 fallback_steals           __rmqueue_fallback took a block below pageblock order from another migratetype
@@ -150,6 +152,8 @@ workingset_refault        page faulted back in after reclaim
 oom_reaped_pages          page freed by the OOM reaper
 """),
     CounterDecl("purged_areas", "areas", "vmap area freed by a lazy purge"),
+    CounterDecl("vmap_pool_adds", "areas", "6.9: purged area put in its node's pool instead of the free tree"),
+    CounterDecl("vmap_pool_decayed", "areas", "6.9: pooled area given back to the free tree by a pool decay"),
     CounterDecl("console_bytes", "bytes", "byte printk wrote to the serial console (\\r\\n counted)"),
     *_counts(SECONDS, """
 alloc_slowpath            time in __alloc_pages_slowpath

@@ -59,11 +59,16 @@ RUN_ROW: tuple[RunColumn, ...] = (
               ("console_lock_wait:vmap_area_lock", "console_lock_wait:free_vmap_area_lock")),
     # how long tasks spun (spinlock_t) or slept (PREEMPT_RT) waiting for the vmap area locks
     RunColumn("vmap_lock_wait_seconds", float, "seconds",
-              ("lock_wait:vmap_area_lock", "lock_wait:free_vmap_area_lock")),
+              ("lock_wait:vmap_area_lock", "lock_wait:free_vmap_area_lock", "lock_wait:vmap_node_busy_lock",
+               "lock_wait:vmap_node_lazy_lock", "lock_wait:vmap_node_pool_lock")),
     _count("oom_kills", "oom_kill"),
     RunColumn("min_free_pages", int, "derived"),  # lowest free pages seen
     RunColumn("seconds_below_min", float, "derived"),  # time a GFP_NOWAIT request would fail
     _count("sleep_in_atomic_bugs"),
+    # 6.9 vmap nodes: allocations served from a node pool (no free-tree search, no split),
+    # and the most vmap_area objects held aside at a sample: preloads, reserves, node pools
+    _count("vmap_pool_hits"),
+    RunColumn("vmap_objects_held_max", int, "derived"),
     _run("status"), _run("error"),
 )  # fmt: skip
 

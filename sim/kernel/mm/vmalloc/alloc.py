@@ -39,8 +39,12 @@ from typing import Any, Final
 from sim.kernel.mm.gfp import GFP_NOWAIT, GFP_RECLAIM_MASK, Gfp, gfp_name
 from sim.kernel.mm.page_alloc import PageAllocator
 from sim.kernel.mm.slab.common import KmemCache
+from sim.kernel.mm.vmalloc.node_purge import NodeLazyFree
+from sim.kernel.mm.vmalloc.nodes import NO_NODE, VmapNodes, nr_vmap_nodes
 from sim.kernel.mm.vmalloc.purge import LazyFree
-from sim.kernel.mm.vmalloc.space import ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VmapArea, VmapSpace
+from sim.kernel.mm.vmalloc.space import (
+    ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapArea, VmapSpace,
+)  # fmt: skip
 from sim.kernel.mm.vmalloc.strategies.base import SplitStrategy
 from sim.kernel.mm.vmalloc.vm_struct import VM_ALLOC, VM_IOREMAP, VM_NO_GUARD, VmStruct
 from sim.kernel.printk import Console, vmap_warn_bytes
@@ -188,13 +192,23 @@ class Vmalloc:
         self.space = VmapSpace(provider=self, search=profile.search)
         self.vmap_area_lock = SpinLock(sched, "vmap_area_lock")
         self.free_lock = SpinLock(sched, "free_vmap_area_lock") if profile.free_vmap_area_lock else self.vmap_area_lock
-        self.lazy = LazyFree(
+        # v6.9's vmap nodes (profile.vmap_nodes): pools, per-node busy/lazy/pool locks
+        self.nodes: VmapNodes | None = None
+        lazy_class = NodeLazyFree if profile.vmap_nodes else LazyFree
+        self.lazy = lazy_class(
             sched, self.space, page_alloc, kmalloc, self.free_lock, self.vmap_area_lock,
             # v5.4+ (dd3b8353bae7, with the v5.5 lock split here): lazy areas leave the busy tree at free time
             busy_unlinked_on_free=profile.free_vmap_area_lock,
             lazy_max=lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu),
             costs=self.params, metrics=metrics,
         )  # fmt: skip
+        if profile.vmap_nodes:
+            n = nr_vmap_nodes(sched.ncpus)
+            self.nodes = VmapNodes(self.space, n)
+            self.busy_locks = [SpinLock(sched, "vmap_node_busy_lock") for _ in range(n)]
+            self.pool_locks = [SpinLock(sched, "vmap_node_pool_lock") for _ in range(n)]
+            lazy_locks = [SpinLock(sched, "vmap_node_lazy_lock") for _ in range(n)]
+            self.lazy.attach_nodes(self.nodes, self.busy_locks, lazy_locks, self.pool_locks)  # type: ignore[attr-defined]
         self.notifiers: list[Any] = []  # vmap_notify_list: callables returning pages freed
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
         self.calls = CallChains()  # the calls that led each task to its current request
@@ -204,6 +218,20 @@ class Vmalloc:
         # other caller of adjust_va_to_fit_type.  Tells split_nowait who fell back and why.
         self._held_at_check: int | None = None
         self.lazy.start_workers()
+
+    def objects_held(self) -> int:
+        """``vmap_area`` objects held aside for later requests: the strategy's (per-CPU
+        preloads, reserves) and, from 6.9, the areas in the node pools."""
+        held = self.strategy.objects_held(self.sched.ncpus)
+        return held + self.nodes.pooled if self.nodes is not None else held
+
+    def busy_lock(self, addr: int) -> SpinLock:
+        """The lock of the busy tree that holds an area starting at ``addr``:
+        ``vmap_area_lock``, or from 6.9 the busy lock of the address's node."""
+        nodes = self.nodes
+        if nodes is None:
+            return self.vmap_area_lock
+        return self.busy_locks[nodes.addr_to_node_id(addr)]
 
     def frame(self, task: Task, name: str) -> Any:
         """``with vm.frame(task, "alloc_vmap_area"):``: a frame of the call chain that failure
@@ -318,6 +346,12 @@ class Vmalloc:
     ) -> Generator[Any, Any, VmapArea | int]:
         """The body of :meth:`alloc_vmap_area` from the busy descriptor on."""
         sched = self.sched
+        nodes = self.nodes
+        node = NO_NODE
+        if nodes is not None:  # v6.9: node_alloc, the CPU's node pool first
+            pooled, node = yield from self._node_alloc(task, nodes, size, align, vstart, vend)
+            if pooled is not None:
+                return pooled
         busy = yield from self.new_object(task, gfp & _RECLAIM_MASK)
         if busy is None:
             self.metrics.add("vmap_alloc_failures")
@@ -341,14 +375,17 @@ class Vmalloc:
                 if purged:
                     metrics.add("overflow_retry_successes")
                     metrics.event("vmap_retry", self.env.now, task=task.name, pid=task.pid, cpu=task.cpu, ok=True)
-                if self.free_lock is not self.vmap_area_lock:
+                busy_lock = self.vmap_area_lock if nodes is None else self.busy_lock(addr)
+                if self.free_lock is not busy_lock:
                     yield from self.free_lock.unlock(task)
-                    yield from self.vmap_area_lock.lock(task)
+                    yield from busy_lock.lock(task)
                 busy.va_start, busy.va_end = addr, addr + size
                 busy.va_size = size
                 busy.fit = self.space.last_fit
                 self.space.insert_busy(busy)
-                yield from self.vmap_area_lock.unlock(task)
+                if nodes is not None:
+                    nodes.take_busy(busy, node)
+                yield from busy_lock.unlock(task)
                 self._retries.pop(task.pid, None)
                 return busy
             # overflow:
@@ -390,6 +427,32 @@ class Vmalloc:
         self.free_object_of(task, busy)
         self._retries.pop(task.pid, None)
         return EBUSY
+
+    def _node_alloc(
+        self, task: Task, nodes: VmapNodes, size: int, align: int, vstart: int, vend: int
+    ) -> Generator[Any, Any, tuple[VmapArea | None, int]]:
+        """``node_alloc`` (v6.9): an area of exactly ``size`` from the pool of the CPU's node,
+        taken under the node's pool lock when that pool is not empty, then made busy under
+        the busy lock of its address's node.  ``(area or None, requesting node)``."""
+        pooled, node = None, NO_NODE
+        if nodes.nr_nodes > 1 and vstart == VMALLOC_START and vend == VMALLOC_END:
+            node = task.cpu % nodes.nr_nodes
+            if nodes.pools[node].get((size - 1) // PAGE_SIZE):
+                lock = self.pool_locks[node]
+                yield from lock.lock(task)
+                pooled, node = nodes.node_alloc(size, align, vstart, vend, task.cpu)
+                yield from lock.unlock(task)
+        if pooled is None:
+            if node != NO_NODE:
+                self.metrics.add("vmap_pool_misses")
+            return None, node
+        self.metrics.add("vmap_pool_hits")
+        lock = self.busy_lock(pooled.va_start)
+        yield from lock.lock(task)
+        self.space.busy[pooled.va_start] = pooled
+        nodes.take_busy(pooled, node)
+        yield from lock.unlock(task)
+        return pooled, node
 
     def free_object_of(self, task: Task, va: VmapArea) -> None:
         """Give a descriptor back to the cache outside the core."""

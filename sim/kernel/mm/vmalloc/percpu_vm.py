@@ -213,11 +213,18 @@ def _get_vm_areas(
         yield from vmalloc.console.write_out(task, lock)  # a failed split object's report, under the lock
         yield from vmalloc.sched.run(task, vmalloc.params.t_core_alloc * len(offsets))
         if not error:
-            if lock is not vmalloc.vmap_area_lock:  # v5.5+: busy areas under their own lock
+            if vmalloc.nodes is not None:  # 6.9: each area into the busy tree of its node
                 yield from lock.unlock(task)
-                yield from vmalloc.vmap_area_lock.lock(task)
-                lock = vmalloc.vmap_area_lock
-            yield from lock.unlock(task)
+                for va in vas:
+                    busy_lock = vmalloc.busy_lock(va.va_start)  # type: ignore[union-attr]
+                    yield from busy_lock.lock(task)
+                    yield from busy_lock.unlock(task)
+            else:
+                if lock is not vmalloc.vmap_area_lock:  # v5.5+: busy areas under their own lock
+                    yield from lock.unlock(task)
+                    yield from vmalloc.vmap_area_lock.lock(task)
+                    lock = vmalloc.vmap_area_lock
+                yield from lock.unlock(task)
             for fit in fits:
                 metrics.add("fit_" + FIT_NAMES[fit].lower())
             # the chunk's pages are the percpu allocator's (nr_pages stays 0)

@@ -135,6 +135,11 @@ class SplitStrategy(ABC):
         """Objects ``cpu`` holds for coming splits (none without a preload)."""
         return 0
 
+    def objects_held(self, ncpus: int) -> int:
+        """Objects held aside for coming splits on the whole machine (the memory a
+        preload costs); by default the sum of :meth:`preloaded` over the CPUs."""
+        return sum(self.preloaded(cpu) for cpu in range(ncpus))
+
 
 def _register(cls: type[SplitStrategy]) -> None:
     name = cls.__dict__["name"]
