@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -240,6 +241,22 @@ def validate(
             bad += 1
     if bad:
         raise typer.Exit(2)
+
+
+@app.command()
+def profiles(
+    name: Annotated[str | None, typer.Argument(help="One profile (default: all).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+) -> None:
+    """The kernel profiles: for each, the upstream changes it models and those of its kernel
+    it does not."""
+    from sim.app.profiles import chosen_profiles, profile_record, profile_text
+
+    chosen = chosen_profiles(name)
+    if json_out:
+        print(json.dumps([profile_record(p) for p in chosen], indent=1))
+    else:
+        print("\n".join(profile_text(p) for p in chosen), end="")
 
 
 @app.command()

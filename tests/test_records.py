@@ -141,7 +141,7 @@ def test_the_run_columns_keep_their_names_and_order():
         "overflow_retry_successes", "vmap_ebusy", "forks", "fork_enomem", "nowait_page_failures", "direct_reclaims",
         "direct_reclaim_seconds", "console_seconds", "console_lock_wait_seconds", "vmap_lock_wait_seconds", "oom_kills",
         "min_free_pages",
-        "seconds_below_min", "sleep_in_atomic_bugs", "status", "error",
+        "seconds_below_min", "sleep_in_atomic_bugs", "vmap_pool_hits", "vmap_objects_held_max", "status", "error",
     )  # fmt: skip
 
 

@@ -42,6 +42,10 @@ class KernelProfile:
     stack_free_rcu: bool = False
     # slab
     slab_allocators: tuple[str, ...] = ("SLUB", "SLAB")  # SLAB removed in 6.8
+    # What `vmsim profiles` states: the upstream changes this profile models, and those of its
+    # kernel (touching vmalloc, the page allocator, reclaim or slab as modelled) it does not.
+    models: tuple[str, ...] = ()
+    not_modelled: tuple[str, ...] = ()
 
 
 PROFILES: dict[str, KernelProfile] = {}
@@ -52,8 +56,26 @@ def _register(profile: KernelProfile) -> KernelProfile:
     return profile
 
 
-_v52 = _register(KernelProfile("5.2"))
-_v53 = _register(replace(_v52, name="5.3", split_strategy="preload"))
+_v52 = _register(
+    KernelProfile(
+        "5.2",
+        models=(
+            "68ad4a330433 (5.2) the augmented free tree: lowest-match search, FL/LE/RE/NE fits, "
+            "the NE split's object with GFP_NOWAIT under vmap_area_lock",
+            "5.2 lazy free: vmap_purge_list, lazy_max_pages, try_purge from the freeing context",
+        ),
+        not_modelled=(
+            "the lazy purge's merge order: the model merges in free order, the kernel's llist newest first",
+            "KASAN shadow for vmalloc",
+        ),
+    )
+)
+_v53 = _register(
+    replace(
+        _v52, name="5.3", split_strategy="preload",
+        models=(*_v52.models, "82dd23e84be3 (5.3) the per-CPU ne_fit preload, GFP_KERNEL, preemption off around the check"),
+    )
+)  # fmt: skip
 _v55 = _register(
     replace(
         _v53,
@@ -62,6 +84,14 @@ _v55 = _register(
         vmap_area_size=64,
         vmap_area_objs_per_slab=64,
         free_vmap_area_lock=True,
+        models=(
+            *_v53.models[:2],
+            "81f1ba586e39 (5.5) the preload without preempt_disable, and 'respect passed gfp_mask' (5.5): "
+            "the caller's gfp for the fill",
+            "688fcbfc06e4 (5.4) 64-byte struct vmap_area",
+            "dd3b8353bae7 (5.4) a freed area leaves the busy tree at once",
+            "e36176be1c39 (5.5) free_vmap_area_lock apart from vmap_area_lock",
+        ),
     )
 )
 _v518 = _register(
@@ -72,6 +102,21 @@ _v518 = _register(
         atomic_ignores_boost=True,
         reclaim_throttle=True,
         pcp_high_reclaim_limit=True,
+        models=(
+            *_v55.models,
+            "9333fe98d0a6 (5.18) adjust_search_size, and 9f531973dff3 (5.16) the search's vstart step",
+            "f80b08fc4453 (5.9) high-priority order-0 requests ignore the watermark boost",
+            "8cd7c588decf (5.16) reclaim_throttle instead of congestion_wait",
+            "c49c2c47dab6 (5.14) pcp high cut while kswapd reclaims",
+        ),
+        not_modelled=(
+            "the purge list as an address-ordered tree (5.9): the model merges in free order",
+            "690467c81b1a (5.18) the lazy purge moved out of the freeing context (drain_vmap_work)",
+            "b92ca18e8ca5 (5.14) pcp high from the low watermark (zone_highsize)",
+            "e540bf3162e8 (5.18) thread stacks freed through RCU into the stack cache",
+            "b47291ef02b0 (5.16) SLUB's per-CPU partial slab count",
+            "KASAN shadow for vmalloc",
+        ),
     )
 )
 # Debian 12's 6.1 stable kernel (6.1.0-57-amd64 is 6.1.192), the kernel `vmsim peer` boots by default:
@@ -80,7 +125,23 @@ _v518 = _register(
 # Not modelled: the asynchronous lazy purge (690467c81b1a, 5.18), SLUB's per-CPU partial slab count
 # (b47291ef02b0, 5.16), ALLOC_NOFRAGMENT, the tiny-zone guard of boost_watermark, and the one-time WARN
 # on a failed split (1b23ff80b399, 6.0).
-_v61 = _register(replace(_v518, name="6.1", alloc_non_block=True, pcp_high_from_low=True, stack_free_rcu=True))
+_v61 = _register(
+    replace(
+        _v518, name="6.1", alloc_non_block=True, pcp_high_from_low=True, stack_free_rcu=True,
+        models=(
+            *_v518.models,
+            "ab3508854353 (6.3, in 6.1.y stable) ALLOC_NON_BLOCK / ALLOC_MIN_RESERVE, __GFP_ATOMIC kept",
+            "b92ca18e8ca5 (5.14) pcp high from the low watermark (zone_highsize)",
+            "e540bf3162e8 (5.18) thread stacks freed through RCU into the stack cache",
+        ),
+        not_modelled=(
+            *_v518.not_modelled[:2],
+            *_v518.not_modelled[4:],
+            "ALLOC_NOFRAGMENT and the tiny-zone guard of boost_watermark",
+            "1b23ff80b399 (6.0) the one-time WARN on a failed split",
+        ),
+    )
+)  # fmt: skip
 _v63 = _register(
     replace(
         _v518,
@@ -89,10 +150,49 @@ _v63 = _register(
         vmap_area_objs_per_slab=56,
         gfp_atomic_bit=False,
         alloc_non_block=True,
+        models=(
+            *_v518.models,
+            "72-byte struct vmap_area (6.3)",
+            "2973d8229b78 (6.3) __GFP_ATOMIC removed; ab3508854353 ALLOC_NON_BLOCK / ALLOC_MIN_RESERVE",
+        ),
+        not_modelled=(
+            *_v518.not_modelled,
+            "ALLOC_NOFRAGMENT and the tiny-zone guard of boost_watermark",
+            "1b23ff80b399 (6.0) the one-time WARN on a failed split",
+        ),
     )
 )
-_v68 = _register(replace(_v63, name="6.8", nowait_implies_nowarn=True, slab_allocators=("SLUB",)))
-_v69 = _register(replace(_v68, name="6.9", vmap_nodes=True))
+_v68 = _register(
+    replace(
+        _v63, name="6.8", nowait_implies_nowarn=True, slab_allocators=("SLUB",),
+        models=(*_v63.models, "16f5dfbc851b GFP_NOWAIT implies __GFP_NOWARN", "SLAB removed (6.8)"),
+        not_modelled=(*_v63.not_modelled, "the PCP high auto-tuning series (6.7)"),
+    )
+)  # fmt: skip
+# 6.9: the vmap nodes of "mm: vmalloc: Mitigate a vmap lock contention" (Uladzislau Rezki,
+# v3 <20240102184633.748113-1-urezki@gmail.com>), read in the v6.9 tree; with them the
+# purge queued to drain_vmap_work (690467c81b1a, 5.18, modelled here only) and the RCU-freed
+# thread stacks (e540bf3162e8, 5.18; new runs, so set here).
+_v69 = _register(
+    replace(
+        _v68, name="6.9", vmap_nodes=True, stack_free_rcu=True,
+        models=(
+            *(note for note in _v68.models if not note.startswith("5.2 lazy free")),
+            "vmap nodes (6.9): per-node busy and lazy trees and locks, nr_vmap_nodes = CPUs (at most 128), "
+            "16-page zones; lazy areas purged per node in address order",
+            "vmap nodes (6.9): per-node pools of purged areas by size (1..256 pages), tried first by "
+            "whole-window requests of the CPU's node; decayed by a quarter (all when fewer than four) "
+            "on each purge, wholly on an allocation's overflow purge",
+            "690467c81b1a (5.18) the lazy purge queued to drain_vmap_work",
+            "e540bf3162e8 (5.18) thread stacks freed through RCU into the stack cache",
+        ),
+        not_modelled=(
+            "vmap nodes (6.9): the purge helpers that drain nodes in parallel above 2 x lazy_max_pages",
+            "vmap nodes (6.9): the vmap-node shrinker that empties the pools under memory pressure",
+            *(note for note in _v68.not_modelled if not note.startswith(("the purge list", "690467c81b1a", "e540bf3162e8"))),
+        ),
+    )
+)  # fmt: skip
 
 DEFAULT_PROFILE = "5.2"
 
