@@ -8,6 +8,7 @@
  *   F addr                                    -> vfree-like lazy free
  *   P full(0|1)                               -> __purge_vmap_area_lazy(ULONG_MAX, 0, full)
  *   C                                         -> state dump
+ *   N / S                                     -> nr_vmap_nodes / harness statistics (not ops)
  *
  * and prints one JSON result per op (line-buffered).  Numbers are decimal.
  * After every op the whole state is checked (see verify()); any violation, or any
@@ -33,6 +34,7 @@ static unsigned long trace_nr;
 static int flushed;
 static unsigned long pooled_at_flush;
 static unsigned long lineno;
+static unsigned long rotations;    /* statistics only: pool misses that rotated a pool list */
 
 static void die(const char *fmt, const char *what)
 {
@@ -266,6 +268,8 @@ static void op_alloc(unsigned long size, unsigned long align, unsigned long vsta
 	unsigned long addr;
 	unsigned int vn_id;
 	struct vmap_area *lo, *hi;
+	struct vmap_pool *pool = NULL;
+	struct list_head *head_before;
 	const char *fit;
 
 	if (!size || (size & (PAGE_SIZE - 1)) || !align || (align & (align - 1)))
@@ -275,11 +279,21 @@ static void op_alloc(unsigned long size, unsigned long align, unsigned long vsta
 	op_fail_split = fail;
 	expect_warn = fail;   /* va_alloc warns when the NE split's object is missing */
 
+	/* statistics only: the head of the pool node_alloc() will look at */
+	head_before = NULL;
+	if (vstart == VMALLOC_START && vend == VMALLOC_END && nr_vmap_nodes > 1) {
+		pool = size_to_va_pool(id_to_node(cpu % nr_vmap_nodes), size);
+		if (pool && !list_empty(&pool->head))
+			head_before = pool->head.next;
+	}
+
 	/* alloc_vmap_area(), v6.9 order, without preload and without the overflow path */
 	va = node_alloc(size, align, vstart, vend, &addr, &vn_id);
 	if (va) {
 		fit = "POOL";
 	} else {
+		if (head_before && pool->head.next != head_before)
+			rotations++;
 		va = calloc(1, sizeof(*va));   /* the busy descriptor: never fails, not counted */
 		live_objs++;
 		fit = NULL;
@@ -469,6 +483,9 @@ int main(int argc, char **argv)
 			break;
 		case 'N':    /* nodes: print nr_vmap_nodes (for the header) */
 			printf("{\"nodes\":%u}\n", nr_vmap_nodes);
+			break;
+		case 'S':    /* statistics that the vector format does not carry */
+			printf("{\"rotations\":%lu}\n", rotations);
 			break;
 		default:
 			die("%s: unknown op", "input");
