@@ -15,6 +15,7 @@ into <out>/vmalloc_pieces.c; driver.c includes that file after its shims.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import subprocess
@@ -107,6 +108,7 @@ class Tree:
     def __init__(self, path: str, rev: str):
         self.path = Path(path)
         self.rev = rev
+        self.blobs: dict[str, str] = {}
         self.is_git = (self.path / "HEAD").exists() and (self.path / "objects").exists()
         if not self.is_git and (self.path / ".git").exists():
             self.commit = self._git(["rev-parse", "HEAD"], git_dir=self.path / ".git").strip()
@@ -121,8 +123,13 @@ class Tree:
 
     def read(self, rel: str) -> str:
         if self.is_git:
-            return self._git(["show", f"{self.rev}:{rel}"])
-        return (self.path / rel).read_text()
+            data = subprocess.run(["git", "--git-dir", str(self.path), "show", f"{self.rev}:{rel}"],
+                                  check=True, capture_output=True).stdout
+        else:
+            data = (self.path / rel).read_bytes()
+        # the git blob id, so the pieces can be matched against any other copy of the tree
+        self.blobs[rel] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return data.decode()
 
 
 _PROTO_TYPE_LINE = re.compile(r"^[A-Za-z_][\w \t\*]*$")
@@ -140,8 +147,8 @@ def find_piece(lines: list[str], kind: str, name: str) -> tuple[int, int]:
     if kind == "func":
         cands = []
         pat = re.compile(r"^(?:[A-Za-z_][^;{}()]*[\s\*])?" + re.escape(name) + r"\(")
-        for i, l in enumerate(lines):
-            if not pat.match(l):
+        for i, ln in enumerate(lines):
+            if not pat.match(ln):
                 continue
             # a definition: the next line that is exactly "{" comes before any ';' line end
             j = i
@@ -164,7 +171,7 @@ def find_piece(lines: list[str], kind: str, name: str) -> tuple[int, int]:
         return start, k
     if kind in ("struct", "enum"):
         pat = re.compile(r"^(?:static )?" + kind + r" " + re.escape(name) + r" \{")
-        i = _one([i for i, l in enumerate(lines) if pat.match(l)], kind, name)
+        i = _one([i for i, ln in enumerate(lines) if pat.match(ln)], kind, name)
         k = i + 1
         while not lines[k].startswith("}"):
             k += 1
@@ -172,20 +179,20 @@ def find_piece(lines: list[str], kind: str, name: str) -> tuple[int, int]:
         return i, k
     if kind == "define":
         pat = re.compile(r"^#define " + re.escape(name) + r"\b")
-        i = _one([i for i, l in enumerate(lines) if pat.match(l)], kind, name)
+        i = _one([i for i, ln in enumerate(lines) if pat.match(ln)], kind, name)
         k = i
         while lines[k].rstrip().endswith("\\"):
             k += 1
         return i, k
     if kind == "decl":
         pat = re.compile(r"\b" + re.escape(name) + r"\b")
-        cands = [i for i, l in enumerate(lines)
-                 if l[:1].isalpha() and pat.search(l) and l.rstrip().endswith(";")
-                 and not re.search(r"\b" + re.escape(name) + r"\(", l)]
+        cands = [i for i, ln in enumerate(lines)
+                 if ln[:1].isalpha() and pat.search(ln) and ln.rstrip().endswith(";")
+                 and not re.search(r"\b" + re.escape(name) + r"\(", ln)]
         i = _one(cands, kind, name)
         return i, i
     if kind == "macro":
-        i = _one([i for i, l in enumerate(lines) if l.startswith(name + "(")], kind, name)
+        i = _one([i for i, ln in enumerate(lines) if ln.startswith(name + "(")], kind, name)
         depth, k = 0, i
         while True:
             depth += lines[k].count("(") - lines[k].count(")")
@@ -235,7 +242,8 @@ def main(argv=None):
         for line, body in cut(tree.read(src), pieces):
             parts.append(f"\n#line {line + 1} \"{src}\"\n{body}\n")
     (out / "vmalloc_pieces.c").write_text("".join(parts))
-    (out / "SOURCE").write_text(f"tree={a.tree}\nrev={a.rev}\ncommit={tree.commit}\nversion={ver}\n")
+    (out / "SOURCE").write_text(f"tree={a.tree}\nrev={a.rev}\ncommit={tree.commit}\nversion={ver}\n"
+                                + "".join(f"blob {b} {rel}\n" for rel, b in sorted(tree.blobs.items())))
     print(f"extract: {len(VMALLOC_PIECES) + len(HEADER_PIECES)} pieces, {len(COPY)} files "
           f"from {tree.commit[:12]} (v{ver}) -> {out}")
 

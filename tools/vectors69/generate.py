@@ -15,6 +15,7 @@ per-op checks.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -168,7 +169,7 @@ class Recorder:
 
     def _verify(self, out):
         free = out["free"]
-        for (s0, e0), (s1, _e1) in zip(free, free[1:]):
+        for (_s0, e0), (s1, _e1) in itertools.pairwise(free):
             assert e0 < s1, "free blocks touch or overlap"
         assert out["busy"] == len(self.busy)
         lazy = [a for _node, starts in out["lazy"] for a in starts]
@@ -335,7 +336,7 @@ def w_boundary(name, seed):
         made = {}
         for k, pages in zip(counts, [2, 3, 4, 6, 7, 9]):
             made[pages] = [rec.alloc(pages * PAGE, 1, cpu=0) for _ in range(k)]
-        for pages, addrs in made.items():
+        for addrs in made.values():
             for a in rng.permutation(addrs):
                 assert rec.free(int(a))["ok"]
         rec.check()
@@ -347,7 +348,7 @@ def w_boundary(name, seed):
         # 2. the same with a full purge in the middle
         for k, pages in zip(counts, [2, 3, 4, 6, 7, 9]):
             made[pages] = [rec.alloc(pages * PAGE, 1, cpu=4) for _ in range(k)]  # cpu 4 -> node 0
-        for pages, addrs in made.items():
+        for addrs in made.values():
             for a in addrs[::-1]:
                 assert rec.free(a)["ok"]
         rec.purge(False)
@@ -490,7 +491,8 @@ def stats_row(name, nodes, s):
 
 
 TABLE_HEAD = ("| file | nodes | ops | allocs | POOL | FL | LE | RE | NE | failed (by fail_split) | "
-              "frees | refused frees | purges | full purges | purged | pooled | decayed | rotations | routed by vn_id |\n"
+              "frees | refused frees | purges | full purges | purged | pooled | decayed | rotations | "
+              "routed by vn_id |\n"
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
