@@ -35,6 +35,7 @@ static int flushed;
 static unsigned long pooled_at_flush;
 static unsigned long lineno;
 static unsigned long rotations;    /* statistics only: pool misses that rotated a pool list */
+static unsigned long refused_splits; /* statistics only: NE splits refused by fail_split */
 
 static void die(const char *fmt, const char *what)
 {
@@ -59,8 +60,10 @@ void *vmsim_split_alloc(void)
 {
 	void *p;
 
-	if (op_fail_split)
+	if (op_fail_split) {
+		refused_splits++;
 		return NULL;
+	}
 	p = calloc(1, sizeof(struct vmap_area));
 	cnt_alloc++;
 	live_objs++;
@@ -485,7 +488,7 @@ int main(int argc, char **argv)
 			printf("{\"nodes\":%u}\n", nr_vmap_nodes);
 			break;
 		case 'S':    /* statistics that the vector format does not carry */
-			printf("{\"rotations\":%lu}\n", rotations);
+			printf("{\"rotations\":%lu,\"refused_splits\":%lu}\n", rotations, refused_splits);
 			break;
 		default:
 			die("%s: unknown op", "input");

@@ -134,8 +134,6 @@ class Recorder:
             s["allocs"] += 1
             if out["addr"] is None:
                 s["failed"] += 1
-                if op.get("fail_split"):
-                    s["failed_fail_split"] += 1
                 return
             s[out["fit"]] += 1
             if out["fit"] != "POOL":
@@ -196,7 +194,9 @@ class Recorder:
     def finish(self, path: Path):
         if not self.lines or not self.lines[-1].startswith('{"in":{"op":"check"'):
             self.check()
-        self.stats["rotations"] = self.d.ask("S")["rotations"]
+        extra = self.d.ask("S")
+        self.stats["rotations"] = extra["rotations"]
+        self.stats["failed_fail_split"] = extra["refused_splits"]
         self.d.close()
         header = {"vectors": 1, "search": "v5.18", "kernel": "v6.9", "nodes": self.nodes,
                   "workload": self.workload, "seed": self.seed, "note": self.note}
