@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
@@ -163,9 +165,9 @@ def test_pools_lazy_lists_busy_areas_and_free_blocks_tile_the_space(ops, nr_node
             + space.free_blocks()
         )
         assert ranges[0][0] == 1 and ranges[-1][1] == (1 << 64) - 1
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         free = space.free_blocks()
-        assert all(a[1] < b[0] for a, b in zip(free, free[1:]))  # free blocks never touch
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(free))  # free blocks never touch
         assert nodes.pooled == sum(len(p) for pools in nodes.pools for p in pools.values())
 
 

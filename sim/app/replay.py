@@ -25,7 +25,7 @@ A header with ``"kernel":"v6.9"`` and ``"nodes":N`` replays through the vmap-nod
 Linux 6.9 (:mod:`sim.kernel.mm.vmalloc.nodes`, N nodes; the v5.18 search): ``alloc`` takes
 a ``"cpu"`` (whose node's pool it tries first; ``fit`` is ``"POOL"`` for a pool hit),
 ``free`` is the lazy free (result ``{"ok":true,"node":K}``, the node whose lazy list took
-it; the area is found by any address inside it, as ``find_unlink_vmap_area`` does),
+it; ``{"ok":false}`` when no busy area starts at the address),
 ``{"op":"purge","full":B}`` is ``__purge_vmap_area_lazy`` (result
 ``{"purged","pooled","decayed","objs_free"}``), and ``check`` also lists the lazy lists and
 the pools (``"lazy":[[node,[start,...]],...]``, ``"pools":[[node,pages,[start,...]],...]``).
@@ -174,10 +174,12 @@ def parse_trace(lines: Iterable[str], source: str = "<trace>") -> tuple[dict[str
                 raise InputError(source, lineno, f"search: expected one of {allowed}, got {obj['search']!r}")
             if "kernel" in obj:
                 if obj["kernel"] not in NODE_KERNELS:
-                    raise InputError(source, lineno, f"kernel: expected one of {', '.join(NODE_KERNELS)}, got {obj['kernel']!r}")
+                    known = ", ".join(NODE_KERNELS)
+                    raise InputError(source, lineno, f"kernel: expected one of {known}, got {obj['kernel']!r}")
                 n = obj.get("nodes")
                 if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_VMAP_NODES:
-                    raise InputError(source, lineno, f"nodes: expected an integer from 1 to {MAX_VMAP_NODES}, got {n!r}")
+                    expected = f"an integer from 1 to {MAX_VMAP_NODES}"
+                    raise InputError(source, lineno, f"nodes: expected {expected}, got {n!r}")
             header = obj
             continue
         if "in" not in obj:
@@ -293,14 +295,10 @@ def _node_alloc(space: VmapSpace, nodes: VmapNodes, provider: CountingProvider, 
 
 
 def _find_unlink(space: VmapSpace, addr: int) -> Any:
-    """``find_unlink_vmap_area``: the busy area holding ``addr``, taken out of the busy areas."""
-    va = space.busy.pop(addr, None)
-    if va is not None:
-        return va
-    starts = sorted(s for s in space.busy if s <= addr)
-    if starts and addr < space.busy[starts[-1]].va_end:
-        return space.busy.pop(starts[-1])
-    return None
+    """``find_unlink_vmap_area`` as the vectors use it: the busy area starting at ``addr``,
+    taken out of the busy areas (an address inside an area is refused: ``vfree`` of such an
+    address finds no ``vm`` in the kernel, see tests/data/vectors69/README.md)."""
+    return space.busy.pop(addr, None)
 
 
 def replay(

@@ -73,7 +73,10 @@ _v52 = _register(
 _v53 = _register(
     replace(
         _v52, name="5.3", split_strategy="preload",
-        models=(*_v52.models, "82dd23e84be3 (5.3) the per-CPU ne_fit preload, GFP_KERNEL, preemption off around the check"),
+        models=(
+            *_v52.models,
+            "82dd23e84be3 (5.3) the per-CPU ne_fit preload, GFP_KERNEL, preemption off around the check",
+        ),
     )
 )  # fmt: skip
 _v55 = _register(
@@ -189,7 +192,7 @@ _v69 = _register(
         not_modelled=(
             "vmap nodes (6.9): the purge helpers that drain nodes in parallel above 2 x lazy_max_pages",
             "vmap nodes (6.9): the vmap-node shrinker that empties the pools under memory pressure",
-            *(note for note in _v68.not_modelled if not note.startswith(("the purge list", "690467c81b1a", "e540bf3162e8"))),
+            *(n for n in _v68.not_modelled if not n.startswith(("the purge list", "690467c81b1a", "e540bf3162e8"))),
         ),
     )
 )  # fmt: skip

@@ -43,7 +43,15 @@ from sim.kernel.mm.vmalloc.node_purge import NodeLazyFree
 from sim.kernel.mm.vmalloc.nodes import NO_NODE, VmapNodes, nr_vmap_nodes
 from sim.kernel.mm.vmalloc.purge import LazyFree
 from sim.kernel.mm.vmalloc.space import (
-    ENOENT, ENOMEM, ERANGE, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START, VmapArea, VmapSpace,
+    ENOENT,
+    ENOMEM,
+    ERANGE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    VMALLOC_END,
+    VMALLOC_START,
+    VmapArea,
+    VmapSpace,
 )  # fmt: skip
 from sim.kernel.mm.vmalloc.strategies.base import SplitStrategy
 from sim.kernel.mm.vmalloc.vm_struct import VM_ALLOC, VM_IOREMAP, VM_NO_GUARD, VmStruct

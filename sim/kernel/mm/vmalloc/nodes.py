@@ -224,7 +224,9 @@ class VmapNodes:
             va.va_size = va.va_end - va.va_start
         return counts, merged
 
-    def purge_vmap_node(self, node: int, batch: list[VmapArea], skip_populate: bool) -> tuple[PurgeCounts, list[VmapArea]]:
+    def purge_vmap_node(
+        self, node: int, batch: list[VmapArea], skip_populate: bool
+    ) -> tuple[PurgeCounts, list[VmapArea]]:
         """``purge_vmap_node`` up to its ``reclaim_list_global``: each of ``batch`` (the
         node's lazy list, in address order) goes to the node's pool when tagged with a node,
         small enough and ``skip_populate`` is off.  Returns the counts and the rest in the
