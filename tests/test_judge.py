@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.analysis.judge import HELD_COLUMN, JudgeSetup, Side, Workload, compare, run_measures, write_judge
+from sim.analysis.judge import HELD_COLUMN, JudgeSetup, Side, Workload, compare, run_measures
+from sim.analysis.judge_report import write_judge
 from sim.analysis.paired import BETTER, WORSE, mean_interval, paired, t_quantile, verdict
 from sim.engine.plugins import forget_plugin_file
 from sim.record.results import RUN_COLUMNS
@@ -247,3 +248,22 @@ def test_a_bad_design_or_workload_is_one_line_and_exit_2(tmp_path, capsys, args,
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert fragment in err, err
     assert not (tmp_path / "out").exists()  # refused before anything ran or was written
+
+
+def test_the_figure_is_readable_at_mail_width_with_one_legend(tmp_path):
+    from matplotlib.text import Text
+
+    from sim.analysis.curves import legend_count
+    from sim.analysis.judge import judge_table
+    from sim.analysis.judge_report import paired_figure
+
+    base, design, other = Side("nowait@5.2", "nowait", "5.2"), Side("preload@5.3", "preload", "5.3"), Side("x", "x")
+    for side, failures in ((base, BASE), (design, BETTER_AT_0), (other, BASE)):
+        _write_side(tmp_path / "fork-ram" / side.label, runs_table(side.strategy, failures))
+    setup = JudgeSetup(tmp_path, base, (design, other), (Workload("fork-ram", "f.yaml", 2, "6s", 2019, "5.2"),), 4)
+    fig = paired_figure(setup, judge_table(setup))
+    texts = [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+    assert fig.get_figwidth() == 6.8 and min(t.get_fontsize() for t in texts) >= 8
+    assert legend_count(fig) == 1
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["all points", "ram=0GiB", "ram=1GiB"]

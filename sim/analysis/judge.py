@@ -4,7 +4,8 @@ Each side of a comparison (the baseline, or one design) ran every point of a wor
 for the same replications with the same seeds, into ``<out>/<workload>/<side label>/``.  Here
 a run of the design is paired with the baseline's run at the same (point, replication), each
 measure of :data:`MEASURES` is computed per run, and :func:`sim.analysis.paired.paired` gives
-the mean paired difference (design - baseline) with its 95% t interval and a verdict.
+the mean paired difference (design - baseline) with its 95% t interval and a verdict;
+:mod:`sim.analysis.judge_report` writes them as report.md and paired.csv.
 
 Two scopes, both in the report and in ``paired.csv``:
 
@@ -39,13 +40,10 @@ import pandas as pd
 from sim.analysis.data import read_table, usable_runs
 from sim.analysis.factors import as_written
 from sim.analysis.paired import Paired, paired
-from sim.record.results import atomic_write_bytes
 
 PURGE_EVENT = "vmap_overflow_purge"
 HELD_COLUMN = "vmap_objects_held_max"  # peak vmap_area objects set aside (preloads, reserves, node pools)
 NOT_RECORDED = "not recorded"
-CSV_NAME = "paired.csv"
-REPORT_NAME = "report.md"
 
 
 @dataclass(frozen=True)
@@ -162,7 +160,12 @@ def _conditions(runs: pd.DataFrame, factors: list[str]) -> pd.Series:
     shown = [c for c in factors if c in runs]
     if not shown:
         return pd.Series([""] * len(runs), index=runs.index, dtype=str)
-    return runs[shown].astype(str).apply(lambda row: ", ".join(f"{short_name(c)}={row[c]}" for c in shown), axis=1)
+    words = {"false": "off", "true": "on"}  # swap: off reads back from YAML as false
+
+    def label(row: pd.Series) -> str:
+        return ", ".join(f"{short_name(c)}={words.get(str(row[c]).lower(), row[c])}" for c in shown)
+
+    return runs[shown].astype(str).apply(label, axis=1)
 
 
 def read_measures(folder: Path) -> pd.DataFrame:
@@ -230,16 +233,3 @@ def judge_table(setup: JudgeSetup) -> pd.DataFrame:
 
 TABLE_COLUMNS = ["design", "baseline", "workload", "scope", "point", "condition", "measure", "title", "unit", "n",
                  "baseline_mean", "design_mean", "difference", "lo", "hi", "verdict", "exact"]  # fmt: skip
-
-
-def write_judge(setup: JudgeSetup) -> tuple[Path, Path]:
-    """paired.csv and report.md in ``setup.root``, each written atomically; their paths."""
-    from sim.analysis.judge_report import render_report
-
-    table = judge_table(setup)
-    root = Path(setup.root)
-    csv = root / CSV_NAME
-    atomic_write_bytes(csv, table.to_csv(index=False).encode())
-    report = root / REPORT_NAME
-    atomic_write_bytes(report, render_report(setup, table).encode())
-    return report, csv

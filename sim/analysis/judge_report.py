@@ -1,17 +1,23 @@
-"""report.md of ``vmsim judge``: what was run, how to read a paired interval, a verdict per
-design and workload, and the tables behind each verdict (:mod:`sim.analysis.judge` computes
-them).  Text from tables only: never imports SimPy or the model."""
+"""What ``vmsim judge`` writes: report.md (what was run, how to read a paired interval, a
+verdict per design and workload, the tables behind each verdict), paired.csv (every row of
+:func:`sim.analysis.judge.judge_table`) and one figure of the paired differences of the primary
+measure.  From tables only: never imports SimPy or the model."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from sim.analysis.judge import MEASURES, NOT_RECORDED, PRIMARY, JudgeSetup, Side
+from sim.analysis.judge import MEASURES, NOT_RECORDED, PRIMARY, JudgeSetup, Side, judge_table
 from sim.analysis.paired import BETTER, NOT_MEASURED, WORSE
+from sim.record.results import atomic_write_bytes
 
+CSV_NAME = "paired.csv"
+REPORT_NAME = "report.md"
 HOW_TO_READ = (
     "How to read a paired interval: each run of a design is paired with the baseline's run of the same "
     "point and replication, which starts from the same seed: the same workload, the same random numbers "
@@ -24,6 +30,8 @@ HOW_TO_READ = (
     "difference: more replications may find one). One pair gives no interval. An interval of width 0 "
     'means every pair differed by exactly the same amount; it is marked "the same in every run".'
 )
+FIGURE = Path("figures") / "paired-differences.png"
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")
 SHORT = {BETTER: "better", WORSE: "worse", NOT_RECORDED: "n/r", NOT_MEASURED: "n/a"}
 
 
@@ -165,6 +173,7 @@ def render_report(setup: JudgeSetup, table: pd.DataFrame) -> str:
     """report.md: the header, the verdicts, then per design and workload the verdict line, the
     measures over the workload and, for a sweep of several points, the table per point."""
     lines = header(setup) + summary(setup, table)
+    lines += [f"![The paired differences of {PRIMARY.title}]({FIGURE.as_posix()})", ""]
     for side in setup.designs:
         lines += [f"## {side.label} against {setup.baseline.label}", ""]
         for workload in setup.workloads:
@@ -181,5 +190,81 @@ def render_report(setup: JudgeSetup, table: pd.DataFrame) -> str:
             if npoints > 1:
                 lines += [f"Per point ({npoints} conditions, each its replications paired):", "",
                           *points_table(points), ""]  # fmt: skip
-    lines += [f"The numbers are in `{Path('paired.csv')}` (one row per design, workload, scope, point and measure)."]
+    lines += [f"The numbers are in `{CSV_NAME}` (one row per design, workload, scope, point and measure)."]
     return "\n".join(lines) + "\n"
+
+
+def figure_rows(table: pd.DataFrame, workload: str) -> list[tuple[int, str]]:
+    """The rows of one workload's panel, top first: the whole workload, then each point."""
+    mine = table[(table["workload"] == workload) & (table["measure"] == PRIMARY.key)]
+    points = mine[mine["scope"] == "point"].drop_duplicates("point").sort_values("point")
+    rows = [(-1, "all points" if len(points) > 1 else "")]
+    if len(points) > 1:
+        rows += [(int(r["point"]), str(r["condition"]) or f"point {int(r['point'])}") for _, r in points.iterrows()]
+    return rows
+
+
+def paired_figure(setup: JudgeSetup, table: pd.DataFrame) -> Figure:
+    """The primary measure's paired difference (design - baseline) with its 95% interval, a panel
+    per workload, a row per point (and the workload's own on top), a marker per design; a hollow
+    marker has no interval (one run).  6.8 in wide, text of 8 pt or more, one legend."""
+    from sim.record.strategy_info import strategy_colour
+
+    panels = [(w.name, figure_rows(table, w.name)) for w in setup.workloads]
+    heights = [max(len(rows), 1) for _, rows in panels]
+    fig = Figure(figsize=(6.8, 1.2 + 0.32 * sum(heights) * max(1.0, len(setup.designs) / 3) + 0.5 * len(panels)),
+                 layout="constrained")  # fmt: skip
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    step = 0.7 / max(len(setup.designs), 1)
+    for ax, (workload, rows) in zip(axes, panels, strict=True):
+        ys = np.arange(len(rows))[::-1]
+        for k, side in enumerate(setup.designs):
+            mine = table[(table["workload"] == workload) & (table["design"] == side.label)
+                         & (table["measure"] == PRIMARY.key)].set_index("point")  # fmt: skip
+            for y, (point, _) in zip(ys, rows, strict=True):
+                if point not in mine.index or math.isnan(float(mine.loc[point, "difference"])):
+                    continue
+                row = mine.loc[point]
+                at = y + 0.35 - step * (k + 0.5)
+                diff, lo, hi = float(row["difference"]), float(row["lo"]), float(row["hi"])
+                colour = strategy_colour(side.strategy)
+                if not math.isnan(lo):
+                    ax.plot([lo, hi], [at, at], color=colour, linewidth=1.5)
+                hollow = math.isnan(lo)
+                ax.plot([diff], [at], marker=MARKERS[k % len(MARKERS)], color=colour, linestyle="none",
+                        markerfacecolor="white" if hollow else colour, markersize=5,
+                        label=side.label if point == rows[0][0] and y == ys[0] else None)  # fmt: skip
+        ax.axvline(0.0, color="#555555", linewidth=0.8)
+        ax.set_yticks(ys, [label for _, label in rows], fontsize=8)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(workload, fontsize=9, loc="left")
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel(f"{PRIMARY.title} {PRIMARY.unit}\ndesign - baseline, 95% paired interval "
+                        "(left of 0 is better; hollow: one run, no interval)", fontsize=8)  # fmt: skip
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=max(len(labels), 1), fontsize=8, frameon=False,
+               title=f"against {setup.baseline.label}", title_fontsize=8)  # fmt: skip
+    return fig
+
+
+def draw_figure(setup: JudgeSetup, table: pd.DataFrame) -> list[Path]:
+    """:func:`paired_figure` as PNG and SVG under ``setup.root`` (atomically)."""
+    from sim.analysis.plots import save_figure
+
+    png = Path(setup.root) / FIGURE
+    png.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(paired_figure(setup, table), png.parent, png.stem)
+
+
+def write_judge(setup: JudgeSetup) -> tuple[Path, Path]:
+    """paired.csv, report.md and its figure in ``setup.root``, each written atomically; the
+    report's and the table's paths."""
+    table = judge_table(setup)
+    root = Path(setup.root)
+    draw_figure(setup, table)
+    csv = root / CSV_NAME
+    atomic_write_bytes(csv, table.to_csv(index=False).encode())
+    report = root / REPORT_NAME
+    atomic_write_bytes(report, render_report(setup, table).encode())
+    return report, csv

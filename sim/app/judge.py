@@ -278,7 +278,7 @@ def run_judge(
     """Check the request, run every side of every workload (resuming what ``out`` holds), write
     report.md and paired.csv; a summary with the verdicts of the workloads.  ``plugins`` (files
     already loaded by the caller) go to the workers."""
-    from sim.analysis.judge import write_judge
+    from sim.analysis.judge_report import write_judge
     from sim.app.options import check_out_folder
     from sim.sweep.executors import EXECUTORS
     from sim.sweep.runner import run_sweep
