@@ -267,3 +267,31 @@ def test_the_figure_is_readable_at_mail_width_with_one_legend(tmp_path):
     assert legend_count(fig) == 1
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["all points", "ram=0GiB", "ram=1GiB"]
+
+
+def test_neither_the_kernel_profile_nor_the_strategy_changes_a_runs_random_streams():
+    from sim.config.scenario import load_scenario
+    from sim.engine.run import run_seed
+    from sim.kernel.machine import Machine
+
+    draws = []
+    for kernel, strategy in (("5.2", "nowait"), ("6.9", "preload-gfp")):
+        scenario = load_scenario(ROOT / "scenarios/answer/base/test-vmalloc.yaml", [f"kernel={kernel}"])
+        machine = Machine(scenario.machine_config(strategy), run_seed(scenario.seed, 3, 1))
+        draws.append((list(machine.workload_rng(0).random(4)), {k: s.spawn_key for k, s in machine.streams.items()}))
+    assert draws[0] == draws[1]
+
+
+def test_every_side_of_a_workload_runs_the_same_points_and_seed_and_6_9_runs_slub(tmp_path):
+    from sim.app.judge import choose_workloads, parse_design, plan_judge
+
+    designs = [parse_design("nowait@6.9"), parse_design("preload")]
+    runs, notes = plan_judge(designs, parse_design("nowait@5.2"), choose_workloads("fork-ram"), tmp_path, 3, None, True)
+    plans = {run.design.label: run.plan for run in runs}
+    assert list(plans) == ["nowait@5.2", "nowait@6.9", "preload"]
+    for plan in plans.values():
+        assert plan.seed == plans["nowait@5.2"].seed and plan.replications == 3
+        assert [(p.index, p.values) for p in plan.points] == [(p.index, p.values) for p in plans["nowait@5.2"].points]
+    assert (plans["nowait@6.9"].base.kernel, plans["nowait@6.9"].base.machine.slab) == ("6.9", "SLUB")
+    assert (plans["preload"].base.kernel, plans["preload"].base.machine.slab) == ("5.2", "SLAB")  # the sweep's own
+    assert notes == ["kernel 6.9 has no SLAB: nowait@6.9 runs fork-ram with SLUB (the other sides keep SLAB)."]
