@@ -493,6 +493,57 @@ def answer(
 
 
 @app.command()
+def judge(
+    designs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Designs to judge, STRATEGY[@KERNEL]: preload@5.3, preload-gfp@5.5, mempool (a plug-in's).",
+            metavar="DESIGN...",
+        ),
+    ],
+    baseline: Annotated[str, typer.Option(help="The design the others are paired with.")] = "nowait@5.2",
+    workloads: Annotated[
+        str | None,
+        typer.Option(
+            help="Answer sweeps to run, comma separated (default fork-ram,test-vmalloc; all: the suite but uptime-*)."
+        ),
+    ] = None,
+    reps: Annotated[int, typer.Option(min=1, help="Replications of every point, on every side.")] = 4,
+    duration: Annotated[
+        str | None, typer.Option(help="Simulated time of every run, e.g. 2s (default: the sweeps').")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option(help="Reduced sweeps: first and last factor values, 1.5 s (the replications stay).")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/judge-local).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", min=1, help="Worker processes (default: CPU count).")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
+    plugin: PluginOption = None,
+) -> None:
+    """Judge designs against a baseline on answer workloads: every point of each workload's sweep
+    runs for every design and the baseline with the same seeds (common random numbers); writes
+    report.md (a verdict per workload from the paired differences: better, worse, or no
+    detectable difference) and paired.csv."""
+    from sim.app.judge import DEFAULT_OUT, run_judge
+
+    plugins = load_plugin_options(plugin)
+
+    def progress(name: str, done: int, failed: int, total: int) -> None:
+        print(f"  {name}: {done}/{total} runs done, {failed} failed", flush=True)
+
+    summary = run_judge(
+        designs, baseline=baseline, workloads=workloads, reps=reps, duration=duration, out=out or DEFAULT_OUT,
+        quick=quick, executor=executor, jobs=jobs, plugins=plugins, argv=sys.argv, progress=progress,
+    )  # fmt: skip
+    for item in summary["verdicts"]:
+        print(f"{item['design']} on {item['workload']}: {item['verdict']}")
+    print(f"report: {summary['report']}")
+    print(f"paired differences: {summary['csv']}")
+
+
+@app.command()
 def peer(
     target: Annotated[str, typer.Argument(help="Scenario YAML, or build-kernel.", metavar="SCENARIO|build-kernel")],
     source: Annotated[Path | None, typer.Argument(help="build-kernel: the kernel source tree.")] = None,

@@ -139,7 +139,8 @@ def test_the_run_columns_keep_their_names_and_order():
         "split_nowait_attempts", "split_nowait_failures", "preload_fills", "preload_misses", "preload_race_misses",
         "preload_fill_misses", "vmap_alloc_calls", "pcpu_ne_splits", "pcpu_split_nowait", "overflow_purges",
         "overflow_retry_successes", "vmap_ebusy", "forks", "fork_enomem", "nowait_page_failures", "direct_reclaims",
-        "direct_reclaim_seconds", "console_seconds", "console_lock_wait_seconds", "vmap_lock_wait_seconds", "oom_kills",
+        "direct_reclaim_seconds", "console_seconds", "console_lock_wait_seconds", "vmap_lock_wait_seconds",
+        "vmap_lock_hold_seconds", "oom_kills",
         "min_free_pages",
         "seconds_below_min", "sleep_in_atomic_bugs", "vmap_pool_hits", "vmap_objects_held_max", "status", "error",
     )  # fmt: skip
@@ -156,3 +157,14 @@ def test_the_headline_row_sums_the_declared_counters():
     row = _headline(m, None)
     assert (row["vmalloc_calls"], row["direct_reclaims"], row["direct_reclaim_seconds"]) == (5, 1, 0.5)
     assert row["fit_ne"] == 0 and row["min_free_pages"] == 0
+
+
+def test_the_lock_hold_column_sums_the_vmap_locks_and_any_per_node_lock():
+    from sim.engine.run import _headline
+
+    m = Metrics()
+    m.add_time("lock_hold:vmap_area_lock", 0.5)
+    m.add_time("lock_hold:free_vmap_area_lock", 0.25)
+    m.add_time("lock_hold:vmap_node_3", 0.125)  # a computed name, as per-node pools would give
+    m.add_time("lock_hold:pcpu_alloc_mutex", 8.0)  # not a vmap area lock
+    assert _headline(m, None)["vmap_lock_hold_seconds"] == 0.875

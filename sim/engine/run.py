@@ -200,9 +200,9 @@ def _headline(metrics: Metrics, machine: Machine | None) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for column in RUN_ROW:
         if column.source == "counters":
-            row[column.name] = int(sum(c[name] for name in column.sum))
+            row[column.name] = int(column.total(c))
         elif column.source == "seconds":
-            row[column.name] = float(sum(seconds[name] for name in column.sum))
+            row[column.name] = float(column.total(seconds))
     row["min_free_pages"], row["seconds_below_min"] = _free_levels(metrics, machine)
     row["vmap_objects_held_max"] = max((int(s.get("vmap_objects_held", 0)) for s in metrics.samples), default=0)
     return row
