@@ -125,8 +125,8 @@ def test_a_workload_and_its_points_get_verdicts_from_the_paired_runs():
 
 
 def test_memory_held_aside_is_read_when_recorded_and_said_not_recorded_otherwise():
-    base = run_measures(runs_table("nowait", BASE), NO_EVENTS)
-    design = run_measures(runs_table("preload", BASE), NO_EVENTS)
+    older = [runs_table(s, BASE).drop(columns=[HELD_COLUMN]) for s in ("nowait", "preload")]  # tables of before
+    base, design = (run_measures(t, NO_EVENTS) for t in older)
     held = pd.DataFrame(compare(base, design)).set_index(["measure", "point"]).loc[("held", -1)]
     assert held["verdict"] == "not recorded" and held["n"] == 0
     base = run_measures(runs_table("nowait", BASE, **{HELD_COLUMN: 0}), NO_EVENTS)
