@@ -505,7 +505,8 @@ def judge(
     workloads: Annotated[
         str | None,
         typer.Option(
-            help="Answer sweeps to run, comma separated (default fork-ram,test-vmalloc; all: the suite but uptime-*)."
+            help="Answer sweeps or sweep files (.yaml) to run, comma separated (default fork-ram,test-vmalloc; all: "
+            "the suite but uptime-*).",
         ),
     ] = None,
     reps: Annotated[int, typer.Option(min=1, help="Replications of every point, on every side.")] = 4,
@@ -521,6 +522,7 @@ def judge(
     ] = None,
     executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
     plugin: PluginOption = None,
+    overrides: SetOption = None,
 ) -> None:
     """Judge designs against a baseline on answer workloads: every point of each workload's sweep
     runs for every design and the baseline with the same seeds (common random numbers); writes
@@ -536,6 +538,7 @@ def judge(
     summary = run_judge(
         designs, baseline=baseline, workloads=workloads, reps=reps, duration=duration, out=out or DEFAULT_OUT,
         quick=quick, executor=executor, jobs=jobs, plugins=plugins, argv=sys.argv, progress=progress,
+        sets=tuple(parse_set_options(overrides)),
     )  # fmt: skip
     for item in summary["verdicts"]:
         print(f"{item['design']} on {item['workload']}: {item['verdict']}")

@@ -238,6 +238,8 @@ BAD = [
     (["judge", "preload@5.3", "--duration", "2 parsecs"], "--duration:"),
     (["judge", "preload@5.3", "--reps", "0"], "judge: --reps: expected greater than or equal to 1"),
     (["judge", "mempool"], "design 'mempool': unknown strategy 'mempool'"),  # its plug-in not loaded
+    (["judge", "preload@5.3", "--workloads", "nosuch.yaml"], "--workloads: nosuch.yaml: no such sweep file"),
+    (["judge", "preload@5.3", "--set", "kernel=6.9"], "--set kernel: set by the judge itself"),
 ]
 
 
@@ -295,3 +297,20 @@ def test_every_side_of_a_workload_runs_the_same_points_and_seed_and_6_9_runs_slu
     assert (plans["nowait@6.9"].base.kernel, plans["nowait@6.9"].base.machine.slab) == ("6.9", "SLUB")
     assert (plans["preload"].base.kernel, plans["preload"].base.machine.slab) == ("5.2", "SLAB")  # the sweep's own
     assert notes == ["kernel 6.9 has no SLAB: nowait@6.9 runs fork-ram with SLUB (the other sides keep SLAB)."]
+
+
+def test_a_sweep_file_of_ones_own_is_a_workload_and_set_applies_to_every_side(tmp_path):
+    from sim.app.judge import choose_workloads, command_line, parse_design, plan_judge
+
+    files = choose_workloads("fork-ram,scenarios/judge/test-vmalloc-threads.yaml")
+    assert [f.stem for f in files] == ["fork-ram", "test-vmalloc-threads"]
+    designs, base = [parse_design("preload-gfp@6.9")], parse_design("preload-gfp@5.5")
+    runs, notes = plan_judge(designs, base, files, tmp_path, 2, None, True, ("machine.slab=SLUB",))
+    assert notes == []  # no side needed its slab replaced: every side runs SLUB
+    for run in runs:
+        assert run.plan.base.machine.slab == "SLUB"
+        if run.workload == "test-vmalloc-threads":
+            assert run.plan.base.workloads[0].single_cpu_test is False
+    line = command_line(designs, base, files, 2, None, True, (), ("machine.slab=SLUB",))
+    assert "--workloads fork-ram,scenarios/judge/test-vmalloc-threads.yaml" in line and line.endswith(
+        "--set machine.slab=SLUB")

@@ -59,6 +59,13 @@ class Measure:
     value: Callable[[pd.DataFrame], pd.Series]
 
 
+def _placements(runs: pd.DataFrame) -> pd.Series:
+    """KVA placements of each run: the free tree's four fit types, plus 6.9's node-pool hits
+    (0 in tables written before the column, and on kernels without pools)."""
+    placed = runs["fit_fl"] + runs["fit_le"] + runs["fit_re"] + runs["fit_ne"]
+    return placed + runs["vmap_pool_hits"] if "vmap_pool_hits" in runs else placed
+
+
 def _per(numerator: pd.Series, denominator: pd.Series, scale: float = 1.0) -> pd.Series:
     """``numerator / denominator * scale``; NaN where the denominator is not positive."""
     den = denominator.astype(float)
@@ -81,6 +88,9 @@ MEASURES: tuple[Measure, ...] = (
             lambda r: _per(r["purge_seconds"], r["sim_seconds"], 1e3)),
     Measure("held", "vmap_area objects held aside (peak)", "objects", (HELD_COLUMN,),
             lambda r: r[HELD_COLUMN].astype(float)),
+    # what 6.9's node pools change: a pool hit places an area with no search and no split
+    Measure("ne_share", "NE_FIT splits among KVA placements", "% of placements",
+            ("fit_fl", "fit_le", "fit_re", "fit_ne"), lambda r: _per(r["fit_ne"], _placements(r), 100.0)),
 )  # fmt: skip
 PRIMARY = MEASURES[0]
 

@@ -49,6 +49,7 @@ DEFAULT_WORKLOADS = ("fork-ram", "test-vmalloc")
 DEFAULT_REPS = 4
 DEFAULT_OUT = Path("results") / "judge-local"
 LEFT_OUT = ("uptime-",)  # sweeps `all` does not take: minutes of simulated time per run
+JUDGE_KEYS = ("kernel", "strategies", "replications", "duration")  # what a side or an option sets
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ def parse_design(text: str, what: str = "design") -> Design:
 
 
 def choose_workloads(text: str | None, suite: Path = ANSWER_DIR) -> list[Path]:
-    """The sweep files named by ``--workloads`` (a comma list of sweep names, or ``all``), in the
-    order given; :data:`DEFAULT_WORKLOADS` without it."""
+    """The sweep files named by ``--workloads`` (a comma list of answer sweep names or paths of
+    sweep files ending in .yaml, or ``all``), in the order given; :data:`DEFAULT_WORKLOADS`
+    without it.  A workload is known by its file's stem."""
     files = {path.stem: path for path in suite_files(suite)}
     if text is None:
         names = [name for name in DEFAULT_WORKLOADS if name in files] or list(files)[:1]
@@ -106,19 +108,41 @@ def choose_workloads(text: str | None, suite: Path = ANSWER_DIR) -> list[Path]:
         names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
         if not names:
             raise InputError("--workloads", None, "expected sweep names separated by commas, or all")
+    chosen = []
     for name in names:
-        if name not in files:
+        if name.endswith((".yaml", ".yml")):  # a sweep file of the user's own, by its path
+            path = Path(name)
+            if not path.is_file():
+                raise InputError("--workloads", None, f"{name}: no such sweep file")
+            chosen.append(path)
+        elif name not in files:
             raise InputError("--workloads", None, f"unknown workload {name!r}; expected answer sweeps "
-                             f"({', '.join(files)}) separated by commas, or all")  # fmt: skip
-    return [files[name] for name in names]
+                             f"({', '.join(files)}) or sweep files (.yaml) separated by commas, or all")  # fmt: skip
+        else:
+            chosen.append(files[name])
+    stems = [path.stem for path in chosen]
+    if len(set(stems)) < len(stems):
+        raise InputError("--workloads", None, f"two workloads share the name {_first_twice(stems)!r}; rename one file")
+    return chosen
+
+
+def shown_workload(path: Path) -> str:
+    """A workload as ``--workloads`` takes it: an answer sweep by name, another file by path."""
+    return path.stem if path.resolve().parent == ANSWER_DIR.resolve() else shown_path(path)
+
+
+def _first_twice(names: list[str]) -> str:
+    return next(name for i, name in enumerate(names) if name in names[:i])
 
 
 def derived_sweep(
-    source: Path, design: Design, target: Path, reps: int, duration: str | None, quick: bool, slab: str | None
+    source: Path, design: Design, target: Path, reps: int, duration: str | None, quick: bool, slab: str | None,
+    overrides: tuple[str, ...] = (),
 ) -> Path:
     """Write the sweep that runs ``design`` on workload ``source`` (see the module doc) to
     ``target``; ``slab`` replaces the base scenario's slab allocator when the design's kernel
-    lacks it.  Rewritten on every judge, with the same text for the same settings."""
+    lacks it; ``overrides`` are ``--set`` strings, the same for every side.  Rewritten on every
+    judge, with the same text for the same settings."""
     from sim.record.results import atomic_write_bytes
 
     data = yaml.safe_load(Path(source).read_text()) or {}
@@ -132,6 +156,9 @@ def derived_sweep(
         reduced = f", --quick (first and last factor values, {QUICK_DURATION})"
     if duration is not None:
         sets["duration"] = duration
+    for text in overrides:  # --set, on every side alike
+        key, _, value = text.partition("=")
+        sets[key.strip()] = yaml.safe_load(value)
     if design.kernel is not None:
         sets["kernel"] = design.kernel
     if slab is not None:
@@ -176,6 +203,7 @@ def plan_judge(
     reps: int,
     duration: str | None,
     quick: bool,
+    overrides: tuple[str, ...] = (),
 ) -> tuple[list[SideRun], list[str]]:
     """Every (workload, side) to run, each derived sweep written and loaded (so every error is
     found before anything runs), and the notes the report adds (slab allocators replaced)."""
@@ -190,13 +218,14 @@ def plan_judge(
         if "kernel" in original.factors and any(d.kernel for d in sides):
             raise InputError(str(source), None, "varies the kernel profile: judge it with designs without @KERNEL")
         for design in sides:
-            slab = _slab_for(original, design.kernel)
+            slab = None if any(t.partition("=")[0].strip() == "machine.slab" for t in overrides) else _slab_for(
+                original, design.kernel)
             if slab is not None:
                 notes.append(f"kernel {design.kernel} has no {original.base.machine.slab}: {design.label} runs "
                              f"{name} with {slab} (the other sides keep {original.base.machine.slab}).")  # fmt: skip
             label = folder_name(design.label)
             path = derived_sweep(source, design, Path(out) / "sweeps" / name / f"{label}.yaml", reps, duration,
-                                 quick, slab)  # fmt: skip
+                                 quick, slab, overrides)  # fmt: skip
             plan = load_sweep(path)
             target = Path(out) / name / label
             _check_reusable(target, plan_fingerprint(plan))
@@ -220,12 +249,13 @@ def _check_reusable(target: Path, fingerprint: str) -> None:
 
 
 def command_line(designs: list[Design], baseline: Design, workloads: list[Path], reps: int, duration: str | None,
-                 quick: bool, plugins: tuple[str, ...]) -> str:  # fmt: skip
+                 quick: bool, plugins: tuple[str, ...], overrides: tuple[str, ...] = ()) -> str:  # fmt: skip
     """The ``vmsim judge`` command that repeats this judge (the report's header)."""
     parts = ["vmsim judge", *(d.label for d in designs), f"--baseline {baseline.label}",
-             f"--workloads {','.join(p.stem for p in workloads)}", f"--reps {reps}"]  # fmt: skip
+             f"--workloads {','.join(shown_workload(p) for p in workloads)}", f"--reps {reps}"]  # fmt: skip
     parts += [f"--duration {duration}"] if duration else []
     parts += ["--quick"] if quick else []
+    parts += [f"--set {text}" for text in overrides]
     parts += [f"--plugin {shown_path(p)}" for p in plugins]
     return " ".join(parts)
 
@@ -274,6 +304,7 @@ def run_judge(
     argv: list[str] | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
     suite: Path = ANSWER_DIR,
+    sets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Check the request, run every side of every workload (resuming what ``out`` holds), write
     report.md and paired.csv; a summary with the verdicts of the workloads.  ``plugins`` (files
@@ -293,7 +324,11 @@ def run_judge(
         _check_duration(duration)
     files = choose_workloads(workloads, suite)
     check_out_folder(Path(out))
-    runs, notes = plan_judge(chosen, base, files, Path(out), reps, duration, quick)
+    for text in sets:
+        if text.partition("=")[0].strip() in JUDGE_KEYS:
+            raise InputError(f"--set {text.partition('=')[0].strip()}", None,
+                             "set by the judge itself: give STRATEGY@KERNEL designs, --reps or --duration")  # fmt: skip
+    runs, notes = plan_judge(chosen, base, files, Path(out), reps, duration, quick, sets)
     summary: dict[str, Any] = {"sweeps": {}}
     for run in runs:
         name = f"{run.workload}/{run.target.name}"
@@ -307,7 +342,7 @@ def run_judge(
             argv=argv, progress=report_progress, plugins=plugins,
         )  # fmt: skip
         summary["sweeps"][name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
-    command = command_line(chosen, base, files, reps, duration, quick, plugins)
+    command = command_line(chosen, base, files, reps, duration, quick, plugins, sets)
     setup = judge_setup(runs, chosen, base, Path(out), reps, quick, plugins, command, notes)
     report, csv = write_judge(setup)
     summary.update(report=str(report), csv=str(csv), verdicts=verdicts(csv))
