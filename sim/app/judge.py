@@ -233,6 +233,16 @@ def plan_judge(
     return runs, notes
 
 
+def profile_notes(designs: list[Design]) -> list[str]:
+    """For each kernel profile a side names, what of its kernel the profile does not model
+    (``vmsim profiles``): a verdict on a kernel holds for the kernel as modelled."""
+    from sim.kernel.profile import PROFILES
+
+    kernels = dict.fromkeys(d.kernel for d in designs if d.kernel)
+    return [f"kernel profile {k} does not model: {'; '.join(PROFILES[k].not_modelled)} (`vmsim profiles {k}`)."
+            for k in kernels if PROFILES[k].not_modelled]  # fmt: skip
+
+
 def _check_reusable(target: Path, fingerprint: str) -> None:
     """A side's folder must be new or hold the same sweep (then it resumes); refused before
     anything runs, not half-way through the judge."""
@@ -342,6 +352,7 @@ def run_judge(
             argv=argv, progress=report_progress, plugins=plugins,
         )  # fmt: skip
         summary["sweeps"][name] = {"runs": outcome.total, "statuses": dict(outcome.statuses)}
+    notes += profile_notes([base, *chosen])
     command = command_line(chosen, base, files, reps, duration, quick, plugins, sets)
     setup = judge_setup(runs, chosen, base, Path(out), reps, quick, plugins, command, notes)
     report, csv = write_judge(setup)
