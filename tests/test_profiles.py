@@ -20,6 +20,7 @@ SWITCHES = {
     "atomic_ignores_boost": "f80b08fc4453",
     "reclaim_throttle": "8cd7c588decf",
     "pcp_high_reclaim_limit": "c49c2c47dab6",
+    "vfree_resched": "vfree's cond_resched after each page freed (in",
 }
 
 

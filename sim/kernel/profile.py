@@ -26,6 +26,9 @@ class KernelProfile:
     # trees and locks, per-node pools of purged areas by size, the pools' decay, the purge
     # queued to drain_vmap_work): sim/kernel/mm/vmalloc/nodes.py and node_purge.py
     vmap_nodes: bool = False
+    # vfree gives the CPU up (cond_resched) after each page it frees (v6.1 and v6.9 have it, v5.3
+    # has not; set for 6.9 only, with its new runs): a worker woken by the freeing task runs at once
+    vfree_resched: bool = False
     # page allocator (mm/page_alloc.c, include/linux/gfp.h)
     gfp_atomic_bit: bool = True  # __GFP_ATOMIC exists (gone in 6.3, 2973d8229b78)
     alloc_non_block: bool = False  # 6.3: ALLOC_NON_BLOCK / ALLOC_MIN_RESERVE flag mapping (ab3508854353)
@@ -142,6 +145,7 @@ _v61 = _register(
             *_v518.not_modelled[4:],
             "ALLOC_NOFRAGMENT and the tiny-zone guard of boost_watermark",
             "1b23ff80b399 (6.0) the one-time WARN on a failed split",
+            "vfree's cond_resched after each page freed",
         ),
     )
 )  # fmt: skip
@@ -162,6 +166,7 @@ _v63 = _register(
             *_v518.not_modelled,
             "ALLOC_NOFRAGMENT and the tiny-zone guard of boost_watermark",
             "1b23ff80b399 (6.0) the one-time WARN on a failed split",
+            "vfree's cond_resched after each page freed",
         ),
     )
 )
@@ -172,13 +177,14 @@ _v68 = _register(
         not_modelled=(*_v63.not_modelled, "the PCP high auto-tuning series (6.7)"),
     )
 )  # fmt: skip
+_MODELLED_BY_69 = ("the purge list", "690467c81b1a", "e540bf3162e8", "vfree")  # in 6.8's not_modelled
 # 6.9: the vmap nodes of "mm: vmalloc: Mitigate a vmap lock contention" (Uladzislau Rezki,
 # v3 <20240102184633.748113-1-urezki@gmail.com>), read in the v6.9 tree; with them the
 # purge queued to drain_vmap_work (690467c81b1a, 5.18, modelled here only) and the RCU-freed
 # thread stacks (e540bf3162e8, 5.18; new runs, so set here).
 _v69 = _register(
     replace(
-        _v68, name="6.9", vmap_nodes=True, stack_free_rcu=True,
+        _v68, name="6.9", vmap_nodes=True, stack_free_rcu=True, vfree_resched=True,
         models=(
             *(note for note in _v68.models if not note.startswith("5.2 lazy free")),
             "vmap nodes (6.9): per-node busy and lazy trees and locks, nr_vmap_nodes = CPUs (at most 128), "
@@ -187,12 +193,13 @@ _v69 = _register(
             "whole-window requests of the CPU's node; decayed by a quarter (all when fewer than four) "
             "on each purge, wholly on an allocation's overflow purge",
             "690467c81b1a (5.18) the lazy purge queued to drain_vmap_work",
+            "vfree's cond_resched after each page freed (in 6.1 and 6.9, not 5.3)",
             "e540bf3162e8 (5.18) thread stacks freed through RCU into the stack cache",
         ),
         not_modelled=(
             "vmap nodes (6.9): the purge helpers that drain nodes in parallel above 2 x lazy_max_pages",
             "vmap nodes (6.9): the vmap-node shrinker that empties the pools under memory pressure",
-            *(n for n in _v68.not_modelled if not n.startswith(("the purge list", "690467c81b1a", "e540bf3162e8"))),
+            *(n for n in _v68.not_modelled if not n.startswith(_MODELLED_BY_69)),
         ),
     )
 )  # fmt: skip

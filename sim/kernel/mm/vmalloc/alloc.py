@@ -114,6 +114,9 @@ class VmallocParams:
     purge_base: float = 50e-6
     purge_per_va: float = 2e-6
     purge_ipi_per_cpu: float = 5e-6
+    # 6.9 node pools: taking an area from a pool or putting one back is a list operation under the
+    # node's pool spinlock; an estimate (not measured) of a few cache lines, an order below a merge
+    t_pool_op: float = 0.1e-6
     lazy_max_mb_per_fls_cpu: int = 32
     warn_burst: int = 10  # printk_ratelimit: 10 messages per 5 s
     warn_interval: float = 5.0
@@ -210,6 +213,7 @@ class Vmalloc:
             lazy_max=lazy_max_pages(sched.ncpus, self.params.lazy_max_mb_per_fls_cpu),
             costs=self.params, metrics=metrics,
         )  # fmt: skip
+        self.lazy.resched_per_page = profile.vfree_resched
         if profile.vmap_nodes:
             n = nr_vmap_nodes(sched.ncpus)
             self.nodes = VmapNodes(self.space, n)
@@ -455,6 +459,7 @@ class Vmalloc:
                 self.metrics.add("vmap_pool_misses")
             return None, node
         self.metrics.add("vmap_pool_hits")
+        yield from self.sched.run(task, self.params.t_pool_op)
         lock = self.busy_lock(pooled.va_start)
         yield from lock.lock(task)
         self.space.busy[pooled.va_start] = pooled

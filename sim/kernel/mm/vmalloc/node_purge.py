@@ -107,10 +107,6 @@ class NodeLazyFree(LazyFree):
         yield from self._purge_nodes(task, full=True)
         self.purge_lock.unlock(task)
 
-    def _purge_vmap_area_lazy(self, task: Task) -> Generator[Any, Any, bool]:
-        """The base class's purge entry, as a partial-decay node purge."""
-        return (yield from self._purge_nodes(task, full=False))
-
     def _purge_nodes(self, task: Task, full: bool) -> Generator[Any, Any, bool]:
         """``__purge_vmap_area_lazy(ULONG_MAX, 0, full)`` (v6.9): decay and detach per node,
         one TLB flush, then each node's batch.  True if any lazy area was purged."""
@@ -148,7 +144,7 @@ class NodeLazyFree(LazyFree):
             if step.pooled:
                 pool_lock = self.pool_locks[node]  # node_pool_add_va, once per area
                 yield from pool_lock.lock(task)
-                yield from sched.run(task, params.purge_per_va * step.pooled)
+                yield from sched.run(task, params.t_pool_op * step.pooled)
                 yield from pool_lock.unlock(task)
             if back:
                 yield from free_lock.lock(task)  # reclaim_list_global, the node's whole batch

@@ -98,6 +98,7 @@ class LazyFree:
         self.purge_list: list[VmStruct] = []  # vmap_purge_list
         self.purge_hooks: list[PurgeHook] = []
         self.deferred = [Deferred() for _ in range(sched.ncpus)]
+        self.resched_per_page = False  # vfree offers the CPU after freeing its pages (set for 6.9)
 
     def start_workers(self) -> None:
         """One ``free_work`` kthread per CPU, pinned (the per-CPU ``vfree_deferred`` work)."""
@@ -184,6 +185,8 @@ class LazyFree:
         cpu = task.cpu
         if vm.nr_pages:
             self.page_alloc.free_pages(cpu, pool=vm.pool, nr=vm.nr_pages, owner=vm.owner)
+            if self.resched_per_page:  # 6.9's vfree: cond_resched() after each page (one call stands for them)
+                yield from self.sched.cond_resched(task)
         if vm.pages_slab is not None:
             self.kmalloc[32].free(cpu, vm.pages_slab)
         if vm.vm_slab is not None:
