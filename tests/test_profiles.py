@@ -42,7 +42,7 @@ def test_a_profile_claims_a_change_exactly_when_its_switch_is_on(name):
 def test_69_is_the_only_profile_with_vmap_nodes_and_68_says_nothing_of_them():
     assert [p.name for p in PROFILES.values() if p.vmap_nodes] == ["6.9"]
     assert not any("vmap node" in note for note in PROFILES["6.8"].models + PROFILES["6.8"].not_modelled)
-    assert any("shrinker" in note for note in PROFILES["6.9"].not_modelled)
+    assert any("purge helpers" in note for note in PROFILES["6.9"].not_modelled)
 
 
 def test_vmsim_profiles_prints_text_and_json_and_refuses_an_unknown_one(capsys):

@@ -191,14 +191,14 @@ _v69 = _register(
             "16-page zones; lazy areas purged per node in address order",
             "vmap nodes (6.9): per-node pools of purged areas by size (1..256 pages), tried first by "
             "whole-window requests of the CPU's node; decayed by a quarter (all when fewer than four) "
-            "on each purge, wholly on an allocation's overflow purge",
+            "on each purge, wholly on an allocation's overflow purge and by the vmap-node shrinker when a "
+            "reclaim pass's priority is low enough (its deferred count left out)",
             "690467c81b1a (5.18) the lazy purge queued to drain_vmap_work",
             "vfree's cond_resched after each page freed (in 6.1 and 6.9, not 5.3)",
             "e540bf3162e8 (5.18) thread stacks freed through RCU into the stack cache",
         ),
         not_modelled=(
             "vmap nodes (6.9): the purge helpers that drain nodes in parallel above 2 x lazy_max_pages",
-            "vmap nodes (6.9): the vmap-node shrinker that empties the pools under memory pressure",
             *(n for n in _v68.not_modelled if not n.startswith(_MODELLED_BY_69)),
         ),
     )

@@ -123,6 +123,7 @@ vmalloc_page_failures     __vmalloc_area_node that could not get its pages
 lazy_purges               vfree that crossed lazy_max_pages and purged (6.9: drain_vmap_work's purge)
 vmap_pool_hits            6.9 node_alloc: area reused from the CPU's node pool (no free-tree search, no split)
 vmap_pool_misses          6.9 node_alloc: whole-window request the node pool could not serve (empty or misaligned)
+vmap_pool_shrinks         6.9 vmap-node shrinker emptied every pool (a reclaim pass at low enough priority)
 tlb_flushes               TLB flush of a lazy purge (flush_tlb_kernel_range)
 watermark_boost           boost_watermark raised a zone's watermarks (fallback steal)
 fallback_steals           __rmqueue_fallback took a block below pageblock order from another migratetype

@@ -27,7 +27,7 @@ The page allocator builds the :class:`Reclaimer` and is reached back only throug
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Final
 
 import numpy as np
@@ -91,6 +91,9 @@ class Reclaimer:
             "file_dirty": rates.file_dirty, "anon": swap, "shmem": swap,
         }  # fmt: skip
         self.jiffy = 1.0 / self.params.hz
+        # registered shrinkers that are not reclaimable slab pages (6.9's "vmap-node"), each
+        # called with the priority of every reclaim pass (shrink_slab)
+        self.shrinkers: list[Callable[[int], None]] = []
         self.kswapd_failures = 0
         self.kswapd_order = 0
         self.kswapd_classzone_idx: int | None = None  # None stands for MAX_NR_ZONES
@@ -270,6 +273,8 @@ class Reclaimer:
                 target = sum(max(z.wmark_pages(WMARK_HIGH), SWAP_CLUSTER_MAX) for z in zones)
                 budget = self.get_scan_count(priority, classzone, may_swap=not nr_boost)
                 pools = BOOST_ORDER if nr_boost else KSWAPD_ORDER
+                for shrinker in self.shrinkers:  # shrink_slab of this pass
+                    shrinker(priority)
                 got, scanned = yield from self.kswapd_shrink_node(target, pools, budget)
                 passes += 1
                 if scanned >= target:
@@ -449,6 +454,8 @@ class Reclaimer:
         start = env.now
         reclaimable = self.pools.reclaimable(DIRECT_ORDER)
         take = self.pools.isolate(SWAP_CLUSTER_MAX, DIRECT_ORDER)
+        for shrinker in self.shrinkers:  # shrink_slab of the first pass, at DEF_PRIORITY
+            shrinker(DEF_PRIORITY)
         knee = lat.stall_knee_high * sum(z.wmark_pages(WMARK_HIGH) for z in self.zone_ops.zones)
         # stalls come from isolating pages (too_many_isolated, congestion): none on empty LRUs
         p_stall = lat.p_stall_max * min(1.0, max(0.0, 1.0 - reclaimable / knee)) if knee and reclaimable else 0.0

@@ -221,6 +221,9 @@ class Vmalloc:
             self.pool_locks = [SpinLock(sched, "vmap_node_pool_lock") for _ in range(n)]
             lazy_locks = [SpinLock(sched, "vmap_node_lazy_lock") for _ in range(n)]
             self.lazy.attach_nodes(self.nodes, self.busy_locks, lazy_locks, self.pool_locks)  # type: ignore[attr-defined]
+            reclaim = getattr(page_alloc, "reclaim", None)
+            if reclaim is not None:  # the "vmap-node" shrinker (vmalloc_init)
+                reclaim.shrinkers.append(self._vmap_node_shrink)
         self.notifiers: list[Any] = []  # vmap_notify_list: callables returning pages freed
         self._warn = _RateLimit(self.params.warn_burst, self.params.warn_interval)
         self.calls = CallChains()  # the calls that led each task to its current request
@@ -236,6 +239,17 @@ class Vmalloc:
         preloads, reserves) and, from 6.9, the areas in the node pools."""
         held = self.strategy.objects_held(self.sched.ncpus)
         return held + self.nodes.pooled if self.nodes is not None else held
+
+    def _vmap_node_shrink(self, priority: int) -> None:
+        """The "vmap-node" shrinker, called by a reclaim pass (:meth:`VmapNodes.vmap_node_shrink`).
+        The pools' areas go back to the free tree at once: the model's reclaimers are not tasks
+        that could hold ``free_vmap_area_lock``, so the merges take no time and no lock."""
+        nodes = self.nodes
+        assert nodes is not None
+        shrunk = nodes.vmap_node_shrink(priority)
+        if shrunk:
+            self.metrics.add("vmap_pool_shrinks")
+            self.metrics.add("vmap_pool_decayed", shrunk)
 
     def busy_lock(self, addr: int) -> SpinLock:
         """The lock of the busy tree that holds an area starting at ``addr``:

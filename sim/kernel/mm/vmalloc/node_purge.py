@@ -20,9 +20,10 @@ profile with ``vmap_nodes`` (the ``6.9`` profile).  It follows mm/vmalloc.c of v
 
 Not modelled: the helper workers that purge nodes in parallel when more than twice
 ``lazy_max_pages`` wait (every node is purged by the purging task, one after the other, so
-a large purge takes longer here than on a machine with idle CPUs), the ``vmap-node``
-shrinker that drains the pools under memory pressure (see :mod:`sim.kernel.profile`), and
-KASAN.  The steps on the pools and lists are :class:`~sim.kernel.mm.vmalloc.nodes.VmapNodes`'s.
+a large purge takes longer here than on a machine with idle CPUs), and KASAN.  The
+``vmap-node`` shrinker is ``Vmalloc._vmap_node_shrink``, called by the reclaim passes (its
+merges take no time and no lock there).  The steps on the pools and lists are
+:class:`~sim.kernel.mm.vmalloc.nodes.VmapNodes`'s.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ VMAP_ZONE_PAGES: Final = 16  # vmap_init_nodes: "Node partition is 16 pages"
 MAX_VA_SIZE_PAGES: Final = 256  # pools of 1..256 pages (areas up to 1 MiB, guard included)
 MAX_VMAP_NODES: Final = 128  # the clamp of vmap_init_nodes on 64-bit
 NO_NODE: Final = -1  # an area not tagged with a requesting node (vn_id 0)
+SHRINK_BATCH: Final = 128  # include/linux/shrinker.h: SHRINK_BATCH, the shrinker's default batch
+SHRINKER_SEEKS: Final = 2  # DEFAULT_SEEKS, which shrinker_alloc gives the vmap-node shrinker
 
 
 def nr_vmap_nodes(ncpus: int) -> int:
@@ -271,6 +273,24 @@ class VmapNodes:
                 step.objs_free += self.reclaim_list_global(back, task)
                 total.add(step)
         return total
+
+    def vmap_node_shrink(self, priority: int, task: object = None) -> int:
+        """The "vmap-node" shrinker as ``do_shrink_slab`` calls it at reclaim ``priority``
+        (v6.9): ``count_objects`` is every pool's length; ``scan_objects`` (a full decay of
+        every node, whatever the count asked) runs when the pass's scan target,
+        ``(count >> priority) * 4 / DEFAULT_SEEKS`` capped at twice the count, reaches a
+        batch of 128 or the whole count.  The deferred count the kernel carries from pass to
+        pass is left out.  Returns the areas given back to the free tree."""
+        count = self.pooled
+        if not count:
+            return 0
+        total_scan = min((count >> priority) * 4 // SHRINKER_SEEKS, 2 * count)
+        if total_scan < SHRINK_BATCH and total_scan < count:
+            return 0
+        for node in range(self.nr_nodes):
+            _, merged = self.decay_va_pool_node(node, True, task)
+            self.reclaim_list_global(merged, task)
+        return count
 
     # -- inspection -----------------------------------------------------------------
 
