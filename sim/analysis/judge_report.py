@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sim.analysis.judge import MEASURES, NOT_RECORDED, PRIMARY, JudgeSetup, Side, judge_table
+from sim.analysis.judge import MEASURES, NOT_RECORDED, PRIMARY, JudgeSetup, Measure, Side, judge_table
 from sim.analysis.paired import BETTER, NOT_MEASURED, WORSE
 from sim.record.results import atomic_write_bytes
 
@@ -30,7 +30,9 @@ HOW_TO_READ = (
     "difference: more replications may find one). One pair gives no interval. An interval of width 0 "
     'means every pair differed by exactly the same amount; it is marked "the same in every run".'
 )
-FIGURE = Path("figures") / "paired-differences.png"
+FIGURE = Path("figures") / "paired-differences.png"  # the primary measure's
+# one colour per design where two designs share a strategy (the strategy's colour otherwise)
+DESIGN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">")
 SHORT = {BETTER: "better", WORSE: "worse", NOT_RECORDED: "n/r", NOT_MEASURED: "n/a"}
 
@@ -174,6 +176,10 @@ def render_report(setup: JudgeSetup, table: pd.DataFrame) -> str:
     measures over the workload and, for a sweep of several points, the table per point."""
     lines = header(setup) + summary(setup, table)
     lines += [f"![The paired differences of {PRIMARY.title}]({FIGURE.as_posix()})", ""]
+    others = decided_measures(table)
+    if others:
+        lines += ["The other measures with a verdict, drawn the same way: "
+                  + ", ".join(f"[{m.title}]({figure_path(m).as_posix()})" for m in others) + ".", ""]
     for side in setup.designs:
         lines += [f"## {side.label} against {setup.baseline.label}", ""]
         for workload in setup.workloads:
@@ -204,11 +210,26 @@ def figure_rows(table: pd.DataFrame, workload: str) -> list[tuple[int, str]]:
     return rows
 
 
-def paired_figure(setup: JudgeSetup, table: pd.DataFrame) -> Figure:
-    """The primary measure's paired difference (design - baseline) with its 95% interval, a panel
-    per workload, a row per point (and the workload's own on top), a marker per design; a hollow
+def figure_path(measure: Measure) -> Path:
+    """Where a measure's figure goes: :data:`FIGURE` for the primary one."""
+    return FIGURE if measure is PRIMARY else FIGURE.with_name(f"paired-{measure.key}.png")
+
+
+def decided_measures(table: pd.DataFrame) -> list[Measure]:
+    """The measures other than the primary one with a better or worse verdict on some workload:
+    those get a figure of their own."""
+    whole = table[table["scope"] == "workload"]
+    decided = set(whole.loc[whole["verdict"].isin([BETTER, WORSE]), "measure"])
+    return [m for m in MEASURES[1:] if m.key in decided]
+
+
+def paired_figure(setup: JudgeSetup, table: pd.DataFrame, measure: Measure = PRIMARY) -> Figure:
+    """A measure's paired difference (design - baseline) with its 95% interval, a panel per
+    workload, a row per point (and the workload's own on top), a marker per design; a hollow
     marker has no interval (one run).  6.8 in wide, text of 8 pt or more, one legend."""
     from sim.record.strategy_info import strategy_colour
+
+    shared = len({side.strategy for side in setup.designs}) < len(setup.designs)
 
     panels = [(w.name, figure_rows(table, w.name)) for w in setup.workloads]
     heights = [max(len(rows), 1) for _, rows in panels]
@@ -220,14 +241,14 @@ def paired_figure(setup: JudgeSetup, table: pd.DataFrame) -> Figure:
         ys = np.arange(len(rows))[::-1]
         for k, side in enumerate(setup.designs):
             mine = table[(table["workload"] == workload) & (table["design"] == side.label)
-                         & (table["measure"] == PRIMARY.key)].set_index("point")  # fmt: skip
+                         & (table["measure"] == measure.key)].set_index("point")  # fmt: skip
             for y, (point, _) in zip(ys, rows, strict=True):
                 if point not in mine.index or math.isnan(float(mine.loc[point, "difference"])):
                     continue
                 row = mine.loc[point]
                 at = y + 0.35 - step * (k + 0.5)
                 diff, lo, hi = float(row["difference"]), float(row["lo"]), float(row["hi"])
-                colour = strategy_colour(side.strategy)
+                colour = DESIGN_COLOURS[k % len(DESIGN_COLOURS)] if shared else strategy_colour(side.strategy)
                 if not math.isnan(lo):
                     ax.plot([lo, hi], [at, at], color=colour, linewidth=1.5)
                 hollow = math.isnan(lo)
@@ -240,7 +261,7 @@ def paired_figure(setup: JudgeSetup, table: pd.DataFrame) -> Figure:
         ax.set_title(workload, fontsize=9, loc="left")
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].set_xlabel(f"{PRIMARY.title} {PRIMARY.unit}\ndesign - baseline, 95% paired interval "
+    axes[-1].set_xlabel(f"{measure.title} {measure.unit}\ndesign - baseline, 95% paired interval "
                         "(left of 0 is better; hollow: one run, no interval)", fontsize=8)  # fmt: skip
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=max(len(labels), 1), fontsize=8, frameon=False,
@@ -249,12 +270,16 @@ def paired_figure(setup: JudgeSetup, table: pd.DataFrame) -> Figure:
 
 
 def draw_figure(setup: JudgeSetup, table: pd.DataFrame) -> list[Path]:
-    """:func:`paired_figure` as PNG and SVG under ``setup.root`` (atomically)."""
+    """:func:`paired_figure` of the primary measure and of each :func:`decided_measures`, as
+    PNG and SVG under ``setup.root`` (atomically)."""
     from sim.analysis.plots import save_figure
 
-    png = Path(setup.root) / FIGURE
-    png.parent.mkdir(parents=True, exist_ok=True)
-    return save_figure(paired_figure(setup, table), png.parent, png.stem)
+    written: list[Path] = []
+    for measure in (PRIMARY, *decided_measures(table)):
+        png = Path(setup.root) / figure_path(measure)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        written += save_figure(paired_figure(setup, table, measure), png.parent, png.stem)
+    return written
 
 
 def write_judge(setup: JudgeSetup) -> tuple[Path, Path]:
