@@ -523,6 +523,9 @@ def judge(
     executor: Annotated[str, typer.Option(help="serial, process or dask.")] = "process",
     plugin: PluginOption = None,
     overrides: SetOption = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Run nothing: write the report from the runs --out holds.")
+    ] = False,
 ) -> None:
     """Judge designs against a baseline on answer workloads: every point of each workload's sweep
     runs for every design and the baseline with the same seeds (common random numbers); writes
@@ -538,7 +541,7 @@ def judge(
     summary = run_judge(
         designs, baseline=baseline, workloads=workloads, reps=reps, duration=duration, out=out or DEFAULT_OUT,
         quick=quick, executor=executor, jobs=jobs, plugins=plugins, argv=sys.argv, progress=progress,
-        sets=tuple(parse_set_options(overrides)),
+        sets=tuple(parse_set_options(overrides)), report_only=report_only,
     )  # fmt: skip
     for item in summary["verdicts"]:
         print(f"{item['design']} on {item['workload']}: {item['verdict']}")

@@ -33,6 +33,7 @@ storm runs SLAB) runs with the kernel's allocator instead; the report says so.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +147,10 @@ def derived_sweep(
     from sim.record.results import atomic_write_bytes
 
     data = yaml.safe_load(Path(source).read_text()) or {}
-    data["scenario"] = str((Path(source).parent / data["scenario"]).resolve())
+    # the base scenario as seen from the derived sweep's folder (a relative path: the folder
+    # may be committed and checked out anywhere)
+    base = (Path(source).parent / data["scenario"]).resolve()
+    data["scenario"] = os.path.relpath(base, Path(target).parent.resolve())
     sets = dict(data.get("set") or {})
     reduced = ""
     if quick:
@@ -315,10 +319,13 @@ def run_judge(
     progress: Callable[[str, int, int, int], None] | None = None,
     suite: Path = ANSWER_DIR,
     sets: tuple[str, ...] = (),
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Check the request, run every side of every workload (resuming what ``out`` holds), write
     report.md and paired.csv; a summary with the verdicts of the workloads.  ``plugins`` (files
-    already loaded by the caller) go to the workers."""
+    already loaded by the caller) go to the workers.  ``report_only``: run nothing, write the
+    report from the runs ``out`` holds (e.g. a committed judge, whose sweep bookkeeping is not
+    kept)."""
     from sim.analysis.judge_report import write_judge
     from sim.app.options import check_out_folder
     from sim.sweep.executors import EXECUTORS
@@ -342,6 +349,10 @@ def run_judge(
     summary: dict[str, Any] = {"sweeps": {}}
     for run in runs:
         name = f"{run.workload}/{run.target.name}"
+        if report_only:
+            if not (run.target / "runs.parquet").exists():
+                raise InputError(str(run.target), None, "no runs to report on: run the judge without --report-only")
+            continue
 
         def report_progress(done: int, failed: int, total: int, name: str = name) -> None:
             if progress is not None:
