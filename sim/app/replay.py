@@ -205,22 +205,11 @@ def run_ops(ops: Iterable[Op], search: str, report: ReplayReport) -> Iterator[tu
         report.ops += 1
         if kind == "alloc":
             report.allocs += 1
-            allocated, freed = provider.allocated, provider.freed
-            provider.fail_next_split = bool(op.get("fail_split", False))
-            va = space.alloc_area(op["size"], op["align"], op["vstart"], op["vend"])
-            provider.fail_next_split = False
-            if isinstance(va, int):
+            _, result = _tree_alloc(space, provider, op)
+            if result["fit"] is None:
                 report.failed_allocs += 1
-                result: dict[str, Any] = {"addr": None, "fit": None, "objs_alloc": 0, "objs_free": 0}
             else:
-                fit = FIT_NAMES[space.last_fit]
-                report.fits[fit] += 1
-                result = {
-                    "addr": va.va_start,
-                    "fit": fit,
-                    "objs_alloc": provider.allocated - allocated,
-                    "objs_free": provider.freed - freed,
-                }
+                report.fits[result["fit"]] += 1
         elif kind == "free":
             report.frees += 1
             freed = space.free(op["addr"])
@@ -283,15 +272,23 @@ def _node_alloc(space: VmapSpace, nodes: VmapNodes, provider: CountingProvider, 
         space.busy[va.va_start] = va
         nodes.take_busy(va, node)
         return {"addr": va.va_start, "fit": "POOL", "objs_alloc": 0, "objs_free": 0}
+    busy, result = _tree_alloc(space, provider, op)
+    if busy is not None:
+        nodes.take_busy(busy, node)
+    return result
+
+
+def _tree_alloc(space: VmapSpace, provider: CountingProvider, op: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``alloc`` on the free tree (``fail_split`` refusing the NE split's object): the busy area
+    or None, and the op's result object with the objects taken and given back."""
     allocated, freed = provider.allocated, provider.freed
     provider.fail_next_split = bool(op.get("fail_split", False))
-    busy = space.alloc_area(size, align, vstart, vend)
+    busy = space.alloc_area(op["size"], op["align"], op["vstart"], op["vend"])
     provider.fail_next_split = False
     if isinstance(busy, int):
-        return {"addr": None, "fit": None, "objs_alloc": 0, "objs_free": 0}
-    nodes.take_busy(busy, node)
-    return {"addr": busy.va_start, "fit": FIT_NAMES[space.last_fit], "objs_alloc": provider.allocated - allocated,
-            "objs_free": provider.freed - freed}  # fmt: skip
+        return None, {"addr": None, "fit": None, "objs_alloc": 0, "objs_free": 0}
+    return busy, {"addr": busy.va_start, "fit": FIT_NAMES[space.last_fit],
+                  "objs_alloc": provider.allocated - allocated, "objs_free": provider.freed - freed}  # fmt: skip
 
 
 def _find_unlink(space: VmapSpace, addr: int) -> Any:
