@@ -48,6 +48,7 @@ SECONDS_FIELDS = frozenset(
         "purge_base",
         "purge_per_va",
         "purge_ipi_per_cpu",
+        "t_pool_op",
         "warn_interval",
     }
 )

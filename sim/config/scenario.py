@@ -442,6 +442,7 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("machine", "sched", "fork_balance"): "least_loaded",
     ("machine", "sched", "pick"): "fifo",
     ("machine", "sched", "wake_affine"): False,
+    ("machine", "vmalloc", "t_pool_op"): 1e-07,  # issue 16: only 6.9's node pools read it
 }
 LATER_WORKLOAD_DEFAULTS: dict[str, dict[str, Any]] = {
     "fork_storm": {"restart": True, "rcu_grace": 8e-3, "task_struct_size": "4872B", "pti": True, "mm_slab_pages": 1},
