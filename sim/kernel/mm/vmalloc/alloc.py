@@ -466,7 +466,7 @@ class Vmalloc:
             if nodes.pools[node].get((size - 1) // PAGE_SIZE):
                 lock = self.pool_locks[node]
                 yield from lock.lock(task)
-                pooled, node = nodes.node_alloc(size, align, vstart, vend, task.cpu)
+                pooled = nodes.node_pool_del_va(node, size, align, vstart, vend)  # the node read before
                 yield from lock.unlock(task)
         if pooled is None:
             if node != NO_NODE:
