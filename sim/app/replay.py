@@ -97,6 +97,21 @@ class ReplayReport:
         names = ("FL", "LE", "RE", "NE") + (("POOL",) if self.fits["POOL"] else ())
         return {name: (self.fits[name] / done if done else 0.0) for name in names}
 
+    def tally(self, kind: str, result: dict[str, Any]) -> None:
+        """Count one op of ``kind`` and its result object (an alloc's fit, a free's ``ok``)."""
+        self.ops += 1
+        if kind == "alloc":
+            self.allocs += 1
+            if result["fit"] is None:
+                self.failed_allocs += 1
+            else:
+                self.fits[result["fit"]] += 1
+        elif kind == "free":
+            self.frees += 1
+            self.failed_frees += not result["ok"]
+        elif kind == "check":
+            self.checks += 1
+
 
 def _u64(value: Any, source: str, lineno: int, name: str, *, positive: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ULONG_MAX:
@@ -202,25 +217,14 @@ def run_ops(ops: Iterable[Op], search: str, report: ReplayReport) -> Iterator[tu
     for item in ops:
         op = item.op
         kind = op["op"]
-        report.ops += 1
         if kind == "alloc":
-            report.allocs += 1
             _, result = _tree_alloc(space, provider, op)
-            if result["fit"] is None:
-                report.failed_allocs += 1
-            else:
-                report.fits[result["fit"]] += 1
         elif kind == "free":
-            report.frees += 1
             freed = space.free(op["addr"])
-            if freed < 0:
-                report.failed_frees += 1
-                result = {"ok": False}
-            else:
-                result = {"ok": True, "objs_free": freed}
+            result = {"ok": False} if freed < 0 else {"ok": True, "objs_free": freed}
         else:
-            report.checks += 1
             result = {"free": [list(b) for b in space.free_blocks()], "busy": len(space.busy)}
+        report.tally(kind, result)
         yield item, result
 
 
@@ -233,34 +237,23 @@ def run_node_ops(ops: Iterable[Op], nr_nodes: int, report: ReplayReport) -> Iter
     for item in ops:
         op = item.op
         kind = op["op"]
-        report.ops += 1
         if kind == "alloc":
-            report.allocs += 1
             result = _node_alloc(space, nodes, provider, op)
-            if result["fit"] is None:
-                report.failed_allocs += 1
-            else:
-                report.fits[result["fit"]] += 1
         elif kind == "free":
-            report.frees += 1
             va = _find_unlink(space, op["addr"])
-            if va is None:
-                report.failed_frees += 1
-                result = {"ok": False}
-            else:
-                result = {"ok": True, "node": nodes.free_vmap_area_noflush(va)}
+            result = {"ok": False} if va is None else {"ok": True, "node": nodes.free_vmap_area_noflush(va)}
         elif kind == "purge":
             counts = nodes.purge(op["full"])
             result = {"purged": counts.purged, "pooled": counts.pooled, "decayed": counts.decayed,
                       "objs_free": counts.objs_free}  # fmt: skip
         else:
-            report.checks += 1
             result = {
                 "free": [list(b) for b in space.free_blocks()],
                 "busy": len(space.busy),
                 "lazy": nodes.lazy_listing(),
                 "pools": nodes.pool_listing(),
             }
+        report.tally(kind, result)
         yield item, result
 
 
