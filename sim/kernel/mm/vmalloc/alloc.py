@@ -48,8 +48,6 @@ from sim.kernel.mm.vmalloc.space import (
     ERANGE,
     PAGE_SHIFT,
     PAGE_SIZE,
-    VMALLOC_END,
-    VMALLOC_START,
     VmapArea,
     VmapSpace,
 )  # fmt: skip
@@ -460,14 +458,13 @@ class Vmalloc:
         """``node_alloc`` (v6.9): an area of exactly ``size`` from the pool of the CPU's node,
         taken under the node's pool lock when that pool is not empty, then made busy under
         the busy lock of its address's node.  ``(area or None, requesting node)``."""
-        pooled, node = None, NO_NODE
-        if nodes.nr_nodes > 1 and vstart == VMALLOC_START and vend == VMALLOC_END:
-            node = task.cpu % nodes.nr_nodes
-            if nodes.pools[node].get((size - 1) // PAGE_SIZE):
-                lock = self.pool_locks[node]
-                yield from lock.lock(task)
-                pooled = nodes.node_pool_del_va(node, size, align, vstart, vend)  # the node read before
-                yield from lock.unlock(task)
+        pooled = None
+        node = nodes.requesting_node(vstart, vend, task.cpu)
+        if node != NO_NODE and nodes.pools[node].get((size - 1) // PAGE_SIZE):  # the lock only for a pool
+            lock = self.pool_locks[node]
+            yield from lock.lock(task)
+            pooled = nodes.node_pool_del_va(node, size, align, vstart, vend)  # the node read before
+            yield from lock.unlock(task)
         if pooled is None:
             if node != NO_NODE:
                 self.metrics.add("vmap_pool_misses")

@@ -68,8 +68,7 @@ class NodeLazyFree(LazyFree):
         yield from lock.lock(task)
         del self.space.busy[va.va_start]
         yield from lock.unlock(task)
-        node = nodes.requested_by.get(va.va_start)
-        lock = self.lazy_locks[node if node is not None else nodes.addr_to_node_id(va.va_start)]
+        lock = self.lazy_locks[nodes.lazy_node(va)]
         yield from lock.lock(task)
         nodes.free_vmap_area_noflush(va)
         yield from lock.unlock(task)

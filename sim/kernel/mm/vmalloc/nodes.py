@@ -146,10 +146,17 @@ class VmapNodes:
         """``node_alloc``: ``(pooled area or None, requesting node or NO_NODE)``.  Only a
         request for the whole vmalloc window on more than one node is tagged and may be
         served from a pool."""
-        if vstart != VMALLOC_START or vend != VMALLOC_END or self.nr_nodes == 1:
+        node = self.requesting_node(vstart, vend, cpu)
+        if node == NO_NODE:
             return None, NO_NODE
-        node = cpu % self.nr_nodes
         return self.node_pool_del_va(node, size, align, vstart, vend), node
+
+    def requesting_node(self, vstart: int, vend: int, cpu: int) -> int:
+        """The node a request from ``cpu`` is tagged with (``cpu % nr_vmap_nodes``), or
+        NO_NODE: only requests for the whole vmalloc window, on more than one node."""
+        if vstart != VMALLOC_START or vend != VMALLOC_END or self.nr_nodes == 1:
+            return NO_NODE
+        return cpu % self.nr_nodes
 
     def take_busy(self, va: VmapArea, node: int) -> None:
         """Record the busy area ``va`` (from a pool or the free tree) as asked for by
@@ -163,11 +170,15 @@ class VmapNodes:
         """``free_vmap_area_noflush`` after ``find_unlink_vmap_area``: ``va`` (already out of
         the busy areas) joins the lazy tree of the node that asked for it, or of the node its
         address maps to; returns that node."""
-        node = self.requested_by.get(va.va_start, NO_NODE)
-        if node == NO_NODE:
-            node = self.addr_to_node_id(va.va_start)
+        node = self.lazy_node(va)
         self.lazy[node][va.va_start] = va
         return node
+
+    def lazy_node(self, va: VmapArea) -> int:
+        """The node whose lazy tree takes ``va`` when it is freed: the one that asked for it,
+        else the one its address maps to."""
+        node = self.requested_by.get(va.va_start, NO_NODE)
+        return self.addr_to_node_id(va.va_start) if node == NO_NODE else node
 
     def lazy_count(self) -> int:
         """Areas in all lazy trees."""
