@@ -161,8 +161,7 @@ def derived_sweep(
     if duration is not None:
         sets["duration"] = duration
     for text in overrides:  # --set, on every side alike
-        key, _, value = text.partition("=")
-        sets[key.strip()] = yaml.safe_load(value)
+        sets[set_key(text)] = yaml.safe_load(text.partition("=")[2])
     if design.kernel is not None:
         sets["kernel"] = design.kernel
     if slab is not None:
@@ -173,6 +172,11 @@ def derived_sweep(
     head = f"# vmsim judge: {Path(source).name} under {design.label}, {reps} replications{reduced}\n"
     atomic_write_bytes(Path(target), (head + yaml.safe_dump(data, sort_keys=False)).encode())
     return Path(target)
+
+
+def set_key(text: str) -> str:
+    """The KEY.PATH of a ``--set KEY.PATH=VALUE`` string."""
+    return text.partition("=")[0].strip()
 
 
 def folder_name(label: str) -> str:
@@ -215,6 +219,7 @@ def plan_judge(
     from sim.sweep.runner import plan_fingerprint
 
     sides = list({d.label: d for d in [baseline, *designs]}.values())
+    slab_given = "machine.slab" in {set_key(text) for text in overrides}  # then no side's slab is replaced
     runs, notes = [], []
     for source in workloads:
         original = load_sweep(source)
@@ -222,8 +227,7 @@ def plan_judge(
         if "kernel" in original.factors and any(d.kernel for d in sides):
             raise InputError(str(source), None, "varies the kernel profile: judge it with designs without @KERNEL")
         for design in sides:
-            slab = None if any(t.partition("=")[0].strip() == "machine.slab" for t in overrides) else _slab_for(
-                original, design.kernel)
+            slab = None if slab_given else _slab_for(original, design.kernel)
             if slab is not None:
                 notes.append(f"kernel {design.kernel} has no {original.base.machine.slab}: {design.label} runs "
                              f"{name} with {slab} (the other sides keep {original.base.machine.slab}).")  # fmt: skip
@@ -341,9 +345,9 @@ def run_judge(
         _check_duration(duration)
     files = choose_workloads(workloads, suite)
     check_out_folder(Path(out))
-    for text in sets:
-        if text.partition("=")[0].strip() in JUDGE_KEYS:
-            raise InputError(f"--set {text.partition('=')[0].strip()}", None,
+    for key in map(set_key, sets):
+        if key in JUDGE_KEYS:
+            raise InputError(f"--set {key}", None,
                              "set by the judge itself: give STRATEGY@KERNEL designs, --reps or --duration")  # fmt: skip
     runs, notes = plan_judge(chosen, base, files, Path(out), reps, duration, quick, sets)
     summary: dict[str, Any] = {"sweeps": {}}
